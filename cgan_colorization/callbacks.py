@@ -1,0 +1,129 @@
+"""Keras callbacks of a colorizer run: sample grids, generator checkpoints, step-exact backups."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cgan_colorization.color import denormalize_lab, lab_to_rgb
+from cgan_colorization.plots import save_sample_grid
+
+RESUME_FILE = "resume.json"
+
+
+def lab_pair_to_rgb(gray, ab):
+    """Normalized (L, ab) batch -> sRGB numpy array in [0, 1]."""
+    return lab_to_rgb(denormalize_lab(gray, ab)).numpy()
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG."""
+
+    def __init__(self, gray, ab, out_dir):
+        super().__init__()
+        self.gray = tf.convert_to_tensor(gray)
+        self.ab = tf.convert_to_tensor(ab)
+        self.out_dir = out_dir
+        self.original = lab_pair_to_rgb(self.gray, self.ab)
+        self.grey_rgb = lab_pair_to_rgb(self.gray, tf.zeros_like(self.ab))
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.out_dir, exist_ok=True)
+        fake_ab = self.model.generator(self.gray, training=False)
+        path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
+        save_sample_grid(self.grey_rgb, lab_pair_to_rgb(self.gray, fake_ab), self.original, path,
+                         title=f"epoch {epoch + 1}")
+
+
+class GeneratorCheckpoint(keras.callbacks.Callback):
+    """Each epoch, writes the generator's and discriminator's weights (`*.weights.h5`, the last
+    epoch) and the generator with the best `monitor` so far (`generator_best.weights.h5`)."""
+
+    def __init__(self, run_dir, monitor="val_g_l1"):
+        super().__init__()
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        gan = self.model
+        gan.generator.save_weights(os.path.join(self.run_dir, "generator.weights.h5"))
+        gan.discriminator.save_weights(os.path.join(self.run_dir, "discriminator.weights.h5"))
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            gan.generator.save_weights(os.path.join(self.run_dir, "generator_best.weights.h5"))
+            with open(os.path.join(self.run_dir, "best.json"), "w") as f:
+                json.dump({"epoch": epoch + 1, self.monitor: self.best}, f)
+
+
+class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that also records how many steps of the current epoch are done, so a run
+    killed mid-epoch resumes at the step where its last backup was taken, not at the epoch's start.
+
+    Keras restores the weights (both networks and both optimizers) and the epoch; `read_resume_point`
+    gives the step, which the trainer uses to finish the interrupted epoch with the remaining steps.
+    """
+
+    def __init__(self, backup_dir, save_freq, steps_done=0):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self._steps_offset = steps_done
+        self._steps_in_epoch = steps_done
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_in_epoch = self._steps_offset + batch + 1
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._steps_offset = self._steps_in_epoch = 0
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":  # also back up every epoch end, so the epoch count is exact
+            self._save_model()
+
+    def _save_model(self):
+        super()._save_model()
+        tmp = os.path.join(self.backup_dir, RESUME_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "step": self._steps_in_epoch}, f)
+        os.replace(tmp, os.path.join(self.backup_dir, RESUME_FILE))
+
+
+def read_resume_point(backup_dir):
+    """(epoch, step) where an interrupted run stopped, or (0, 0) for a new run."""
+    path = os.path.join(backup_dir, RESUME_FILE)
+    if not os.path.isfile(path):
+        return 0, 0
+    with open(path) as f:
+        state = json.load(f)
+    return int(state["epoch"]), int(state["step"])
+
+
+class DecodeStatsLogger(keras.callbacks.Callback):
+    """Prints one line per epoch on unreadable files skipped and greyscale photos dropped."""
+
+    def __init__(self, stats):
+        super().__init__()
+        self.stats = stats
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"epoch {epoch + 1}: {self.stats.summary()}")
+        if logs is not None:
+            for key, value in self.stats.as_dict().items():
+                logs[f"files_{key}"] = float(value)
+
+
+def first_batch(dataset, count):
+    """The first `count` (L, ab) pairs of a batched dataset, as numpy arrays."""
+    gray, ab = [], []
+    for g, a in dataset:
+        gray.append(g.numpy())
+        ab.append(a.numpy())
+        if sum(len(x) for x in gray) >= count:
+            break
+    return np.concatenate(gray)[:count], np.concatenate(ab)[:count]

@@ -1,0 +1,120 @@
+"""Training a colorizer: from a `TrainConfig` to a run folder with weights, logs and samples."""
+
+import json
+import os
+import shutil
+import time
+import warnings
+
+import keras
+
+from cgan_colorization import callbacks as cb
+from cgan_colorization.config import save_config
+from cgan_colorization.gan import ColorizationGAN
+from cgan_colorization.models import build_discriminator, build_generator
+from cgan_colorization.plots import read_csv_log, save_loss_curves
+from data.pipeline import parse_dataset, pretext_dataset
+
+
+SUMMARY_FILE = "train_summary.json"
+
+
+def build_gan(config):
+    """G, D and their Adam optimizers, compiled and built (so a backup can be restored into them)."""
+    gan = ColorizationGAN(
+        build_generator(config.image_size, config.base_filters),
+        build_discriminator(config.image_size, config.base_filters),
+    )
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta_1),
+        d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta_1),
+        l1_weight=config.l1_weight,
+        jit_compile=config.jit_compile,
+    )
+    gan.build()
+    return gan
+
+
+def _datasets(config, source, skip_batches):
+    common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
+                  num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale)
+    train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
+                            random_crop=config.random_crop, flip=config.flip, **common)
+    val = pretext_dataset(source, "val", val_size=config.val_size, **common)
+    return train, val
+
+
+def _callbacks(config, run_dir, sample, source, steps_done):
+    callbacks = [
+        cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
+        cb.GeneratorCheckpoint(run_dir),
+        cb.SampleGrid(*sample, os.path.join(run_dir, "samples")),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if source.stats is not None:
+        callbacks.append(cb.DecodeStatsLogger(source.stats))
+    return callbacks
+
+
+def train(config, extra_callbacks=(), verbose="auto"):
+    """Trains (or resumes) the colorization cGAN described by `config` in `config.out`.
+
+    A run folder that holds a backup is resumed at the step of its last backup; otherwise the run
+    starts afresh. Returns the path of the run folder.
+    """
+    run_dir = config.out
+    summary_path = os.path.join(run_dir, SUMMARY_FILE)
+    backup_dir = os.path.join(run_dir, "backup")
+    if os.path.isfile(summary_path) and not os.path.isdir(backup_dir):
+        raise ValueError(f"{run_dir} already holds a finished run: pass another --out, or delete the folder "
+                         "to train again.")
+    # Finite validation sets of unknown length make Keras warn once per fit; that is expected here.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    keras.utils.set_random_seed(config.seed)
+    source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+    steps = config.steps_per_epoch or max(1, source.num_train // config.batch_size)
+    epoch, step = cb.read_resume_point(backup_dir)
+    if step >= steps:  # the backup was taken at the very end of an epoch
+        epoch, step = epoch + 1, 0
+    if (epoch, step) == (0, 0):
+        for stale in ("log.csv", "tensorboard", "samples", "best.json"):
+            path = os.path.join(run_dir, stale)
+            shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
+    else:
+        print(f"Resuming {run_dir} at epoch {epoch + 1}, step {step} of {steps}.")
+    save_config(config, run_dir, steps_per_epoch_resolved=steps)
+
+    gan = build_gan(config)
+    train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
+    sample = cb.first_batch(val_ds, config.sample_count)
+    start = time.time()
+    if step:  # finish the interrupted epoch first, with the steps it had left
+        gan.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - step,
+                validation_data=val_ds, verbose=verbose, shuffle=False,
+                callbacks=_callbacks(config, run_dir, sample, source, step) + list(extra_callbacks))
+        train_ds = train_ds.skip(steps - step)
+        epoch += 1
+    if epoch < config.epochs:
+        gan.fit(train_ds, initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=steps,
+                validation_data=val_ds, verbose=verbose, shuffle=False,
+                callbacks=_callbacks(config, run_dir, sample, source, 0) + list(extra_callbacks))
+    gan.generator.save(os.path.join(run_dir, "generator.keras"))
+    _plot_losses(run_dir)
+    with open(summary_path, "w") as f:
+        json.dump({"epochs": config.epochs, "steps_per_epoch": steps,
+                   "g_optimizer_steps": int(gan.g_optimizer.iterations),
+                   "seconds_last_session": round(time.time() - start, 1)}, f, indent=2)
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return run_dir
+
+
+def _plot_losses(run_dir):
+    log = read_csv_log(os.path.join(run_dir, "log.csv"))
+    series = {k: v for k, v in log.items() if k in ("g_l1", "val_g_l1")}
+    if series:
+        save_loss_curves(series, os.path.join(run_dir, "loss_l1.png"), "generator L1 (ab, normalized)")
+    series = {k: v for k, v in log.items() if k in ("g_gan", "d_loss", "d_real", "d_fake")}
+    if series:
+        save_loss_curves(series, os.path.join(run_dir, "loss_adversarial.png"), "adversarial losses")

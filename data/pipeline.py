@@ -1,0 +1,146 @@
+"""From a dataset name to batched, normalized (L, ab) tensors for the colorization pretext.
+
+Sources (the `--dataset` flag):
+  synthetic          the embedded procedural scenes (no files needed; the default)
+  coco               TFDS `coco/2014`, when it has been prepared (`tfds build coco/2014`)
+  coco:PATH          a local folder of COCO JPEGs, e.g. `.../train2014`
+  folder:PATH        any folder of photos, searched recursively
+"""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from cgan_colorization.color import normalize_lab, rgb_to_lab
+from data import images, synthetic
+
+SYNTHETIC_VAL_START = 2**40  # held-out scenes come from an index range training never reaches
+AUTOTUNE = tf.data.AUTOTUNE
+RESIZE_MODES = ("resize", "crop")
+
+
+def to_lab_pair(rgb):
+    """sRGB [..., 3] in [0, 1] -> (L, ab) normalized into [-1, 1]."""
+    return normalize_lab(rgb_to_lab(rgb))
+
+
+def fit_to_size(rgb, image_size, mode="resize", random_crop=False, flip=False, seed=None):
+    """Brings one RGB image [H, W, 3] to [image_size, image_size, 3].
+
+    mode "resize" squashes the whole image to the size (the paper); "crop" scales the shorter side to
+    the size and takes a centre crop, or a random one when `random_crop`. Images smaller than the
+    size are scaled up. `seed` is a stateless seed pair, needed for the random options.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, received mode={mode!r}.")
+    size = tf.constant([image_size, image_size])
+    if mode == "resize":
+        out = tf.image.resize(rgb, size, antialias=True)
+    else:
+        hw = tf.cast(tf.shape(rgb)[:2], tf.float32)
+        scale = float(image_size) / tf.reduce_min(hw)
+        new_hw = tf.maximum(tf.cast(tf.math.ceil(hw * scale), tf.int32), image_size)
+        out = tf.image.resize(rgb, new_hw, antialias=True)
+        if random_crop:
+            out = tf.image.stateless_random_crop(out, [image_size, image_size, 3], seed=seed)
+        else:
+            top = (new_hw[0] - image_size) // 2
+            left = (new_hw[1] - image_size) // 2
+            out = out[top:top + image_size, left:left + image_size]
+    if flip:
+        out = tf.image.stateless_random_flip_left_right(out, seed=seed[::-1] if seed is not None else None)
+    return tf.clip_by_value(tf.ensure_shape(out, [image_size, image_size, 3]), 0.0, 1.0)
+
+
+@dataclasses.dataclass
+class PretextSource:
+    """A parsed `--dataset` value: where the photos come from and how many there are."""
+
+    spec: str
+    kind: str  # "synthetic", "tfds" or "files"
+    train_paths: list = dataclasses.field(default_factory=list)
+    val_paths: list = dataclasses.field(default_factory=list)
+    stats: images.DecodeStats = None
+
+    @property
+    def num_train(self):
+        """Training images per pass, or None for the endless synthetic stream."""
+        if self.kind == "files":
+            return len(self.train_paths)
+        if self.kind == "tfds":
+            return 82_783
+        return None
+
+
+def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
+    """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up."""
+    if spec == "synthetic":
+        return PretextSource(spec, "synthetic")
+    if spec == "coco":
+        import tensorflow_datasets as tfds  # imported lazily: slow, and only needed here
+
+        builder = tfds.builder("coco/2014", data_dir=tfds_data_dir)
+        if not builder.is_prepared():
+            raise FileNotFoundError(
+                "TFDS coco/2014 is not prepared in "
+                f"{tfds_data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')}: run "
+                "`tfds build coco/2014` on a machine with internet, or pass --dataset coco:PATH/train2014."
+            )
+        return PretextSource(spec, "tfds", stats=images.DecodeStats())
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in ("coco", "folder") or not path:
+        raise ValueError(
+            f"--dataset must be 'synthetic', 'coco', 'coco:PATH' or 'folder:PATH', received {spec!r}."
+        )
+    paths = images.list_images(os.path.expanduser(path))
+    images.check_readable(paths)
+    train, val = images.split_paths(paths, val_fraction=val_fraction, seed=seed)
+    return PretextSource(spec, "files", train, val, images.DecodeStats())
+
+
+def _batch_to_pairs(ds, batch_size, drop_remainder):
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    return ds.map(to_lab_pair, num_parallel_calls=AUTOTUNE)
+
+
+def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed=0,
+                    resize_mode="resize", random_crop=False, flip=False, drop_greyscale=True,
+                    skip_batches=0, num_classes=6, val_size=256):
+    """Batched (L, ab) pairs for training (endless, shuffled) or evaluation (one ordered pass).
+
+    `skip_batches` resumes an interrupted run: the training stream starts where step
+    `skip_batches` left it.
+    """
+    training = split == "train"
+    skip = skip_batches * batch_size if training else 0
+    if source.kind == "synthetic":
+        start = skip if training else SYNTHETIC_VAL_START
+        ds = synthetic.synthetic_dataset(
+            seed=seed, image_size=image_size, num_classes=num_classes, start=start,
+            count=None if training else val_size,
+        ).map(lambda scene: scene["image"], num_parallel_calls=AUTOTUNE)
+        return _batch_to_pairs(ds, batch_size, training).prefetch(AUTOTUNE)
+    if source.kind == "tfds":
+        import tensorflow_datasets as tfds
+
+        ds = tfds.load("coco/2014", split="train" if training else "validation[:4000]",
+                       shuffle_files=training, read_config=tfds.ReadConfig(shuffle_seed=seed))
+        ds = ds.map(lambda ex: tf.image.convert_image_dtype(ex["image"], tf.float32),
+                    num_parallel_calls=AUTOTUNE)
+        if drop_greyscale:
+            ds = ds.filter(lambda rgb: tf.logical_not(images.is_greyscale(rgb)))
+        if training:
+            ds = ds.repeat().shuffle(1024, seed=seed).skip(skip)
+    else:
+        ds = images.image_file_dataset(
+            source.train_paths if training else source.val_paths, stats=source.stats,
+            drop_greyscale=drop_greyscale, shuffle=training, seed=seed, repeat=training, skip=skip,
+        )
+    counter = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
+    ds = tf.data.Dataset.zip(ds, counter).map(
+        lambda rgb, s: fit_to_size(rgb, image_size, resize_mode, training and random_crop,
+                                   training and flip, s),
+        num_parallel_calls=AUTOTUNE,
+    )
+    return _batch_to_pairs(ds, batch_size, training).prefetch(AUTOTUNE)

@@ -1,0 +1,10 @@
+"""Score a trained colorizer (PSNR/SSIM against the grey baseline). See --help."""
+
+from cgan_colorization import runtime
+
+runtime.configure()
+
+from cgan_colorization.cli import evaluate_main  # noqa: E402
+
+if __name__ == "__main__":
+    evaluate_main()

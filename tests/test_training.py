@@ -1,0 +1,155 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cgan_colorization.callbacks import read_resume_point
+from cgan_colorization.config import TrainConfig
+from cgan_colorization.plots import read_csv_log
+from cgan_colorization.training import build_gan, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny(tmp_path, **overrides):
+    values = dict(image_size=32, base_filters=4, batch_size=4, epochs=3, steps_per_epoch=5,
+                  val_size=8, sample_count=2, backup_every=2, out=str(tmp_path / "run"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class Crash(keras.callbacks.Callback):
+    """Raises after `at` training steps, as a killed process would stop."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+class FirstWeights(keras.callbacks.Callback):
+    """Records the generator's weights when fitting starts (after backups are restored)."""
+
+    weights = None
+
+    def on_train_begin(self, logs=None):
+        if FirstWeights.weights is None:
+            FirstWeights.weights = [w.numpy().copy() for w in self.model.generator.weights]
+
+
+def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(tmp_path):
+    config = _tiny(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=[Crash(at=9)], verbose=0)  # killed after step 4 of epoch 2
+    backup = os.path.join(config.out, "backup")
+    assert read_resume_point(backup) == (1, 3)  # the last backup (every 2 steps): step 3 of epoch 2
+    saved = build_gan(config)
+    saved.load_weights(os.path.join(backup, "latest.weights.h5"))
+    assert int(saved.g_optimizer.iterations) == 8
+
+    FirstWeights.weights = None
+    train(config, extra_callbacks=[FirstWeights()], verbose=0)
+    for restored, expected in zip(FirstWeights.weights, saved.generator.weights):
+        np.testing.assert_array_equal(restored, expected.numpy())
+    log = read_csv_log(os.path.join(config.out, "log.csv"))
+    assert log["epoch"] == [0.0, 1.0, 2.0]
+    summary = json.load(open(os.path.join(config.out, "train_summary.json")))
+    assert summary["g_optimizer_steps"] == 15  # 8 backed up + 2 to finish epoch 2 + 5
+    assert not os.path.exists(backup)
+    assert sorted(os.listdir(os.path.join(config.out, "samples"))) == [
+        "epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(config, verbose=0)
+
+
+def test_same_seed_same_losses_different_seed_different(tmp_path):
+    logs = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        config = _tiny(tmp_path, epochs=2, steps_per_epoch=3, seed=seed, out=str(tmp_path / name))
+        train(config, verbose=0)
+        logs.append(read_csv_log(os.path.join(config.out, "log.csv")))
+    for key in ("g_l1", "d_loss", "val_g_l1"):
+        np.testing.assert_allclose(logs[0][key], logs[1][key], rtol=1e-5)
+    assert not np.allclose(logs[0]["g_l1"], logs[2]["g_l1"], rtol=1e-5)
+
+
+def test_run_folder_holds_config_weights_and_plots(tmp_path):
+    config = _tiny(tmp_path, epochs=1, steps_per_epoch=2)
+    run = train(config, verbose=0)
+    saved = json.load(open(os.path.join(run, "config.json")))
+    assert saved["image_size"] == 32 and saved["l1_weight"] == 100.0
+    for name in ("generator.weights.h5", "generator_best.weights.h5", "discriminator.weights.h5",
+                 "generator.keras", "loss_l1.png", "log.csv", "best.json"):
+        assert os.path.getsize(os.path.join(run, name)) > 0, name
+    assert os.listdir(os.path.join(run, "tensorboard"))
+
+
+def _script(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    return result
+
+
+@pytest.mark.slow
+def test_scripts_end_to_end(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "run"
+    result = _script("train_colorizer.py", "--image-size", "32", "--base-filters", "4", "--epochs", "1",
+                     "--steps-per-epoch", "3", "--batch-size", "4", "--val-size", "8", "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "run folder" in result.stdout
+
+    result = _script("evaluate_colorizer.py", "--run", str(run), "--max-images", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.load(open(run / "eval_synthetic.json"))
+    assert scores["num_images"] == 8
+    for name in ("model", "grey_baseline"):
+        psnr = scores[name]["psnr"]
+        assert psnr["min"] <= psnr["mean"] <= psnr["max"] and 5 < psnr["mean"] < 100
+    assert "PSNR" in result.stdout
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (45, 70, 3), dtype=np.uint8)).save(photos / "a.JPG")
+    Image.fromarray(rng.integers(0, 255, (33, 20), dtype=np.uint8)).save(photos / "grey.png")
+    (photos / "junk.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    result = _script("colorize.py", "--weights", str(run), str(photos), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped 1" in result.stdout
+    colored = np.asarray(Image.open(out / "a_colorized.png"))
+    assert colored.shape == (45, 70, 3)
+    assert np.asarray(Image.open(out / "grey_colorized.png")).shape == (33, 20, 3)
+    # The photo's own lightness is kept at full resolution.
+    from skimage.color import rgb2lab
+
+    original = np.asarray(Image.open(photos / "a.JPG").convert("RGB")) / 255.0
+    assert np.abs(rgb2lab(colored / 255.0)[..., 0] - rgb2lab(original)[..., 0]).mean() < 3.0
+
+    result = _script("evaluate_colorizer.py", "--weights", str(tmp_path / "missing.weights.h5"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps(dataclasses.asdict(TrainConfig(image_size=64))))
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(wrong / "x.weights.h5")
+    result = _script("colorize.py", "--weights", str(wrong / "x.weights.h5"), str(photos), "--out", str(out))
+    assert result.returncode == 2 and "does not fit a generator" in result.stderr
+
+
+def test_train_script_help_explains_presets():
+    result = _script("train_colorizer.py", "--help", timeout=60)
+    assert result.returncode == 0
+    assert "--preset" in result.stdout and "paper" in result.stdout and "--l1-weight" in result.stdout

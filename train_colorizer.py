@@ -1,0 +1,10 @@
+"""Train the colorization cGAN. Run with --help for the options."""
+
+from cgan_colorization import runtime
+
+runtime.configure()
+
+from cgan_colorization.cli import train_main  # noqa: E402
+
+if __name__ == "__main__":
+    train_main()
