@@ -45,20 +45,20 @@ PRESETS = {
 
 _HELP = {
     "dataset": "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH' or 'folder:PATH'",
-    "image_size": "square training size, a power of two (paper: 256)",
-    "base_filters": "filters of the first U-Net level (paper: 64); later levels double up to 8x",
-    "batch_size": "images per step (paper: 32)",
-    "epochs": "training epochs (paper: 20)",
+    "image_size": "square training size, a power of two",
+    "base_filters": "filters of the first U-Net level; later levels double up to 8x",
+    "batch_size": "images per step",
+    "epochs": "training epochs",
     "steps_per_epoch": "steps per epoch; 0 means one pass over the training files",
-    "lr": "Adam learning rate of G and D (paper code: 2e-4)",
-    "beta_1": "Adam beta_1 (paper: 0.5)",
-    "l1_weight": "lambda, the weight of the L1 term in G's loss (paper: 100)",
+    "lr": "Adam learning rate of G and D (the paper's text says 2e-3, its code 2e-4)",
+    "beta_1": "Adam beta_1",
+    "l1_weight": "lambda, the weight of the L1 term in G's loss",
     "seed": "seed of weights, data order and dropout",
     "out": "run folder; an interrupted run in it is resumed",
     "val_fraction": "fraction of a photo folder held out for validation and evaluation",
     "val_size": "held-out synthetic scenes (or COCO validation images) used for validation",
     "num_classes": "object classes of the synthetic scenes (1-8)",
-    "resize_mode": "'resize' squashes to the size (paper); 'crop' keeps the aspect and crops",
+    "resize_mode": "'resize' squashes to the size; 'crop' keeps the aspect and crops",
     "random_crop": "random instead of centre crops when --resize-mode crop",
     "flip": "random horizontal flips",
     "keep_greyscale": "keep greyscale photos (they carry no colour to learn)",
@@ -68,36 +68,44 @@ _HELP = {
 }
 
 
-def build_parser(description):
-    """An argparse parser with one flag per `TrainConfig` field, all defaulting to 'from preset'."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=()):
+    """An argparse parser with `--preset` and one flag per field of the `config_cls` dataclass, every
+    flag defaulting to 'take it from the preset'."""
+    presets = PRESETS if presets is None else presets
+    helps = _HELP if helps is None else helps
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", choices=sorted(presets), default="fast",
                         help="'fast' runs on a CPU in minutes; 'paper' sets every value of the paper")
-    defaults = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
+    defaults = config_cls()
+    for field in dataclasses.fields(config_cls):
+        if field.name in exclude:
+            continue
         flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        helptext = f"{_HELP.get(field.name, '')} (fast preset: {default})"
-        if field.type is bool or isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=None, help=helptext)
+        default = presets["fast"].get(field.name, getattr(defaults, field.name))
+        paper = presets.get("paper", {}).get(field.name, default)
+        shown = f"default {default}" + (f", paper {paper}" if paper != default else "")
+        helptext = f"{helps.get(field.name, '')} ({shown})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:
-            parser.add_argument(flag, type=type(default), default=None, help=helptext)
+            kind = type(default) if default is not None else (float if "lr" in field.name else
+                                                              int if field.type in (int, "int") else str)
+            parser.add_argument(flag, type=kind, default=None, help=helptext)
     return parser
 
 
-def config_from_args(args):
+def config_from_args(args, config_cls=TrainConfig, presets=None):
     """Preset values, overridden by every flag given on the command line."""
-    values = dataclasses.asdict(TrainConfig())
-    values.update(PRESETS[args.preset])
+    presets = PRESETS if presets is None else presets
+    values = dataclasses.asdict(config_cls())
+    values.update(presets[args.preset])
     for name in values:
         given = getattr(args, name, None)
         if given is not None:
             values[name] = given
-    if values["steps_per_epoch"] == 0:
+    if values.get("steps_per_epoch") == 0:
         values["steps_per_epoch"] = None
-    return TrainConfig(**values)
+    return config_cls(**values)
 
 
 def save_config(config, run_dir, name="config.json", **extra):

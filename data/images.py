@@ -14,7 +14,7 @@ Decoding (`load_rgb`) sniffs the bytes, not the file extension:
   asked to recover truncated data), so it is skipped, never returned half grey.
 * BMP: `tf.io.decode_bmp`; the 4th byte of a 32-bit BMP is ignored (it is usually a reserved zero,
   and PIL ignores it too), and 8-bit palette BMPs are mapped through their colour table (TF alone
-  would return the palette indices as grey). 1- and 4-bit and RLE-compressed BMPs are skipped.
+  would return the palette indices as grey). Variants TF rejects (1-bit, for one) are skipped.
 * Everything else (PNG, GIF, ...): `tf.io.decode_image(dtype=float32, expand_animations=False)`,
   so 16-bit PNGs keep their precision (value / 65535), palette PNGs are expanded, and a GIF gives
   its first frame (GIF transparency is ignored, as in PIL's `convert("RGB")`).
@@ -234,9 +234,9 @@ def _decode_bytes(raw):
     is_jpeg = tf.io.is_jpeg(raw)
     is_bmp = tf.equal(tf.strings.substr(raw, 0, 2), b"BM")
 
-    def jpeg():
-        image = tf.io.decode_jpeg(raw, channels=0, dct_method=_JPEG_DCT_METHOD)
-        return tf.image.convert_image_dtype(_grey_to_rgb(image), tf.float32)
+    def jpeg():  # libjpeg itself turns greyscale, YCbCr and CMYK into RGB
+        image = tf.io.decode_jpeg(raw, channels=3, dct_method=_JPEG_DCT_METHOD)
+        return tf.image.convert_image_dtype(image, tf.float32)
 
     def bmp():
         return tf.image.convert_image_dtype(_decode_bmp(raw), tf.float32)

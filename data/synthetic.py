@@ -2,10 +2,11 @@
 
 Each of up to `MAX_CLASSES` object classes has its own shape, texture and colour distribution (a
 class hue with a small spread and a class saturation range), so a colorizer can only predict the
-colour of an object by recognising its shape and texture from the greyscale input. Luminance is
-deliberately not class-specific (random brightness times texture modulation) so grey level alone
-does not give the class away. Objects are drawn over desaturated gradient backgrounds of random
-hue, whose colour is mostly unpredictable. Every scene comes with a segmentation mask and
+colour of an object by recognising its shape and texture from the greyscale input. Luminance
+varies widely within each class (random brightness times texture modulation), and the classes'
+brightness ranges are set so that their grey levels overlap: grey level alone does not give the
+class away. Objects are drawn over desaturated gradient backgrounds of random hue, whose colour is
+mostly unpredictable. Every scene comes with a segmentation mask and
 multi-hot labels, which makes the same data usable for the transfer tasks.
 
 Rendering is pure TensorFlow and vectorised over a batch of scenes. Only the random draws are
@@ -75,17 +76,22 @@ _NOISE_AMPLITUDE = 0.05  # peak-to-peak grey noise added to the whole image (sen
 # Layout of the uniform draws of one scene: scene fields, then max_objects object records, then
 # one noise plane (the image grain, reused by the "fine noise" texture: half the draws).
 _SCENE_FIELDS = 9  # n_objects, background colour 0 (h, s, v), colour 1 (h, s, v), gradient (x, y)
-_OBJECT_FIELDS = 10  # class, cx, cy, radius, rotation, hue jitter, saturation, brightness, phase u, v
+# Per object: class, cx, cy, radius, rotation, hue jitter, saturation, brightness, phase u, phase v.
+_OBJECT_FIELDS = 10
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _validate(image_size, num_classes, max_objects):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not (
-        1 <= num_classes <= MAX_CLASSES
-    ):
-        raise ValueError(f"num_classes must be an int in 1..{MAX_CLASSES}, received {num_classes!r}.")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
+    if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(
+            f"num_classes must be an int in 1..{MAX_CLASSES}, received {num_classes!r}."
+        )
+    if not _is_int(image_size) or image_size < 16:
         raise ValueError(f"image_size must be an int >= 16, received {image_size!r}.")
-    if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
+    if not _is_int(max_objects) or max_objects < 1:
         raise ValueError(f"max_objects must be an int >= 1, received {max_objects!r}.")
 
 
@@ -213,8 +219,8 @@ _TEXTURES = (_flat, _stripes, _checker, _dots, _gradient, _fine_noise, _rings, _
 def _per_scene_uniforms(indices, seed, size):
     """[B, size] uniforms in [0, 1); row i is a stateless Philox stream seeded with (seed, index_i).
 
-    Stateless random ops take one seed per call, so the draws loop over the (few) scenes; the costly
-    per-pixel work is then vectorised over the whole batch.
+    Stateless random ops take one seed per call, so the draws loop over the scenes (one cheap op
+    each); the costly per-pixel work is then vectorised over the whole batch.
     """
     seed = tf.cast(seed, tf.int64)
 
@@ -330,17 +336,19 @@ def render_scenes(indices, *, seed, image_size, num_classes=6, max_objects=3):
 
 def synthetic_dataset(*, seed=0, image_size=64, num_classes=6, max_objects=3, start=0, count=None,
                       render_batch=64):
-    """tf.data.Dataset of single scenes (dicts with keys image, mask, labels; shapes [S,S,3], [S,S], [K]).
+    """tf.data.Dataset of single scenes (dicts with keys image, mask, labels).
 
-    Scene i (global index start, start+1, ...) depends only on (seed, i): the same seed and index give
-    the same scene bit for bit, whatever start/count/render_batch. count=None means infinite.
+    Shapes are [S,S,3], [S,S] and [K]. Scene i (global index start, start+1, ...) depends only on
+    (seed, i): the same seed and index give the same scene bit for bit, whatever start/count/
+    render_batch. count=None means infinite. Scenes are rendered render_batch at a time and then
+    unbatched, so the per-pixel work is vectorised.
     """
     _validate(image_size, num_classes, max_objects)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+    if not _is_int(start) or start < 0:
         raise ValueError(f"start must be an int >= 0, received {start!r}.")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+    if count is not None and (not _is_int(count) or count < 0):
         raise ValueError(f"count must be None or an int >= 0, received {count!r}.")
-    if isinstance(render_batch, bool) or not isinstance(render_batch, int) or render_batch < 1:
+    if not _is_int(render_batch) or render_batch < 1:
         raise ValueError(f"render_batch must be an int >= 1, received {render_batch!r}.")
 
     if count is None:

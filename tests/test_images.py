@@ -34,7 +34,7 @@ def _photo(h=48, w=64, seed=0):
     """A smooth, colourful uint8 RGB image with a little noise, like a small photo."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    rgb = np.stack([0.5 + 0.4 * np.sin(6 * x + seed), 0.5 + 0.4 * np.cos(5 * y), 0.5 + 0.4 * np.sin(4 * (x + y))], -1)
+    rgb = 0.5 + 0.4 * np.stack([np.sin(6 * x + seed), np.cos(5 * y), np.sin(4 * (x + y))], -1)
     rgb = rgb + rng.normal(0, 0.02, rgb.shape)
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
@@ -59,11 +59,12 @@ def _load(path):
 
 def _assert_jpeg_close(got, want):
     diff = np.abs(got - want)
-    assert diff.max() <= JPEG_MAX and diff.mean() <= JPEG_MEAN, (diff.max() * 255, diff.mean() * 255)
+    assert diff.max() <= JPEG_MAX, diff.max() * 255
+    assert diff.mean() <= JPEG_MEAN, diff.mean() * 255
 
 
 def _write_png16(path, array):
-    """Writes a 16-bit PNG (grey, grey+alpha, RGB or RGBA) with zlib, as PIL cannot write 16-bit RGB."""
+    """Writes a 16-bit PNG (grey, LA, RGB or RGBA) with zlib; PIL cannot write 16-bit RGB."""
     array = np.asarray(array, dtype=">u2")
     h, w = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
@@ -71,12 +72,12 @@ def _write_png16(path, array):
     rows = b"".join(b"\x00" + array[i].tobytes() for i in range(h))
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    Path(path).write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-    )
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
 
 
 def _junk_files(folder, source_rgb):
@@ -105,7 +106,7 @@ def _junk_files(folder, source_rgb):
 
 
 def _colour_files(folder, count, size=(6, 5)):
-    """Writes `count` lossless PNGs, each a flat distinct colour; returns paths and a colour->index map."""
+    """Writes `count` flat PNGs of distinct colours; returns the paths and a colour->index map."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, index = [], {}
     for i in range(count):
@@ -182,19 +183,22 @@ def test_16bit_png_rgb_and_grey_scale_by_65535(tmp_path):
     grey = _load(tmp_path / "grey16.png")
     assert grey.shape == (3, 7, 3)
     np.testing.assert_allclose(grey, np.repeat(grey16[..., None] / 65535, 3, -1), atol=EXACT)
-    # (PIL's convert("RGB") of mode I;16 clips at 255 rather than scaling, so it is no reference here.)
+    # (PIL's convert("RGB") of mode I;16 clips at 255 instead of scaling: no reference here.)
 
 
 def test_palette_png_with_and_without_transparency(tmp_path):
     palette = Image.fromarray(_photo()).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
     palette.save(tmp_path / "palette.png")
-    np.testing.assert_allclose(_load(tmp_path / "palette.png"), _pil_rgb(tmp_path / "palette.png"), atol=EXACT)
+    np.testing.assert_allclose(
+        _load(tmp_path / "palette.png"), _pil_rgb(tmp_path / "palette.png"), atol=EXACT
+    )
 
     transparent_index = int(np.asarray(palette)[0, 0])
     palette.save(tmp_path / "palette_trns.png", transparency=transparent_index)
     image = _load(tmp_path / "palette_trns.png")
-    np.testing.assert_allclose(image, _over_white(Image.open(tmp_path / "palette_trns.png")), atol=ALPHA_TOL)
-    np.testing.assert_allclose(image[0, 0], [1.0, 1.0, 1.0], atol=EXACT)  # the transparent colour is white
+    reference = _over_white(Image.open(tmp_path / "palette_trns.png"))
+    np.testing.assert_allclose(image, reference, atol=ALPHA_TOL)
+    np.testing.assert_allclose(image[0, 0], [1.0, 1.0, 1.0], atol=EXACT)  # transparent -> white
 
 
 def test_rgba_png_is_composited_over_white(tmp_path):
@@ -203,7 +207,8 @@ def test_rgba_png_is_composited_over_white(tmp_path):
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "rgba.png")
     image = _load(tmp_path / "rgba.png")
     assert image.shape == (8, 10, 3)
-    np.testing.assert_allclose(image, _over_white(Image.open(tmp_path / "rgba.png")), atol=ALPHA_TOL)
+    reference = _over_white(Image.open(tmp_path / "rgba.png"))
+    np.testing.assert_allclose(image, reference, atol=ALPHA_TOL)
     np.testing.assert_allclose(image[:, 0], 1.0, atol=EXACT)  # fully transparent -> white
     np.testing.assert_allclose(image[:, -1], rgb[:, -1] / 255, atol=EXACT)  # opaque -> its colour
 
@@ -229,15 +234,19 @@ def test_bmp_24bit_32bit_and_palette(tmp_path):
     alpha = np.full((7, 9), 0, np.uint8)
     Image.fromarray(np.dstack([source, alpha]), "RGBA").save(tmp_path / "rgb32.bmp")
     assert (tmp_path / "rgb32.bmp").read_bytes()[28] == 32  # bits per pixel
-    np.testing.assert_allclose(_load(tmp_path / "rgb32.bmp"), _pil_rgb(tmp_path / "rgb32.bmp"), atol=EXACT)
+    np.testing.assert_allclose(_load(tmp_path / "rgb32.bmp"), source / 255, atol=EXACT)
+    np.testing.assert_allclose(_pil_rgb(tmp_path / "rgb32.bmp"), source / 255, atol=EXACT)
 
     # 8-bit palette BMP: pixels go through the colour table (TF alone returns the indices as grey).
-    Image.fromarray(source).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(tmp_path / "palette.bmp")
+    palette = Image.fromarray(source).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "palette.bmp")
     assert Image.open(tmp_path / "palette.bmp").mode == "P"
-    np.testing.assert_allclose(_load(tmp_path / "palette.bmp"), _pil_rgb(tmp_path / "palette.bmp"), atol=EXACT)
+    reference = _pil_rgb(tmp_path / "palette.bmp")
+    np.testing.assert_allclose(_load(tmp_path / "palette.bmp"), reference, atol=EXACT)
 
     Image.fromarray(source).convert("L").save(tmp_path / "grey.bmp")
-    np.testing.assert_allclose(_load(tmp_path / "grey.bmp"), _pil_rgb(tmp_path / "grey.bmp"), atol=EXACT)
+    reference = _pil_rgb(tmp_path / "grey.bmp")
+    np.testing.assert_allclose(_load(tmp_path / "grey.bmp"), reference, atol=EXACT)
 
 
 def test_gif_gives_its_first_frame(tmp_path):
@@ -246,7 +255,8 @@ def test_gif_gives_its_first_frame(tmp_path):
     assert Image.open(tmp_path / "anim.gif").n_frames == 3
     image = _load(tmp_path / "anim.gif")
     assert image.shape == (6, 8, 3)
-    np.testing.assert_allclose(image, _pil_rgb(tmp_path / "anim.gif"), atol=EXACT)  # PIL opens frame 0
+    reference = _pil_rgb(tmp_path / "anim.gif")  # PIL opens frame 0
+    np.testing.assert_allclose(image, reference, atol=EXACT)
 
 
 def test_tiny_images_are_returned_as_is(tmp_path):
@@ -263,7 +273,8 @@ def test_tiny_images_are_returned_as_is(tmp_path):
 def test_content_not_extension_decides_the_decoder(tmp_path):
     Image.fromarray(_photo()).save(tmp_path / "really_a_jpeg.png", "JPEG", quality=90)
     Image.fromarray(_photo()).save(tmp_path / "really_a_png.JPG", "PNG")
-    _assert_jpeg_close(_load(tmp_path / "really_a_jpeg.png"), _pil_rgb(tmp_path / "really_a_jpeg.png"))
+    reference = _pil_rgb(tmp_path / "really_a_jpeg.png")
+    _assert_jpeg_close(_load(tmp_path / "really_a_jpeg.png"), reference)
     np.testing.assert_allclose(_load(tmp_path / "really_a_png.JPG"), _photo() / 255, atol=EXACT)
 
 
@@ -281,9 +292,9 @@ def test_stream_skips_junk_drops_greyscale_and_counts(tmp_path):
     good, _ = _colour_files(tmp_path / "good", 5)
     junk = _junk_files(tmp_path / "junk", _photo())
     Image.fromarray(_photo()).convert("L").save(tmp_path / "grey.png")
-    Image.fromarray(np.repeat(np.asarray(Image.fromarray(_photo()).convert("L"))[..., None], 3, -1)).save(
-        tmp_path / "grey_as_rgb.jpg", quality=90
-    )
+    grey = np.asarray(Image.fromarray(_photo()).convert("L"))
+    grey_rgb = Image.fromarray(np.repeat(grey[..., None], 3, -1))
+    grey_rgb.save(tmp_path / "grey_as_rgb.jpg", quality=90)
     greys = [str(tmp_path / "grey.png"), str(tmp_path / "grey_as_rgb.jpg")]
     # Junk first, in the middle and last: failures at the very end of the stream are counted too.
     paths = junk[:2] + good[:2] + greys[:1] + junk[2:4] + good[2:] + greys[1:] + junk[4:]
@@ -314,8 +325,8 @@ def test_counters_are_exact_under_parallel_decode_and_repeat(tmp_path):
     junk = _junk_files(tmp_path / "junk", _photo())
     paths = good + junk
     stats = images.DecodeStats()
-    # Three shuffled epochs of 46 files as one finite repeated stream: every count is known.
-    stream = images.image_file_dataset(paths, stats=stats, shuffle=True, seed=3, repeat=True, skip=0)
+    # An endless shuffled stream cut after 120 images: every file counted is decoded or skipped.
+    stream = images.image_file_dataset(paths, stats=stats, shuffle=True, seed=3, repeat=True)
     taken = list(stream.take(120))
     assert len(taken) == 120
     counts = stats.as_dict()
@@ -323,6 +334,7 @@ def test_counters_are_exact_under_parallel_decode_and_repeat(tmp_path):
 
     stats.reset()
     assert stats.as_dict() == {"seen": 0, "decoded": 0, "skipped": 0, "greyscale": 0}
+    # Each file three times in one shuffled finite stream: every count is known exactly.
     finite = images.image_file_dataset(paths * 3, stats=stats, shuffle=True, seed=3)
     assert len(list(finite)) == 120
     assert stats.as_dict() == {"seen": 138, "decoded": 120, "skipped": 18, "greyscale": 0}
@@ -332,14 +344,16 @@ def test_stream_of_no_usable_file_raises_instead_of_spinning(tmp_path):
     junk = _junk_files(tmp_path / "junk", _photo())
     for repeat in (False, True):
         stats = images.DecodeStats()
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"None of the 6 files of an epoch gave an image"):
-            list(images.image_file_dataset(junk, stats=stats, repeat=repeat, shuffle=True))
+        dataset = images.image_file_dataset(junk, stats=stats, repeat=repeat, shuffle=True)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="None of the 6 files of an epoch"):
+            list(dataset)
         assert stats.as_dict()["skipped"] == 6
     Image.fromarray(_photo()).convert("L").save(tmp_path / "grey.png")
     greys = [str(tmp_path / "grey.png")] * 3
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pass drop_greyscale=False"):
         list(images.image_file_dataset(greys, repeat=True))
-    assert len(list(images.image_file_dataset(greys, repeat=True, drop_greyscale=False).take(5))) == 5
+    kept = images.image_file_dataset(greys, repeat=True, drop_greyscale=False)
+    assert len(list(kept.take(5))) == 5
     # A partial first epoch (after skip) of junk only is not an error: later epochs have images.
     good, _ = _colour_files(tmp_path / "good", 1)
     paths = [good[0]] + junk  # shuffle=False: the junk is the end of each epoch
@@ -359,7 +373,8 @@ def test_load_rgb_counts_in_a_user_map(tmp_path):
 
 def test_is_greyscale_threshold():
     grey = np.repeat(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8, 1), 3, -1)
-    noisy = np.clip(grey + np.random.default_rng(0).integers(-1, 2, grey.shape) / 255, 0, 1).astype(np.float32)
+    noise = np.random.default_rng(0).integers(-1, 2, grey.shape) / 255
+    noisy = np.clip(grey + noise, 0, 1).astype(np.float32)
     pale = grey.copy()
     pale[..., 0] = np.clip(pale[..., 0] + 0.03, 0, 1)  # a faint but real tint
     assert bool(images.is_greyscale(grey))
@@ -377,8 +392,10 @@ def test_list_images_recursive_mixed_case_sorted(tmp_path):
     (tmp_path / "b" / "deep").mkdir(parents=True)
     (tmp_path / ".hidden").mkdir()
     names = ["a.JPG", "b/c.Png", "b/deep/d.jpeg", "b/deep/E.BMP", "f.GiF", "g.jpg", "b/café ☕.jPeG"]
+    formats = Image.registered_extensions()
     for name in names:
-        Image.new("RGB", (2, 2), (1, 2, 3)).save(tmp_path / name, Image.registered_extensions()[Path(name).suffix.lower()])
+        image_format = formats[Path(name).suffix.lower()]
+        Image.new("RGB", (2, 2), (1, 2, 3)).save(tmp_path / name, image_format)
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "b" / "image.jpg.bak").write_text("not an image")
     (tmp_path / "._a.jpg").write_bytes(b"AppleDouble junk")
@@ -405,7 +422,7 @@ def test_junk_only_folder_fails_check_readable(tmp_path, caplog):
     _junk_files(tmp_path, _photo())
     paths = images.list_images(tmp_path)
     assert len(paths) == 6
-    with pytest.raises(ValueError, match=r"None of the 6 sampled files is a readable image \(e.g. '.*'"):
+    with pytest.raises(ValueError, match=r"None of the 6 sampled files is a readable image \(e.g."):
         images.check_readable(paths)
     # One good file among junk passes, with a warning.
     good, _ = _colour_files(tmp_path / "good", 1)
@@ -435,7 +452,8 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert len(val) == 10 and len(train) == 91
     assert not set(train) & set(val) and sorted(train + val) == paths
     assert images.split_paths(paths, val_fraction=0.1, seed=8)[1] != val
-    assert images.split_paths(paths[:2], val_fraction=0.05) in ((paths[:1], paths[1:2]), (paths[1:2], paths[:1]))
+    two = images.split_paths(paths[:2], val_fraction=0.05)
+    assert two in ((paths[:1], paths[1:2]), (paths[1:2], paths[:1]))
     small_train, small_val = images.split_paths(paths[:3], val_fraction=0.9)
     assert len(small_train) == 1 and len(small_val) == 2
     assert images.split_paths(paths[:1]) == (paths[:1], [])
@@ -448,12 +466,16 @@ def test_split_is_deterministic_disjoint_and_complete():
 def test_shuffle_is_seeded_and_reshuffles_each_epoch(tmp_path):
     paths, index = _colour_files(tmp_path, 8)
     assert _ids(images.image_file_dataset(paths), index) == list(range(8))
-    stream = _ids(images.image_file_dataset(paths, shuffle=True, seed=1, repeat=True).take(24), index)
+    def stream_of(seed):
+        dataset = images.image_file_dataset(paths, shuffle=True, seed=seed, repeat=True)
+        return _ids(dataset.take(24), index)
+
+    stream = stream_of(1)
     epochs = [stream[i : i + 8] for i in (0, 8, 16)]
     assert all(sorted(e) == list(range(8)) for e in epochs)
     assert epochs[0] != epochs[1] and epochs[0] != list(range(8))
-    assert stream == _ids(images.image_file_dataset(paths, shuffle=True, seed=1, repeat=True).take(24), index)
-    assert stream != _ids(images.image_file_dataset(paths, shuffle=True, seed=2, repeat=True).take(24), index)
+    assert stream == stream_of(1)
+    assert stream != stream_of(2)
     # One pass without repeat is epoch 0 of the repeated stream.
     assert _ids(images.image_file_dataset(paths, shuffle=True, seed=1), index) == epochs[0]
 
@@ -461,8 +483,12 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch(tmp_path):
 @pytest.mark.parametrize("skip", [3, 8, 13, 35])
 def test_resume_with_skip_drops_exactly_the_first_files(tmp_path, skip):
     paths, index = _colour_files(tmp_path, 8)
-    full = _ids(images.image_file_dataset(paths, shuffle=True, seed=5, repeat=True).take(40), index)
-    resumed = _ids(images.image_file_dataset(paths, shuffle=True, seed=5, repeat=True, skip=skip).take(40 - skip), index)
+    def stream(skip, take):
+        dataset = images.image_file_dataset(paths, shuffle=True, seed=5, repeat=True, skip=skip)
+        return _ids(dataset.take(take), index)
+
+    full = stream(0, 40)
+    resumed = stream(skip, 40 - skip)
     assert resumed == full[skip:]
     if skip < 8:
         once = _ids(images.image_file_dataset(paths, shuffle=True, seed=5, skip=skip), index)
@@ -485,7 +511,7 @@ def test_skip_counts_files_not_images(tmp_path):
 
 def _require(folder):
     if not folder.is_dir():
-        pytest.skip(f"../shared/realdata is absent ({folder} not found); real-photo checks need it.")
+        pytest.skip(f"../shared/realdata is absent ({folder} not found): no real-photo checks.")
 
 
 def test_real_coco_mini_streams_and_drops_greyscale():
@@ -518,4 +544,5 @@ def test_real_bsds_val_keeps_every_colour_photo():
     stats = images.DecodeStats()
     shapes = {tuple(x.shape) for x in images.image_file_dataset(paths, stats=stats)}
     assert shapes <= {(321, 481, 3), (481, 321, 3)}
-    assert stats.as_dict() == {"seen": len(paths), "decoded": len(paths), "skipped": 0, "greyscale": 0}
+    n = len(paths)
+    assert stats.as_dict() == {"seen": n, "decoded": n, "skipped": 0, "greyscale": 0}

@@ -1,4 +1,4 @@
-"""Tests of the procedural scenes: layout, determinism, label/mask agreement and colour statistics."""
+"""Tests of the procedural scenes: layout, determinism, labels vs mask, colour statistics."""
 
 import numpy as np
 import pytest
@@ -206,7 +206,8 @@ def test_background_is_desaturated_and_varied(scenes6):
 def test_textures_modulate_lightness_inside_objects(scenes6):
     lab, mask = scenes6["lab"], scenes6["mask"]
     # Class 2 (striped squares): L varies far beyond the image grain inside one object.
-    spreads = [np.ptp(lab[i][mask[i] == 2][:, 0]) for i in range(len(lab)) if (mask[i] == 2).sum() > 30]
+    spreads = [np.ptp(lab[i][mask[i] == 2][:, 0])
+               for i in range(len(lab)) if (mask[i] == 2).sum() > 30]
     assert len(spreads) >= 10 and np.median(spreads) > 15.0
 
 

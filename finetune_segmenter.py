@@ -1,0 +1,10 @@
+"""Fine-tune the segmenter from the colorizer (or from scratch). Run with --help for the options."""
+
+from cgan_colorization import runtime
+
+runtime.configure()
+
+from transfer.cli import finetune_main  # noqa: E402
+
+if __name__ == "__main__":
+    finetune_main("segmentation")

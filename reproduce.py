@@ -1,0 +1,10 @@
+"""Reproduce the paper's protocol end to end and write a report. Run with --help for the options."""
+
+from cgan_colorization import runtime
+
+runtime.configure()
+
+from transfer.reproduce import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""One downstream run: build the model, initialise it (colorizer or random), fine-tune it in one or
+two phases, score it on the test split, and write everything to a run folder."""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from cgan_colorization.config import TrainConfig, load_config
+from cgan_colorization.plots import read_csv_log, save_loss_curves
+from data import labelled
+from transfer import metrics as tm
+from transfer.config import FinetuneConfig, TASK_PRESETS  # noqa: F401  (re-exported)
+from transfer.finetune import Phase, two_phase_finetune
+from transfer.models import build_classifier, build_segmenter, transfer_weights
+
+TASKS = ("classification", "segmentation")
+INITS = ("colorization", "random")
+
+
+def phases(config):
+    """The schedule: one unfrozen phase from scratch, or frozen-then-unfrozen from the colorizer."""
+    if config.init == "random":
+        return [Phase(config.baseline_epochs, config.lr, frozen=False)]
+    return [Phase(config.frozen_epochs, config.lr, frozen=True),
+            Phase(config.unfrozen_epochs, config.unfrozen_lr, frozen=False)]
+
+
+def colorizer_or_train(path, log=print):
+    """The colorizer run folder or weights at `path`; when there is none, trains the fast default
+    colorizer there first (and says so)."""
+    from cgan_colorization.inference import load_generator
+
+    if not os.path.exists(path):
+        log(f"No colorizer at {path}: training the fast default colorizer there first.")
+        from cgan_colorization.training import train
+
+        train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
+    return load_generator(path)
+
+
+def build_model(config, num_classes, image_size, base_filters):
+    if config.task == "classification":
+        return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed)
+    return build_segmenter(image_size, base_filters, num_classes, seed=config.seed)
+
+
+def _scores(model, dataset):
+    truths, preds = [], []
+    for x, y in dataset:
+        truths.append(y.numpy())
+        preds.append(model(x, training=False).numpy())
+    return np.concatenate(truths), np.concatenate(preds)
+
+
+def evaluate_model(model, config, source, dataset):
+    """Test-split scores: mAP and the accuracies, or per-class IoU, mIoU and pixel accuracy."""
+    if config.task == "classification":
+        y_true, scores = _scores(model, dataset)
+        return tm.classification_report(y_true, scores, class_names=source.class_names)
+    cm = np.zeros((source.num_classes, source.num_classes), np.int64)
+    for x, y in dataset:
+        prediction = np.argmax(model(x, training=False).numpy(), axis=-1)
+        cm += tm.confusion_matrix(y.numpy(), prediction, source.num_classes, void_index=labelled.VOID)
+    return tm.segmentation_report(cm, class_names=source.class_names)
+
+
+def _datasets(config, source, image_size):
+    make = labelled.classification_dataset if config.task == "classification" else labelled.segmentation_dataset
+    sizes = dict(train=config.train_size, val=config.val_size, test=config.test_size)
+    return {split: make(source, split, image_size=image_size, batch_size=config.batch_size, seed=config.seed,
+                        training=split == "train", size=sizes[split])
+            for split in ("train", "val", "test")}
+
+
+def _loss_and_metrics(config):
+    if config.task == "classification":
+        return "binary_crossentropy", lambda: [
+            keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc"),
+            keras.metrics.BinaryAccuracy(name="per_label_acc")]
+    return tm.masked_sparse_categorical_crossentropy(labelled.VOID), lambda: []
+
+
+def run_finetune(config, verbose="auto", log=print):
+    """Runs one downstream experiment and returns its `metrics.json` content."""
+    if config.task not in TASKS or config.init not in INITS:
+        raise ValueError(f"task must be one of {TASKS} and init one of {INITS}, received "
+                         f"task={config.task!r}, init={config.init!r}.")
+    keras.utils.set_random_seed(config.seed)
+    start = time.time()
+    generator = None
+    if config.init == "colorization":
+        generator = colorizer_or_train(config.colorizer, log)
+        image_size = config.image_size or int(generator.input_shape[1])
+        colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
+        base_filters = config.base_filters or (load_config(colorizer_dir).base_filters
+                                               if os.path.isfile(os.path.join(colorizer_dir, "config.json"))
+                                               else int(generator.get_layer("enc1_conv").kernel.shape[-1]))
+    else:
+        image_size, base_filters = config.image_size or 64, config.base_filters or 32
+
+    source = labelled.parse_labelled(
+        config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
+        include_difficult=config.include_difficult, void_index=config.void_index,
+        min_fraction=config.min_fraction, num_classes=config.num_classes,
+        synthetic_classes=config.synthetic_classes)
+    model = build_model(config, source.num_classes, image_size, base_filters)
+    report, transferred = None, []
+    if generator is not None:
+        report = transfer_weights(generator, model)
+        transferred = report.copied
+        log(report.summary())
+
+    run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
+                           config.init)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
+                       base_filters_resolved=base_filters), f, indent=2)
+    data = _datasets(config, source, image_size)
+    loss, metrics_factory = _loss_and_metrics(config)
+    history = two_phase_finetune(model, data["train"], data["val"], phases(config), loss=loss,
+                                 metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
+                                 verbose=verbose)
+    result = {
+        "task": config.task, "init": config.init, "dataset": config.dataset, "seed": config.seed,
+        "image_size": image_size, "base_filters": base_filters,
+        "test": evaluate_model(model, config, source, data["test"]),
+        "history": history,
+        "transfer": dataclasses.asdict(report) if report else None,
+        "seconds": round(time.time() - start, 1),
+    }
+    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    plot_comparison(os.path.dirname(run_dir), config.task)
+    return result
+
+
+def plot_comparison(parent, task):
+    """Training loss per epoch of every init found under `parent`, on one axis (the paper's Fig. 8)."""
+    series = {}
+    for init in INITS:
+        path = os.path.join(parent, init, "log.csv")
+        if os.path.isfile(path):
+            log = read_csv_log(path)
+            series[f"{init} init"] = log.get("loss", [])
+            if log.get("val_loss"):
+                series[f"{init} init (val)"] = log["val_loss"]
+    if series:
+        save_loss_curves(series, os.path.join(parent, "loss_curves.png"), f"{task}: training loss")

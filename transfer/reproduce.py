@@ -1,0 +1,154 @@
+"""The whole protocol in one command: pretext, then both downstream tasks with both inits over
+several seeds, then `report.md` with the paper's Table 3 and Table 4 shapes and its figures."""
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+PAPER = {  # Treneska et al. 2022, Tables 3 and 4
+    "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
+    "classification": {"random": 47.18, "colorization": 52.83},
+    "segmentation": {"random": 44.66, "colorization": 47.07},
+}
+TASK_METRICS = {
+    "classification": [("mAP", "mAP"), ("exact_match_accuracy", "exact-match acc"),
+                       ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
+    "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
+}
+PRESETS = {
+    "demo": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
+                 segmentation_dataset="synthetic", seeds=3),
+    "paper": dict(pretext_dataset="coco", classification_dataset=None, segmentation_dataset=None, seeds=3),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Reproduce the protocol of Treneska et al. 2022 end to end: train the colorizer, score it "
+        "(Table 3), fine-tune the classifier and the segmenter from it and from scratch over several seeds "
+        "(Table 4), and write OUT/report.md. 'demo' runs on the embedded data on a CPU in minutes; 'paper' "
+        "needs COCO 2014 and --voc PATH. A killed run resumes: finished parts are kept.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--seeds", type=int, help="downstream seeds (default 3)")
+    parser.add_argument("--out", help="output folder (default runs/reproduce-<preset>)")
+    parser.add_argument("--pretext-dataset", help="colorizer data: synthetic, coco, coco:PATH, folder:PATH")
+    parser.add_argument("--voc", help="VOCdevkit/VOC2012 folder for both downstream tasks")
+    parser.add_argument("--labelled", help="'seg-folder:IMAGES,MASKS' (or the train;val form) for both tasks")
+    parser.add_argument("--classification-dataset", help="overrides the classification data")
+    parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
+    parser.add_argument("--void-index", type=int, help="void value of a labelled folder's masks (CamVid: 11)")
+    parser.add_argument("--colorizer", help="reuse this colorizer run folder instead of training one")
+    parser.add_argument("--image-size", type=int, help="pretext and downstream size (demo 64, paper 256)")
+    parser.add_argument("--pretext-epochs", type=int, help="colorizer epochs")
+    parser.add_argument("--pretext-steps", type=int, help="colorizer steps per epoch")
+    parser.add_argument("--downstream-scale", type=float, default=1.0,
+                        help="multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)")
+    return parser
+
+
+def resolve(args):
+    """The preset merged with the flags, as one dict saved to OUT/config.json."""
+    values = dict(PRESETS[args.preset])
+    for key in ("seeds", "pretext_dataset", "classification_dataset", "segmentation_dataset"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    for source in (args.voc and f"voc:{args.voc}", args.labelled):
+        if source:
+            values["classification_dataset"] = args.classification_dataset or source
+            values["segmentation_dataset"] = args.segmentation_dataset or source
+    if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
+        raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
+    values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
+                  image_size=args.image_size, pretext_epochs=args.pretext_epochs,
+                  pretext_steps=args.pretext_steps, void_index=args.void_index,
+                  downstream_scale=args.downstream_scale)
+    return values
+
+
+def run_pretext(plan, log=print):
+    """Trains (or reuses) the colorizer and scores it; returns (run folder, Table 3 result)."""
+    from cgan_colorization.config import PRESETS as TRAIN_PRESETS, TrainConfig
+    from cgan_colorization.evaluation import evaluate_colorizer
+    from cgan_colorization.inference import load_generator
+    from cgan_colorization.training import SUMMARY_FILE, train
+    from data.pipeline import parse_dataset, pretext_dataset
+
+    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer")
+    config = TrainConfig(**{**dataclasses.asdict(TrainConfig()),
+                            **TRAIN_PRESETS["fast" if plan["preset"] == "demo" else "paper"]})
+    overrides = dict(dataset=plan["pretext_dataset"], out=run_dir, image_size=plan["image_size"],
+                     epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
+        log(f"[pretext] training the colorizer in {run_dir}")
+        train(config, verbose=2)
+    else:
+        log(f"[pretext] reusing the finished colorizer in {run_dir}")
+        from cgan_colorization.config import load_config
+
+        config = load_config(run_dir)
+    eval_path = os.path.join(run_dir, "eval.json")
+    if not os.path.isfile(eval_path):
+        generator = load_generator(run_dir)
+        source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+        ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
+                             num_classes=config.num_classes, val_size=config.val_size)
+        result = evaluate_colorizer(lambda g: generator(g, training=False), ds)
+        with open(eval_path, "w") as f:
+            json.dump(result, f, indent=2)
+    with open(eval_path) as f:
+        return run_dir, json.load(f)
+
+
+def run_downstream(plan, colorizer_dir, log=print):
+    """Every (seed, task, init) run; finished runs (with metrics.json) are read back, not redone."""
+    from transfer.config import TASK_PRESETS, FinetuneConfig
+    from transfer.experiment import run_finetune
+
+    results = []
+    preset = "fast" if plan["preset"] == "demo" else "paper"
+    for seed in range(plan["seeds"]):
+        for task in ("classification", "segmentation"):
+            values = dict(TASK_PRESETS[(task, preset)])
+            for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
+                values[key] = max(1, round(values[key] * plan["downstream_scale"]))
+            for init in ("colorization", "random"):
+                parent = os.path.join(plan["out"], f"seed{seed}", task)
+                metrics_path = os.path.join(parent, init, "metrics.json")
+                if os.path.isfile(metrics_path):
+                    with open(metrics_path) as f:
+                        results.append(json.load(f))
+                    continue
+                log(f"[downstream] seed {seed}, {task}, {init} init")
+                config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
+                                        dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
+                                        void_index=plan["void_index"], image_size=plan["image_size"],
+                                        **values)
+                if init == "random" and plan["image_size"] is None:
+                    from cgan_colorization.config import load_config
+
+                    colorizer = load_config(colorizer_dir)
+                    config.image_size, config.base_filters = colorizer.image_size, colorizer.base_filters
+                results.append(run_finetune(config, verbose=2, log=log))
+    return results
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        plan = resolve(args)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
+    os.makedirs(plan["out"], exist_ok=True)
+    with open(os.path.join(plan["out"], "config.json"), "w") as f:
+        json.dump(plan, f, indent=2)
+    start = time.time()
+    colorizer_dir, table3 = run_pretext(plan)
+    results = run_downstream(plan, colorizer_dir)
+    from transfer.report import write_report
+
+    path = write_report(plan, colorizer_dir, table3, results, seconds=time.time() - start)
+    print(f"report: {path}")
+    return path
