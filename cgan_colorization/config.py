@@ -88,8 +88,8 @@ def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, 
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:
-            kind = type(default) if default is not None else (float if "lr" in field.name else
-                                                              int if field.type in (int, "int") else str)
+            kind = type(default) if default is not None else (
+                field.type if isinstance(field.type, type) else str)
             parser.add_argument(flag, type=kind, default=None, help=helptext)
     return parser
 

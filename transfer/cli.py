@@ -28,9 +28,9 @@ _HELP = {
     "min_fraction": "a class is an image-level label when it covers at least this fraction of a mask",
     "num_classes": "classes of a labelled folder (default: from its masks)",
     "synthetic_classes": "object classes of the synthetic scenes",
-    "train_size": "synthetic training scenes",
-    "val_size": "synthetic validation scenes",
-    "test_size": "synthetic test scenes",
+    "train_size": "at most this many training images (0: the whole split)",
+    "val_size": "at most this many validation images (0: the whole split)",
+    "test_size": "at most this many test images (0: the whole split)",
 }
 
 

@@ -42,6 +42,20 @@ def colorizer_or_train(path, log=print):
     return load_generator(path)
 
 
+def _architecture(config, generator):
+    """Input size and U-Net width: given ones first, then the colorizer's (so that the random
+    baseline has the very architecture the colorizer init gets), then 64 px and 32 filters."""
+    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
+    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
+        colorizer = load_config(colorizer_dir)
+        size, width = colorizer.image_size, colorizer.base_filters
+    elif generator is not None:
+        size, width = int(generator.input_shape[1]), int(generator.get_layer("enc1_conv").kernel.shape[-1])
+    else:
+        size, width = 64, 32
+    return config.image_size or size, config.base_filters or width
+
+
 def build_model(config, num_classes, image_size, base_filters):
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed)
@@ -70,7 +84,7 @@ def evaluate_model(model, config, source, dataset):
 
 def _datasets(config, source, image_size):
     make = labelled.classification_dataset if config.task == "classification" else labelled.segmentation_dataset
-    sizes = dict(train=config.train_size, val=config.val_size, test=config.test_size)
+    sizes = dict(train=config.train_size or None, val=config.val_size or None, test=config.test_size or None)
     return {split: make(source, split, image_size=image_size, batch_size=config.batch_size, seed=config.seed,
                         training=split == "train", size=sizes[split])
             for split in ("train", "val", "test")}
@@ -91,17 +105,8 @@ def run_finetune(config, verbose="auto", log=print):
                          f"task={config.task!r}, init={config.init!r}.")
     keras.utils.set_random_seed(config.seed)
     start = time.time()
-    generator = None
-    if config.init == "colorization":
-        generator = colorizer_or_train(config.colorizer, log)
-        image_size = config.image_size or int(generator.input_shape[1])
-        colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
-        base_filters = config.base_filters or (load_config(colorizer_dir).base_filters
-                                               if os.path.isfile(os.path.join(colorizer_dir, "config.json"))
-                                               else int(generator.get_layer("enc1_conv").kernel.shape[-1]))
-    else:
-        image_size, base_filters = config.image_size or 64, config.base_filters or 32
-
+    generator = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
+    image_size, base_filters = _architecture(config, generator)
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
         include_difficult=config.include_difficult, void_index=config.void_index,

@@ -45,6 +45,9 @@ def build_parser():
     parser.add_argument("--pretext-steps", type=int, help="colorizer steps per epoch")
     parser.add_argument("--downstream-scale", type=float, default=1.0,
                         help="multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)")
+    parser.add_argument("--train-size", type=int, help="cap on downstream training images per seed")
+    parser.add_argument("--eval-size", type=int, help="cap on downstream validation and test images")
+    parser.add_argument("--base-filters", type=int, help="U-Net width of the colorizer (demo 32, paper 64)")
     return parser
 
 
@@ -63,7 +66,8 @@ def resolve(args):
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
-                  downstream_scale=args.downstream_scale)
+                  downstream_scale=args.downstream_scale, train_size=args.train_size,
+                  eval_size=args.eval_size, base_filters=args.base_filters)
     return values
 
 
@@ -79,6 +83,7 @@ def run_pretext(plan, log=print):
     config = TrainConfig(**{**dataclasses.asdict(TrainConfig()),
                             **TRAIN_PRESETS["fast" if plan["preset"] == "demo" else "paper"]})
     overrides = dict(dataset=plan["pretext_dataset"], out=run_dir, image_size=plan["image_size"],
+                     base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
@@ -104,6 +109,7 @@ def run_pretext(plan, log=print):
 
 def run_downstream(plan, colorizer_dir, log=print):
     """Every (seed, task, init) run; finished runs (with metrics.json) are read back, not redone."""
+    from cgan_colorization.config import load_config
     from transfer.config import TASK_PRESETS, FinetuneConfig
     from transfer.experiment import run_finetune
 
@@ -114,6 +120,10 @@ def run_downstream(plan, colorizer_dir, log=print):
             values = dict(TASK_PRESETS[(task, preset)])
             for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
                 values[key] = max(1, round(values[key] * plan["downstream_scale"]))
+            if plan["train_size"]:
+                values["train_size"] = plan["train_size"]
+            if plan["eval_size"]:
+                values["val_size"] = values["test_size"] = plan["eval_size"]
             for init in ("colorization", "random"):
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
                 metrics_path = os.path.join(parent, init, "metrics.json")
@@ -122,15 +132,11 @@ def run_downstream(plan, colorizer_dir, log=print):
                         results.append(json.load(f))
                     continue
                 log(f"[downstream] seed {seed}, {task}, {init} init")
+                colorizer = load_config(colorizer_dir)  # both inits get the colorizer's architecture
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
-                                        void_index=plan["void_index"], image_size=plan["image_size"],
-                                        **values)
-                if init == "random" and plan["image_size"] is None:
-                    from cgan_colorization.config import load_config
-
-                    colorizer = load_config(colorizer_dir)
-                    config.image_size, config.base_filters = colorizer.image_size, colorizer.base_filters
+                                        void_index=plan["void_index"], image_size=colorizer.image_size,
+                                        base_filters=colorizer.base_filters, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
     return results
 

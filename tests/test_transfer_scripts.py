@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from cgan_colorization.config import TrainConfig
+from cgan_colorization.training import train
+from tests.conftest import realdata
+from tests.test_training import _script
+
+TINY = ["--train-size", "24", "--val-size", "8", "--test-size", "16", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def colorizer(tmp_path_factory):
+    out = tmp_path_factory.mktemp("colorizer") / "run"
+    train(TrainConfig(image_size=32, base_filters=4, batch_size=4, epochs=1, steps_per_epoch=2, val_size=8,
+                      sample_count=2, out=str(out)), verbose=0)
+    return out
+
+
+@pytest.mark.slow
+def test_finetune_classifier_both_inits_write_metrics_and_one_comparison_plot(colorizer, tmp_path):
+    out = tmp_path / "cls"
+    for init in ("colorization", "random"):
+        result = _script("finetune_classifier.py", "--init", init, "--colorizer", str(colorizer), "--out", str(out),
+                         "--dense-units", "16", "--baseline-epochs", "2", "--frozen-epochs", "1",
+                         "--unfrozen-epochs", "1", *TINY)
+        assert result.returncode == 0, result.stderr[-2000:]
+        metrics = json.load(open(out / init / "metrics.json"))
+        assert 0.0 <= metrics["test"]["mAP"] <= 1.0 and len(metrics["test"]["ap"]) == 6
+        assert metrics["image_size"] == 32 and metrics["base_filters"] == 4
+        assert len(metrics["history"]["loss"]) == 2
+        assert (out / init / "log.csv").read_text().count("\n") == 3
+    transferred = json.load(open(out / "colorization" / "metrics.json"))["transfer"]
+    assert "bottleneck_conv" in transferred["copied"] and "cls_output" in transferred["kept"]
+    assert json.load(open(out / "random" / "metrics.json"))["transfer"] is None
+    assert (out / "loss_curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_finetune_segmenter_on_camvid_folders(colorizer, tmp_path):
+    camvid = realdata("camvid")
+    spec = f"seg-folder:{camvid / 'train'},{camvid / 'trainannot'};{camvid / 'val'},{camvid / 'valannot'}"
+    result = _script("finetune_segmenter.py", "--colorizer", str(colorizer), "--out", str(tmp_path / "seg"),
+                     "--dataset", spec, "--void-index", "11", "--frozen-epochs", "1", "--unfrozen-epochs", "1",
+                     *TINY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.load(open(tmp_path / "seg" / "colorization" / "metrics.json"))["test"]
+    assert len(metrics["iou"]) == 11 and 0.0 <= metrics["mIoU"] <= 1.0 and 0 < metrics["pixel_accuracy"] <= 1
+    assert metrics["num_pixels"] <= 16 * 32 * 32
+
+
+def test_finetune_refuses_a_missing_dataset_folder(colorizer, tmp_path):
+    result = _script("finetune_segmenter.py", "--colorizer", str(colorizer), "--dataset",
+                     f"voc:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_writes_a_report_with_both_tables_and_spread_over_seeds(tmp_path):
+    out = tmp_path / "repro"
+    args = ["reproduce.py", "--out", str(out), "--seeds", "2", "--image-size", "32", "--base-filters", "4",
+            "--pretext-epochs", "1", "--pretext-steps", "2", "--train-size", "16", "--eval-size", "8",
+            "--downstream-scale", "0.25"]
+    result = _script(*args, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "Table 3" in report and "Table 4" in report and report.count("±") >= 12
+    assert "| colorization |" in report and "| random |" in report and "grey baseline" in report
+    for figure in ("samples.png", "classification_loss.png", "segmentation_loss.png"):
+        assert (out / "figures" / figure).stat().st_size > 0
+    runs = sorted(p.relative_to(out).as_posix() for p in out.glob("seed*/*/*/metrics.json"))
+    assert len(runs) == 8 and runs[0] == "seed0/classification/colorization/metrics.json"
+    # A second call reuses every finished part and only rewrites the report.
+    before = {p: p.stat().st_mtime for p in out.glob("seed*/*/*/metrics.json")}
+    result = _script(*args, timeout=300)
+    assert result.returncode == 0 and "reusing the finished colorizer" in result.stdout
+    assert all(p.stat().st_mtime == t for p, t in before.items())
