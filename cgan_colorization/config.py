@@ -33,6 +33,9 @@ class TrainConfig:
     backup_every: int = 50
     sample_count: int = 6
     jit_compile: bool = False
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    steps_per_execution: int = 1
 
 
 # Treneska et al. 2022, section 4.1, with the learning rate of the authors' code (the text's 0.002
@@ -64,7 +67,11 @@ _HELP = {
     "keep_greyscale": "keep greyscale photos (they carry no colour to learn)",
     "backup_every": "steps between backups that let a killed run resume mid-epoch",
     "sample_count": "images in the per-epoch sample grid",
-    "jit_compile": "compile the train step with XLA",
+    "jit_compile": "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)",
+    "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
+                "(TF_CONFIG) or tpu",
+    "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",
+    "steps_per_execution": "train steps run per call into the compiled function",
 }
 
 

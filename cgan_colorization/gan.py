@@ -68,18 +68,24 @@ class ColorizationGAN(keras.Model):
         }
 
     def _update_trackers(self, values):
+        # Each replica holds its share of the global mean; the trackers average over replicas, so
+        # they are given share x replicas, which is the global value.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name])
+            tracker.update_state(values[name] * replicas)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
         gray, ab = data
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             values = self.compute_gan_losses(gray, ab, training=True)
+            # Loss scaling for float16 (identity otherwise); apply_gradients unscales.
+            g_scaled = self.g_optimizer.scale_loss(values["g_loss"])
+            d_scaled = self.d_optimizer.scale_loss(values["d_loss"])
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(values["g_loss"], g_vars), g_vars))
-        self.d_optimizer.apply_gradients(zip(d_tape.gradient(values["d_loss"], d_vars), d_vars))
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
         return self._update_trackers(values)
 
     def test_step(self, data):

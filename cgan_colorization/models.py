@@ -21,8 +21,13 @@ def gaussian_init(seed=None):
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02, seed=seed)
 
 
-def _bn_gamma_init(seed=None):
-    return keras.initializers.RandomNormal(mean=1.0, stddev=0.02, seed=seed)
+def batch_norm(name, seed=None, synchronized=False):
+    """BatchNorm with pix2pix's N(1, 0.02) scale init; `synchronized` pools the batch statistics
+    over all replicas, so that a distributed step equals a one-device step on the global batch."""
+    return layers.BatchNormalization(
+        gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02, seed=seed),
+        synchronized=synchronized, name=name,
+    )
 
 
 def num_levels(image_size):
@@ -44,7 +49,7 @@ def encoder_filters(image_size, base_filters=64):
     ]
 
 
-def unet_encoder(inputs, base_filters=64, seed=None):
+def unet_encoder(inputs, base_filters=64, seed=None, synchronized_bn=False):
     """Applies the encoder to `inputs` and returns the output of every level (the last is the
     1 x 1 bottleneck).
 
@@ -62,7 +67,7 @@ def unet_encoder(inputs, base_filters=64, seed=None):
             kernel_initializer=gaussian_init(seed), name=f"{name}_conv",
         )(x)
         if use_bn:
-            x = layers.BatchNormalization(gamma_initializer=_bn_gamma_init(seed), name=f"{name}_bn")(x)
+            x = batch_norm(f"{name}_bn", seed, synchronized_bn)(x)
         if bottleneck:
             x = layers.ReLU(name=f"{name}_relu")(x)
         else:
@@ -71,7 +76,8 @@ def unet_encoder(inputs, base_filters=64, seed=None):
     return outputs
 
 
-def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False):
+def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False, synchronized_bn=False,
+                 dropout_rate=DROPOUT_RATE):
     """Applies the decoder to the encoder outputs `skips` and returns the last decoder features,
     at half the input resolution, ready for a task-specific output layer.
 
@@ -86,9 +92,9 @@ def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False):
             f, 4, strides=2, padding="same", use_bias=False,
             kernel_initializer=gaussian_init(seed), name=f"dec{k}_deconv",
         )(x)
-        x = layers.BatchNormalization(gamma_initializer=_bn_gamma_init(seed), name=f"dec{k}_bn")(x)
+        x = batch_norm(f"dec{k}_bn", seed, synchronized_bn)(x)
         if k <= DECODER_DROPOUT_LAYERS:
-            dropout = layers.Dropout(DROPOUT_RATE, seed=seed, name=f"dec{k}_dropout")
+            dropout = layers.Dropout(dropout_rate, seed=seed, name=f"dec{k}_dropout")
             x = dropout(x, training=True) if inference_dropout else dropout(x)
         x = layers.ReLU(name=f"dec{k}_relu")(x)
         x = layers.Concatenate(name=f"dec{k}_concat")([x, skip])
@@ -96,14 +102,14 @@ def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False):
 
 
 def build_generator(image_size=256, base_filters=64, in_channels=1, out_channels=2, seed=None,
-                    inference_dropout=False):
+                    inference_dropout=False, synchronized_bn=False, dropout_rate=DROPOUT_RATE):
     """The U-Net colorization generator: normalized L [-1, 1] in, normalized ab [-1, 1] out.
 
     At image_size=256 and base_filters=64 it has 8 levels and about 54.42 M parameters, as pix2pix.
     """
     inputs = keras.Input((image_size, image_size, in_channels), name="L")
-    skips = unet_encoder(inputs, base_filters, seed)
-    features = unet_decoder(skips, base_filters, seed, inference_dropout)
+    skips = unet_encoder(inputs, base_filters, seed, synchronized_bn)
+    features = unet_decoder(skips, base_filters, seed, inference_dropout, synchronized_bn, dropout_rate)
     x = layers.Conv2DTranspose(
         out_channels, 4, strides=2, padding="same",
         kernel_initializer=gaussian_init(seed), name="output_deconv",
@@ -112,7 +118,8 @@ def build_generator(image_size=256, base_filters=64, in_channels=1, out_channels
     return keras.Model(inputs, outputs, name="generator")
 
 
-def build_discriminator(image_size=256, base_filters=64, in_channels=1, out_channels=2, seed=None):
+def build_discriminator(image_size=256, base_filters=64, in_channels=1, out_channels=2, seed=None,
+                        synchronized_bn=False):
     """The 70 x 70 PatchGAN on concat(L, ab); returns one logit per patch (30 x 30 at 256).
 
     C64 (no BN) - C128 - C256 with stride 2, C512 with stride 1, then a 1-channel convolution, all
@@ -134,7 +141,7 @@ def build_discriminator(image_size=256, base_filters=64, in_channels=1, out_chan
             kernel_initializer=gaussian_init(seed), name=f"disc{i}_conv",
         )(x)
         if use_bn:
-            x = layers.BatchNormalization(gamma_initializer=_bn_gamma_init(seed), name=f"disc{i}_bn")(x)
+            x = batch_norm(f"disc{i}_bn", seed, synchronized_bn)(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"disc{i}_lrelu")(x)
     x = layers.ZeroPadding2D(1, name="disc_out_pad")(x)
     logits = layers.Conv2D(

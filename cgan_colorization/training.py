@@ -7,9 +7,11 @@ import time
 import warnings
 
 import keras
+import tensorflow as tf
 
 from cgan_colorization import callbacks as cb
 from cgan_colorization.config import save_config
+from cgan_colorization.distribute import is_chief, make_strategy, set_precision, worker_index
 from cgan_colorization.gan import ColorizationGAN
 from cgan_colorization.models import build_discriminator, build_generator
 from cgan_colorization.plots import read_csv_log, save_loss_curves
@@ -19,19 +21,27 @@ from data.pipeline import parse_dataset, pretext_dataset
 SUMMARY_FILE = "train_summary.json"
 
 
-def build_gan(config):
-    """G, D and their Adam optimizers, compiled and built (so a backup can be restored into them)."""
-    gan = ColorizationGAN(
-        build_generator(config.image_size, config.base_filters),
-        build_discriminator(config.image_size, config.base_filters),
-    )
-    gan.compile(
-        g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta_1),
-        d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta_1),
-        l1_weight=config.l1_weight,
-        jit_compile=config.jit_compile,
-    )
-    gan.build()
+def _adam(config, precision):
+    optimizer = keras.optimizers.Adam(config.lr, beta_1=config.beta_1)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
+
+
+def build_gan(config, strategy=None, dropout_rate=0.5):
+    """G, D and their Adam optimizers, built in the strategy's scope, compiled and built (so that a
+    backup can be restored into them). With several replicas, BatchNorm statistics are synchronized."""
+    strategy = strategy or tf.distribute.get_strategy()
+    precision = keras.mixed_precision.global_policy().name
+    sync = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        gan = ColorizationGAN(
+            build_generator(config.image_size, config.base_filters, synchronized_bn=sync,
+                            dropout_rate=dropout_rate),
+            build_discriminator(config.image_size, config.base_filters, synchronized_bn=sync),
+        )
+        gan.compile(g_optimizer=_adam(config, precision), d_optimizer=_adam(config, precision),
+                    l1_weight=config.l1_weight, jit_compile=config.jit_compile,
+                    steps_per_execution=config.steps_per_execution)
+        gan.build()
     return gan
 
 
@@ -41,7 +51,10 @@ def _datasets(config, source, skip_batches):
     train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
                             random_crop=config.random_crop, flip=config.flip, **common)
     val = pretext_dataset(source, "val", val_size=config.val_size, **common)
-    return train, val
+    # Each host reads its own share of the batches (the sources are streams, not sharded files).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train.with_options(options), val.with_options(options)
 
 
 def _callbacks(config, run_dir, sample, source, steps_done):
@@ -64,7 +77,10 @@ def train(config, extra_callbacks=(), verbose="auto"):
     A run folder that holds a backup is resumed at the step of its last backup; otherwise the run
     starts afresh. Returns the path of the run folder.
     """
-    run_dir = config.out
+    strategy = make_strategy(config.strategy)
+    precision = set_precision(config.mixed_precision)
+    # Only the chief writes the run folder; other workers of a multi-worker run write beside it.
+    run_dir = config.out if is_chief() else os.path.join(config.out, f".worker-{worker_index()}")
     summary_path = os.path.join(run_dir, SUMMARY_FILE)
     backup_dir = os.path.join(run_dir, "backup")
     if os.path.isfile(summary_path) and not os.path.isdir(backup_dir):
@@ -84,9 +100,10 @@ def train(config, extra_callbacks=(), verbose="auto"):
             shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
     else:
         print(f"Resuming {run_dir} at epoch {epoch + 1}, step {step} of {steps}.")
-    save_config(config, run_dir, steps_per_epoch_resolved=steps)
+    save_config(config, run_dir, steps_per_epoch_resolved=steps, precision=precision,
+                replicas=strategy.num_replicas_in_sync)
 
-    gan = build_gan(config)
+    gan = build_gan(config, strategy)
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
     sample = cb.first_batch(val_ds, config.sample_count)
     start = time.time()

@@ -5,6 +5,7 @@ Sources (the `--dataset` flag):
   coco               TFDS `coco/2014`, when it has been prepared (`tfds build coco/2014`)
   coco:PATH          a local folder of COCO JPEGs, e.g. `.../train2014`
   folder:PATH        any folder of photos, searched recursively
+  folder:A,B         several folders (also for coco:)
 """
 
 import dataclasses
@@ -93,7 +94,8 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
         raise ValueError(
             f"--dataset must be 'synthetic', 'coco', 'coco:PATH' or 'folder:PATH', received {spec!r}."
         )
-    paths = images.list_images(os.path.expanduser(path))
+    paths = sorted({p for folder in path.split(",") if folder
+                    for p in images.list_images(os.path.expanduser(folder))})
     images.check_readable(paths)
     train, val = images.split_paths(paths, val_fraction=val_fraction, seed=seed)
     return PretextSource(spec, "files", train, val, images.DecodeStats())

@@ -31,6 +31,8 @@ class FinetuneConfig:
     train_size: int = None  # caps on the images of each split; None: the whole split
     val_size: int = None
     test_size: int = None
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
 
 
 # SPEC section 2. The paper gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).

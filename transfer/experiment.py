@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from cgan_colorization.config import TrainConfig, load_config
+from cgan_colorization.distribute import make_strategy, set_precision
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from data import labelled
 from transfer import metrics as tm
@@ -56,10 +57,12 @@ def _architecture(config, generator):
     return config.image_size or size, config.base_filters or width
 
 
-def build_model(config, num_classes, image_size, base_filters):
+def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False):
     if config.task == "classification":
-        return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed)
-    return build_segmenter(image_size, base_filters, num_classes, seed=config.seed)
+        return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
+                                synchronized_bn=synchronized_bn)
+    return build_segmenter(image_size, base_filters, num_classes, seed=config.seed,
+                           synchronized_bn=synchronized_bn)
 
 
 def _scores(model, dataset):
@@ -104,6 +107,8 @@ def run_finetune(config, verbose="auto", log=print):
         raise ValueError(f"task must be one of {TASKS} and init one of {INITS}, received "
                          f"task={config.task!r}, init={config.init!r}.")
     keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    set_precision(config.mixed_precision)
     start = time.time()
     generator = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
     image_size, base_filters = _architecture(config, generator)
@@ -112,7 +117,9 @@ def run_finetune(config, verbose="auto", log=print):
         include_difficult=config.include_difficult, void_index=config.void_index,
         min_fraction=config.min_fraction, num_classes=config.num_classes,
         synthetic_classes=config.synthetic_classes)
-    model = build_model(config, source.num_classes, image_size, base_filters)
+    with strategy.scope():
+        model = build_model(config, source.num_classes, image_size, base_filters,
+                            synchronized_bn=strategy.num_replicas_in_sync > 1)
     report, transferred = None, []
     if generator is not None:
         report = transfer_weights(generator, model)

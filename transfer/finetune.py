@@ -48,7 +48,8 @@ def two_phase_finetune(model, train_data, val_data, phases, *, loss, metrics_fac
         if phase.epochs <= 0:
             continue
         set_frozen(model, transferred, phase.frozen)
-        model.compile(optimizer=keras.optimizers.Adam(phase.lr), loss=loss, metrics=metrics_factory())
+        with model.distribute_strategy.scope():  # optimizer and metrics live where the model does
+            model.compile(optimizer=keras.optimizers.Adam(phase.lr), loss=loss, metrics=metrics_factory())
         callbacks = [PhaseLogger(index, phase), *extra_callbacks]
         if log_dir:
             callbacks.append(keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"), append=index > 0))

@@ -14,14 +14,14 @@ from cgan_colorization.models import gaussian_init, unet_decoder, unet_encoder
 
 
 def build_classifier(image_size=256, base_filters=64, num_classes=20, dense_units=4096, dropout=0.5,
-                     seed=None):
+                     seed=None, synchronized_bn=False):
     """Encoder up to the bottleneck -> Flatten -> Dense(4096, ReLU) -> Dropout -> Dense(4096, ReLU)
     -> Dropout -> Dense(num_classes, sigmoid): the paper's multi-label classifier (its Figure 5).
     Every layer starts from N(0, 0.02), the paper's from-scratch baseline."""
     if num_classes < 1 or dense_units < 1:
         raise ValueError(f"num_classes and dense_units must be >= 1, received {num_classes!r} and {dense_units!r}.")
     inputs = keras.Input((image_size, image_size, 1), name="L")
-    x = unet_encoder(inputs, base_filters, seed)[-1]
+    x = unet_encoder(inputs, base_filters, seed, synchronized_bn)[-1]
     x = layers.Flatten(name="cls_flatten")(x)
     for i in (1, 2):
         x = layers.Dense(dense_units, activation="relu", kernel_initializer=gaussian_init(seed),
@@ -32,13 +32,14 @@ def build_classifier(image_size=256, base_filters=64, num_classes=20, dense_unit
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def build_segmenter(image_size=256, base_filters=64, num_classes=21, seed=None):
+def build_segmenter(image_size=256, base_filters=64, num_classes=21, seed=None, synchronized_bn=False):
     """The whole U-Net (encoder, bottleneck, decoder, skips) with a new output layer: a 4x4/2
     transposed convolution to `num_classes` channels and a softmax (the paper's Figure 6)."""
     if num_classes < 2:
         raise ValueError(f"a segmenter needs num_classes >= 2, received num_classes={num_classes!r}.")
     inputs = keras.Input((image_size, image_size, 1), name="L")
-    features = unet_decoder(unet_encoder(inputs, base_filters, seed), base_filters, seed)
+    skips = unet_encoder(inputs, base_filters, seed, synchronized_bn)
+    features = unet_decoder(skips, base_filters, seed, synchronized_bn=synchronized_bn)
     x = layers.Conv2DTranspose(num_classes, 4, strides=2, padding="same",
                                kernel_initializer=gaussian_init(seed), name="seg_output_deconv")(features)
     outputs = layers.Softmax(name="seg_softmax", dtype="float32")(x)

@@ -1,0 +1,68 @@
+"""Throughput benchmark of the colorizer: pipeline, train step, FLOPs vs the measured matmul peak,
+memory, and the ratio to a research-style reference loop. Prints a table and writes JSON.
+
+    python benchmarks/benchmark.py --sizes 64,128,256 --batch-size 16
+    python benchmarks/benchmark.py --sizes 64 --long-steps 2000      # host-memory slope of a long run
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cgan_colorization import runtime  # noqa: E402
+
+runtime.configure()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="64,128,256", help="comma-separated image sizes")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--base-filters", type=int, default=64, help="U-Net width (the paper's 64 by default)")
+    parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH or coco:PATH")
+    parser.add_argument("--steps", type=int, default=20, help="timed train steps")
+    parser.add_argument("--pipeline-batches", type=int, default=50)
+    parser.add_argument("--reference-steps", type=int, default=10)
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference loop")
+    parser.add_argument("--mixed-precision", default="auto", help="auto, float32, mixed_float16, mixed_bfloat16")
+    parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--long-steps", type=int, default=0, help="also train this many steps and report RSS slope")
+    parser.add_argument("--json", default="runs/benchmark.json", help="where to write the results")
+    args = parser.parse_args(argv)
+
+    from cgan_colorization.benchmark import benchmark_config, long_run, run_benchmark
+    from cgan_colorization.distribute import set_precision
+
+    set_precision(args.mixed_precision)
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        print(f"== {size} px, batch {args.batch_size}")
+        config = benchmark_config(size, args.batch_size, args.base_filters, args.dataset, args.jit_compile)
+        result = run_benchmark(config, args.steps, args.pipeline_batches, args.reference_steps,
+                               reference=not args.no_reference)
+        if args.long_steps:
+            result["long_run"] = long_run(config, args.long_steps)
+            print(f"long run: {args.long_steps} steps, RSS {result['long_run']['rss_first_mb']:.0f} -> "
+                  f"{result['long_run']['rss_last_mb']:.0f} MiB, slope "
+                  f"{result['long_run']['rss_slope_mb_per_1000_steps']:.1f} MiB / 1000 steps")
+        results.append(result)
+    print()
+    print(f"{'size':>5}{'pipeline/s':>12}{'train/s':>10}{'GFLOP/img':>11}{'% peak':>8}{'ref/s':>8}{'ours/ref':>10}"
+          f"{'RSS MiB':>9}")
+    for r in results:
+        print(f"{r['image_size']:>5}{r['pipeline_images_per_s']:>12.1f}{r['train_images_per_s']:>10.1f}"
+              f"{r['train_flops_per_image'] / 1e9:>11.2f}{100 * r['fraction_of_matmul_peak']:>8.0f}"
+              f"{r.get('reference_images_per_s', float('nan')):>8.1f}{r.get('ours_over_reference', float('nan')):>10.2f}"
+              f"{r['peak_rss_mb']:>9.0f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
