@@ -32,30 +32,33 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.out_dir, exist_ok=True)
-        fake_ab = self.model.generator(self.gray, training=False)
+        fake_ab = self.model.predict_ab(self.gray)
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
         save_sample_grid(self.grey_rgb, lab_pair_to_rgb(self.gray, fake_ab), self.original, path,
                          title=f"epoch {epoch + 1}")
 
 
 class GeneratorCheckpoint(keras.callbacks.Callback):
-    """Each epoch, writes the generator's and discriminator's weights (`*.weights.h5`, the last
-    epoch) and the generator with the best `monitor` so far (`generator_best.weights.h5`)."""
+    """Each epoch, writes the colorizer network's weights (`generator.weights.h5`, and the
+    discriminator's where there is one) and the network with the lowest `monitor` so far
+    (`generator_best.weights.h5`; by default the model's own `monitor`, e.g. validation L1)."""
 
-    def __init__(self, run_dir, monitor="val_g_l1"):
+    def __init__(self, run_dir, monitor=None):
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
         self.best = math.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        gan = self.model
-        gan.generator.save_weights(os.path.join(self.run_dir, "generator.weights.h5"))
-        gan.discriminator.save_weights(os.path.join(self.run_dir, "discriminator.weights.h5"))
+        model = self.model
+        self.monitor = self.monitor or getattr(model, "monitor", "val_g_l1")
+        model.network.save_weights(os.path.join(self.run_dir, "generator.weights.h5"))
+        if getattr(model, "discriminator", None) is not None:
+            model.discriminator.save_weights(os.path.join(self.run_dir, "discriminator.weights.h5"))
         value = (logs or {}).get(self.monitor)
         if value is not None and float(value) < self.best:
             self.best = float(value)
-            gan.generator.save_weights(os.path.join(self.run_dir, "generator_best.weights.h5"))
+            model.network.save_weights(os.path.join(self.run_dir, "generator_best.weights.h5"))
             with open(os.path.join(self.run_dir, "best.json"), "w") as f:
                 json.dump({"epoch": epoch + 1, self.monitor: self.best}, f)
 

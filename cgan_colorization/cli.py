@@ -60,7 +60,7 @@ def evaluate_main(argv=None):
     args = parser.parse_args(argv)
 
     from cgan_colorization.evaluation import evaluate_colorizer, format_table
-    from cgan_colorization.inference import load_generator, resolve_weights
+    from cgan_colorization.inference import load_colorizer, resolve_weights
     from data import images
     from data.pipeline import parse_dataset, pretext_dataset
 
@@ -68,17 +68,17 @@ def evaluate_main(argv=None):
         weights = resolve_weights(args.run or args.weights)
         run_dir = os.path.dirname(os.path.abspath(weights))
         config = load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
-        generator = load_generator(weights, args.image_size, args.base_filters, args.dropout_at_inference)
+        colorizer = load_colorizer(weights, args.image_size, args.base_filters, args.dropout_at_inference)
         dataset = args.dataset or (config.dataset if config else "synthetic")
         seed = config.seed if config else 0
         source = parse_dataset(dataset, config.val_fraction if config else 0.05, seed)
         if args.split == "all" and source.kind == "files":
             source.val_paths = source.train_paths + source.val_paths
-        size = int(generator.input_shape[1])
+        size = colorizer.image_size
         ds = pretext_dataset(source, "val", image_size=size, batch_size=args.batch_size, seed=seed,
                              num_classes=config.num_classes if config else 6,
                              val_size=args.max_images or (config.val_size if config else 256))
-        result = evaluate_colorizer(lambda g: generator(g, training=False), ds, args.max_images)
+        result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     result.update(weights=weights, dataset=dataset, split=args.split, image_size=size,
@@ -109,11 +109,11 @@ def colorize_main(argv=None):
                         help="keep dropout on (pix2pix's stochastic inference)")
     args = parser.parse_args(argv)
 
-    from cgan_colorization.inference import colorize_rgb, load_generator, save_rgb
+    from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
     from data import images
 
     try:
-        generator = load_generator(args.weights, args.image_size, args.base_filters,
+        colorizer = load_colorizer(args.weights, args.image_size, args.base_filters,
                                    args.dropout_at_inference)
         paths = []
         for item in args.inputs:
@@ -136,7 +136,7 @@ def colorize_main(argv=None):
             continue
         name = os.path.splitext(os.path.basename(path))[0] + "_colorized.png"
         target = os.path.join(args.out, name)
-        save_rgb(colorize_rgb(generator, rgb), target)
+        save_rgb(colorize_rgb(colorizer, rgb), target)
         written.append(target)
         print(f"{path} -> {target}")
     print(f"colorized {len(written)} image(s) into {args.out}; skipped {len(skipped)}")

@@ -12,6 +12,7 @@ PAPER_DATASET = "coco"
 class TrainConfig:
     """Everything that defines a colorizer training run; saved as `config.json` in the run folder."""
 
+    objective: str = "gan"
     dataset: str = "synthetic"
     image_size: int = 64
     base_filters: int = 32
@@ -36,6 +37,11 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: str = "auto"
     steps_per_execution: int = 1
+    backbone: str = "unet"
+    temperature: float = 0.38
+    prior_batches: int = 50
+    color_weight: float = 1.0
+    seg_weight: float = 1.0
 
 
 # Treneska et al. 2022, section 4.1, with the learning rate of the authors' code (the text's 0.002
@@ -46,7 +52,17 @@ PRESETS = {
                   steps_per_epoch=None, lr=2e-4, beta_1=0.5, l1_weight=100.0, val_size=4000),
 }
 
+OBJECTIVES = ("gan", "l1", "classification", "multitask")
+
 _HELP = {
+    "objective": "gan (the paper: pix2pix cGAN), l1 (the same U-Net, L1 alone), classification (Zhang et al. "
+                 "2016: Q ab bins, rebalanced soft cross-entropy) or multitask (colour + segmentation heads "
+                 "trained jointly; needs masks: synthetic or pets)",
+    "backbone": "unet (pix2pix) or mobilenetv2 (multitask only: MobileNetV2 encoder, YUV target, MSE)",
+    "temperature": "annealed-mean temperature T of the classification objective",
+    "prior_batches": "batches of the one streaming pass that estimates the ab prior (classification)",
+    "color_weight": "weight of the colour loss (multitask)",
+    "seg_weight": "weight of the segmentation loss (multitask)",
     "dataset": "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH' or 'folder:PATH'",
     "image_size": "square training size, a power of two",
     "base_filters": "filters of the first U-Net level; later levels double up to 8x",

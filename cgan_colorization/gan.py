@@ -43,6 +43,17 @@ class ColorizationGAN(keras.Model):
             self.optimizer.build([])
         self.built = True
 
+    monitor = "val_g_l1"  # what the best checkpoint minimises
+
+    @property
+    def network(self):
+        """The net saved as `generator.weights.h5` and transferred downstream."""
+        return self.generator
+
+    def predict_ab(self, gray):
+        """Normalized ab for normalized L, in inference mode."""
+        return self.generator(gray, training=False)
+
     def call(self, gray, training=False):
         return self.generator(gray, training=training)
 

@@ -1,5 +1,6 @@
 """Loading a trained generator and colorizing anyone's photos at their own resolution."""
 
+import dataclasses
 import os
 
 import keras
@@ -7,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization.color import lab_to_rgb, normalize_lab, rgb_to_lab, denormalize_lab
-from cgan_colorization.config import load_config
+from cgan_colorization.config import TrainConfig, load_config
 from cgan_colorization.models import build_generator
 
 WEIGHT_NAMES = ("generator_best.weights.h5", "generator.weights.h5")
@@ -26,44 +27,85 @@ def resolve_weights(path):
     return path
 
 
-def load_generator(path, image_size=None, base_filters=None, inference_dropout=False):
-    """Builds the generator described by the run's `config.json` (or the given sizes) and loads
-    `path` (a run folder, `*.weights.h5` or `generator.keras`) into it."""
-    path = resolve_weights(path)
-    if path.endswith(".keras"):
-        return keras.saving.load_model(path, compile=False)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
+class Colorizer:
+    """A trained colorizer as loaded from disk: `network` (the net whose weights transfer
+    downstream), `predict_ab(L)` (normalized L -> normalized ab) and the run's `config`."""
+
+    def __init__(self, network, predict_ab, config, image_size):
+        self.network, self.predict_ab, self.config, self.image_size = network, predict_ab, config, image_size
+
+
+def _run_config(path, image_size, base_filters):
     run_dir = os.path.dirname(os.path.abspath(path))
-    if image_size is None or base_filters is None:
-        if not os.path.isfile(os.path.join(run_dir, "config.json")):
-            raise ValueError(f"{path} has no config.json beside it: give --image-size and --base-filters.")
+    if os.path.isfile(os.path.join(run_dir, "config.json")):
         config = load_config(run_dir)
-        image_size = image_size or config.image_size
-        base_filters = base_filters or config.base_filters
-    generator = build_generator(image_size, base_filters, inference_dropout=inference_dropout)
+        return run_dir, dataclasses.replace(config, image_size=image_size or config.image_size,
+                                            base_filters=base_filters or config.base_filters)
+    if image_size is None or base_filters is None:
+        raise ValueError(f"{path} has no config.json beside it: give --image-size and --base-filters.")
+    return run_dir, TrainConfig(image_size=image_size, base_filters=base_filters)
+
+
+def _load_into(network, path, config):
     try:
-        generator.load_weights(path)
+        network.load_weights(path)
     except (ValueError, KeyError) as error:
         raise ValueError(
-            f"{path} does not fit a generator of image_size={image_size}, base_filters={base_filters}: "
-            f"is it a colorizer's generator weights file? ({str(error).splitlines()[0][:200]})"
+            f"{path} does not fit a {config.objective} colorizer of image_size={config.image_size}, "
+            f"base_filters={config.base_filters}: is it a colorizer's generator weights file? "
+            f"({str(error).splitlines()[0][:200]})"
         ) from None
-    return generator
+    return network
 
 
-def colorize_rgb(generator, rgb):
+def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=False):
+    """Loads `path` (a run folder, `generator*.weights.h5` or `generator.keras`) as a `Colorizer`,
+    building the network that the run's objective (from its `config.json`) trained."""
+    path = resolve_weights(path)
+    if path.endswith(".keras"):
+        generator = keras.saving.load_model(path, compile=False)
+        return Colorizer(generator, lambda g: generator(g, training=False), None, int(generator.input_shape[1]))
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
+    run_dir, config = _run_config(path, image_size, base_filters)
+    size, width = config.image_size, config.base_filters
+    if config.objective in ("gan", "l1"):
+        generator = _load_into(build_generator(size, width, inference_dropout=inference_dropout), path, config)
+        return Colorizer(generator, lambda g: generator(g, training=False), config, size)
+    if config.objective == "classification":
+        from cgan_colorization import zhang
+        from cgan_colorization.objectives import ZHANG_STATS_FILE
+
+        bins = zhang.load_zhang_stats(os.path.join(run_dir, ZHANG_STATS_FILE)).bins
+        network = _load_into(zhang.build_classification_generator(size, width, len(bins)), path, config)
+        bins_t = tf.constant(bins, tf.float32)
+        return Colorizer(network, lambda g: zhang.annealed_mean(network(g, training=False), bins_t,
+                                                                 config.temperature), config, size)
+    if config.objective == "multitask":
+        from cgan_colorization import multitask
+
+        network = _load_into(multitask.build_network(config), path, config)
+        return Colorizer(network, multitask.ab_predictor(network, config), config, size)
+    raise ValueError(f"{path}: unknown objective {config.objective!r} in its config.json.")
+
+
+def load_generator(path, image_size=None, base_filters=None, inference_dropout=False):
+    """The network of a trained colorizer, ready for `transfer_weights` (see `load_colorizer`)."""
+    return load_colorizer(path, image_size, base_filters, inference_dropout).network
+
+
+def colorize_rgb(colorizer, rgb):
     """Colorizes one sRGB image [H, W, 3] in [0, 1] of any size and returns sRGB [H, W, 3].
 
     The ab channels are predicted at the model's size and upsampled; the lightness stays the
     photo's own, at full resolution, so no detail is lost.
     """
-    size = int(generator.input_shape[1])
+    size = colorizer.image_size
     rgb = tf.convert_to_tensor(rgb, tf.float32)
     full_gray, _ = normalize_lab(rgb_to_lab(rgb))
     small = tf.image.resize(rgb, [size, size], antialias=True)
     small_gray, _ = normalize_lab(rgb_to_lab(tf.clip_by_value(small, 0.0, 1.0)))
-    ab = generator(small_gray[None], training=False)[0]
+    ab = colorizer.predict_ab(small_gray[None])[0]
     ab = tf.image.resize(ab, tf.shape(rgb)[:2], method="bilinear")
     return lab_to_rgb(denormalize_lab(full_gray, ab)).numpy()
 

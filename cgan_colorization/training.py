@@ -10,9 +10,10 @@ import keras
 import tensorflow as tf
 
 from cgan_colorization import callbacks as cb
-from cgan_colorization.config import save_config
+from cgan_colorization.config import OBJECTIVES, save_config
 from cgan_colorization.distribute import is_chief, make_strategy, set_precision, worker_index
 from cgan_colorization.gan import ColorizationGAN
+from cgan_colorization.objectives import ZHANG_STATS_FILE, ClassificationColorizer, L1Colorizer
 from cgan_colorization.models import build_discriminator, build_generator
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from data.pipeline import parse_dataset, pretext_dataset
@@ -43,6 +44,62 @@ def build_gan(config, strategy=None, dropout_rate=0.5):
                     steps_per_execution=config.steps_per_execution)
         gan.build()
     return gan
+
+
+def build_l1(config, strategy=None):
+    """The generator alone with Adam, trained on L1 (the ablation without a discriminator)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    precision = keras.mixed_precision.global_policy().name
+    with strategy.scope():
+        model = L1Colorizer(build_generator(config.image_size, config.base_filters,
+                                            synchronized_bn=strategy.num_replicas_in_sync > 1))
+        model.compile(optimizer=_adam(config, precision), jit_compile=config.jit_compile,
+                      steps_per_execution=config.steps_per_execution)
+        model.build()
+    return model
+
+
+def build_colorizer(config, strategy=None, train_ds=None, run_dir=None):
+    """The model that `config.objective` trains, compiled and built."""
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {OBJECTIVES}, received {config.objective!r}.")
+    if config.objective == "gan":
+        return build_gan(config, strategy)
+    if config.objective == "l1":
+        return build_l1(config, strategy)
+    if config.objective == "classification":
+        return build_classification(config, strategy, train_ds, run_dir)
+    return build_multitask(config, strategy)
+
+
+def build_classification(config, strategy=None, train_ds=None, run_dir=None):
+    """Zhang et al.'s colorizer. The ab prior is estimated in one streaming pass over
+    `config.prior_batches` training batches and saved (with the bins and weights) as
+    `zhang_stats.json` in the run folder; a resumed run reads it back."""
+    from cgan_colorization import zhang
+
+    strategy = strategy or tf.distribute.get_strategy()
+    path = os.path.join(run_dir, ZHANG_STATS_FILE) if run_dir else None
+    if path and os.path.isfile(path):
+        stats = zhang.load_zhang_stats(path)
+        bins, weights = stats.bins, stats.weights
+    else:
+        bins = zhang.ab_gamut_bins()
+        prior = zhang.ab_prior(train_ds, bins, max_batches=config.prior_batches)
+        weights = zhang.rebalancing_weights(prior)
+        if path:
+            zhang.save_zhang_stats(path, bins, prior, weights, num_bins=len(bins),
+                                   paper_num_bins=zhang.PAPER_NUM_BINS, prior_batches=config.prior_batches)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        network = zhang.build_classification_generator(config.image_size, config.base_filters, len(bins),
+                                                       synchronized_bn=replicas > 1)
+        model = ClassificationColorizer(network, bins, weights, config.temperature,
+                                        global_batch_size=config.batch_size if replicas > 1 else None)
+        model.compile(optimizer=_adam(config, keras.mixed_precision.global_policy().name),
+                      jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+        model.build()
+    return model
 
 
 def _datasets(config, source, skip_batches):
@@ -103,8 +160,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
     save_config(config, run_dir, steps_per_epoch_resolved=steps, precision=precision,
                 replicas=strategy.num_replicas_in_sync)
 
-    gan = build_gan(config, strategy)
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
+    gan = build_colorizer(config, strategy, train_ds, run_dir)
     sample = cb.first_batch(val_ds, config.sample_count)
     start = time.time()
     if step:  # finish the interrupted epoch first, with the steps it had left
@@ -117,11 +174,12 @@ def train(config, extra_callbacks=(), verbose="auto"):
         gan.fit(train_ds, initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=steps,
                 validation_data=val_ds, verbose=verbose, shuffle=False,
                 callbacks=_callbacks(config, run_dir, sample, source, 0) + list(extra_callbacks))
-    gan.generator.save(os.path.join(run_dir, "generator.keras"))
+    if config.objective in ("gan", "l1"):  # a plain L -> ab generator, loadable without any config
+        gan.network.save(os.path.join(run_dir, "generator.keras"))
     _plot_losses(run_dir)
     with open(summary_path, "w") as f:
         json.dump({"epochs": config.epochs, "steps_per_epoch": steps,
-                   "g_optimizer_steps": int(gan.g_optimizer.iterations),
+                   "optimizer_steps": int((getattr(gan, "g_optimizer", None) or gan.optimizer).iterations),
                    "seconds_last_session": round(time.time() - start, 1)}, f, indent=2)
     shutil.rmtree(backup_dir, ignore_errors=True)
     return run_dir

@@ -64,7 +64,7 @@ def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(t
     log = read_csv_log(os.path.join(config.out, "log.csv"))
     assert log["epoch"] == [0.0, 1.0, 2.0]
     summary = json.load(open(os.path.join(config.out, "train_summary.json")))
-    assert summary["g_optimizer_steps"] == 15  # 8 backed up + 2 to finish epoch 2 + 5
+    assert summary["optimizer_steps"] == 15  # 8 backed up + 2 to finish epoch 2 + 5
     assert not os.path.exists(backup)
     assert sorted(os.listdir(os.path.join(config.out, "samples"))) == [
         "epoch_001.png", "epoch_002.png", "epoch_003.png"]
@@ -146,7 +146,7 @@ def test_scripts_end_to_end(tmp_path):
     (wrong / "config.json").write_text(json.dumps(dataclasses.asdict(TrainConfig(image_size=64))))
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(wrong / "x.weights.h5")
     result = _script("colorize.py", "--weights", str(wrong / "x.weights.h5"), str(photos), "--out", str(out))
-    assert result.returncode == 2 and "does not fit a generator" in result.stderr
+    assert result.returncode == 2 and "does not fit a gan colorizer" in result.stderr
 
 
 def test_train_script_help_explains_presets():

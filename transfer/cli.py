@@ -31,6 +31,7 @@ _HELP = {
     "train_size": "at most this many training images (0: the whole split)",
     "val_size": "at most this many validation images (0: the whole split)",
     "test_size": "at most this many test images (0: the whole split)",
+    "run_name": "name of this run's folder under --out (default: the init)",
     "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker or tpu",
     "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",
 }

@@ -31,6 +31,7 @@ class FinetuneConfig:
     train_size: int = None  # caps on the images of each split; None: the whole split
     val_size: int = None
     test_size: int = None
+    run_name: str = None  # folder under --out; None: the init's name
     strategy: str = "auto"
     mixed_precision: str = "auto"
 

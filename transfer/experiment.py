@@ -57,6 +57,16 @@ def _architecture(config, generator):
     return config.image_size or size, config.base_filters or width
 
 
+def _pretext_name(config):
+    """'random', or the objective the colorizer was trained with (the paper's is 'gan')."""
+    if config.init == "random":
+        return "random"
+    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
+    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
+        return load_config(colorizer_dir).objective
+    return "gan"
+
+
 def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False):
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
@@ -127,7 +137,7 @@ def run_finetune(config, verbose="auto", log=print):
         log(report.summary())
 
     run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
-                           config.init)
+                           config.run_name or config.init)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
@@ -138,7 +148,8 @@ def run_finetune(config, verbose="auto", log=print):
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
                                  verbose=verbose)
     result = {
-        "task": config.task, "init": config.init, "dataset": config.dataset, "seed": config.seed,
+        "task": config.task, "init": config.init, "pretext": _pretext_name(config),
+        "dataset": config.dataset, "seed": config.seed,
         "image_size": image_size, "base_filters": base_filters,
         "test": evaluate_model(model, config, source, data["test"]),
         "history": history,
@@ -154,7 +165,8 @@ def run_finetune(config, verbose="auto", log=print):
 def plot_comparison(parent, task):
     """Training loss per epoch of every init found under `parent`, on one axis (the paper's Fig. 8)."""
     series = {}
-    for init in INITS:
+    names = sorted(d for d in os.listdir(parent) if os.path.isfile(os.path.join(parent, d, "log.csv")))
+    for init in names:
         path = os.path.join(parent, init, "log.csv")
         if os.path.isfile(path):
             log = read_csv_log(path)

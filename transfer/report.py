@@ -10,7 +10,7 @@ import numpy as np
 from cgan_colorization.plots import save_loss_curves
 from transfer.reproduce import PAPER, TASK_METRICS
 
-INITS = ("random", "colorization")
+PAPER_PRETEXT = "gan"
 
 
 def _mean_std(values):
@@ -20,41 +20,61 @@ def _mean_std(values):
     return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1 if len(values) > 1 else 0):.2f}"
 
 
-def _by(results, task, init):
-    return sorted((r for r in results if r["task"] == task and r["init"] == init), key=lambda r: r["seed"])
+def _pretext(result):
+    return result.get("pretext") or ("random" if result["init"] == "random" else PAPER_PRETEXT)
 
 
-def table3(result):
+def _label(name, single):
+    """Row label: the paper's two inits keep their names when only the GAN pretext ran."""
+    if name == "random":
+        return "random"
+    return "colorization" if single else f"{name} pretext"
+
+
+def _by(results, task, pretext):
+    return sorted((r for r in results if r["task"] == task and _pretext(r) == pretext), key=lambda r: r["seed"])
+
+
+def table3(results):
+    """{objective: evaluation} -> the Table 3 layout, one row per pretext."""
     rows = ["| | PSNR mean | PSNR min | PSNR max | SSIM mean | SSIM min | SSIM max | colourfulness |",
             "|---|---|---|---|---|---|---|---|"]
-    for name, label in (("model", "colorizer"), ("grey_baseline", "grey baseline (ab = 0)")):
-        p, s, c = (result[name][k] for k in ("psnr", "ssim", "colourfulness"))
-        rows.append(f"| {label} | {p['mean']:.2f} | {p['min']:.2f} | {p['max']:.2f} | {s['mean']:.3f} | "
-                    f"{s['min']:.3f} | {s['max']:.3f} | {c['mean']:.1f} |")
-    rows.append(f"| originals | | | | | | | {result['original']['colourfulness']['mean']:.1f} |")
+    line = lambda label, r: (f"| {label} | {r['psnr']['mean']:.2f} | {r['psnr']['min']:.2f} | {r['psnr']['max']:.2f} | "  # noqa: E731
+                             f"{r['ssim']['mean']:.3f} | {r['ssim']['min']:.3f} | {r['ssim']['max']:.3f} | "
+                             f"{r['colourfulness']['mean']:.1f} |")
+    for name, result in results.items():
+        rows.append(line("colorizer" if len(results) == 1 else f"{name} colorizer", result["model"]))
+    any_result = next(iter(results.values()))
+    rows.append(line("grey baseline (ab = 0)", any_result["grey_baseline"]))
+    rows.append(f"| originals | | | | | | | {any_result['original']['colourfulness']['mean']:.1f} |")
     (pm, pn, px), (sm, sn, sx) = PAPER["psnr"], PAPER["ssim"]
     rows.append(f"| paper (COCO, 256 px) | {pm} | {pn} | {px} | {sm} | {sn} | {sx} | |")
-    return "\n".join(rows) + f"\n\n{result['num_images']} held-out images."
+    return "\n".join(rows) + f"\n\n{any_result['num_images']} held-out images."
 
 
-def table4(results, task):
+def table4(results, task, pretexts):
     metrics = TASK_METRICS[task]
+    single = len(pretexts) == 1
     header = "| init | " + " | ".join(label for _, label in metrics) + " | seeds | paper |"
     rows = [header, "|" + "---|" * (len(metrics) + 3)]
-    for init in INITS:
-        runs = _by(results, task, init)
+    floor = _by(results, task, "random")
+    for name in ["random", *pretexts]:
+        runs = _by(results, task, name)
         cells = [_mean_std([r["test"].get(key) for r in runs]) for key, _ in metrics]
-        rows.append(f"| {init} | " + " | ".join(cells) + f" | {len(runs)} | {PAPER[task][init]} |")
-    pairs = list(zip(_by(results, task, "colorization"), _by(results, task, "random")))
-    gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
-    rows.append("| gain (colorization - random) | " + " | ".join(_mean_std(g) for g in gains) +
-                f" | {len(pairs)} | {PAPER[task]['colorization'] - PAPER[task]['random']:.2f} |")
+        paper = PAPER[task]["random" if name == "random" else "colorization"] if name in ("random", "gan") else ""
+        rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
+    for name in pretexts:
+        pairs = list(zip(_by(results, task, name), floor))
+        gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
+        paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == "gan" else ""
+        rows.append(f"| gain ({_label(name, single)} - random) | " + " | ".join(_mean_std(g) for g in gains) +
+                    f" | {len(pairs)} | {paper} |")
     return "\n".join(rows)
 
 
-def _mean_curves(results, task, figures):
+def _mean_curves(results, task, figures, pretexts):
     series = {}
-    for init in INITS:
+    for init in ["random", *pretexts]:
         curves = [r["history"].get("loss", []) for r in _by(results, task, init)]
         curves = [c for c in curves if c]
         if curves:
@@ -71,11 +91,17 @@ def _mean_curves(results, task, figures):
     return os.path.relpath(path, os.path.dirname(figures))
 
 
-def write_report(plan, colorizer_dir, table3_result, results, seconds):
-    """Writes OUT/report.md (and OUT/figures/) and returns its path."""
+def write_report(plan, colorizers, table3_results, results, seconds):
+    """Writes OUT/report.md (and OUT/figures/) and returns its path. `colorizers` maps each pretext
+    objective to its run folder and `table3_results` to its evaluation (a single folder and result
+    stand for the paper's GAN)."""
+    if isinstance(colorizers, str):
+        colorizers, table3_results = {PAPER_PRETEXT: colorizers}, {PAPER_PRETEXT: table3_results}
+    pretexts = list(colorizers)
     out = plan["out"]
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
+    colorizer_dir = colorizers[pretexts[0]]
     samples = sorted(os.listdir(os.path.join(colorizer_dir, "samples")))
     lines = [f"# Reproduction report ({plan['preset']} preset)", "",
              f"Pretext data: `{plan['pretext_dataset']}`; classification data: `{plan['classification_dataset']}`; "
@@ -83,10 +109,17 @@ def write_report(plan, colorizer_dir, table3_result, results, seconds):
              f"total time {seconds / 60:.1f} min.", "",
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
-             "colorizer's held-out images; the grey baseline predicts ab = 0.", "", table3(table3_result), ""]
+             "colorizer's held-out images; the grey baseline predicts ab = 0. Colourfulness (Hasler and "
+             "Suesstrunk) shows how far a pretext desaturates.", "", table3(table3_results), ""]
     if samples:
         shutil.copy(os.path.join(colorizer_dir, "samples", samples[-1]), os.path.join(figures, "samples.png"))
         lines += ["![grey input, colorization, original](figures/samples.png)", ""]
+    for name in pretexts[1:]:
+        other = sorted(os.listdir(os.path.join(colorizers[name], "samples")))
+        if other:
+            shutil.copy(os.path.join(colorizers[name], "samples", other[-1]),
+                        os.path.join(figures, f"samples_{name}.png"))
+            lines += [f"![{name} pretext: grey input, colorization, original](figures/samples_{name}.png)", ""]
     for name in ("loss_l1.png", "loss_adversarial.png"):
         if os.path.isfile(os.path.join(colorizer_dir, name)):
             shutil.copy(os.path.join(colorizer_dir, name), os.path.join(figures, f"colorizer_{name}"))
@@ -95,8 +128,8 @@ def write_report(plan, colorizer_dir, table3_result, results, seconds):
               "Test-split scores in %, mean ± standard deviation over seeds. The paper reports one run: "
               "an undefined 'Acc' for classification and mIoU for segmentation.", ""]
     for task in ("classification", "segmentation"):
-        lines += [f"### {task.capitalize()}", "", table4(results, task), "",
-                  f"![{task} loss curves]({_mean_curves(results, task, figures)})", ""]
+        lines += [f"### {task.capitalize()}", "", table4(results, task, pretexts), "",
+                  f"![{task} loss curves]({_mean_curves(results, task, figures, pretexts)})", ""]
     lines += ["The paper's classification 'Acc' (47.18 / 52.83 %) is not defined there; mAP, exact-match "
               "accuracy, per-label accuracy and sample F1 are all given above so that its numbers can be "
               "matched on Pascal VOC. Per-label accuracy on VOC is dominated by absent labels (above 90 % "

@@ -39,7 +39,10 @@ def build_parser():
     parser.add_argument("--classification-dataset", help="overrides the classification data")
     parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
     parser.add_argument("--void-index", type=int, help="void value of a labelled folder's masks (CamVid: 11)")
-    parser.add_argument("--colorizer", help="reuse this colorizer run folder instead of training one")
+    parser.add_argument("--pretexts", default="gan",
+                        help="comma-separated pretext objectives to compare: gan (the paper), l1, classification "
+                             "(Zhang et al.), multitask; random init is always the floor")
+    parser.add_argument("--colorizer", help="reuse this colorizer run folder (for a single pretext)")
     parser.add_argument("--image-size", type=int, help="pretext and downstream size (demo 64, paper 256)")
     parser.add_argument("--pretext-epochs", type=int, help="colorizer epochs")
     parser.add_argument("--pretext-steps", type=int, help="colorizer steps per epoch")
@@ -63,7 +66,16 @@ def resolve(args):
             values["segmentation_dataset"] = args.segmentation_dataset or source
     if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
+    from cgan_colorization.config import OBJECTIVES
+
+    pretexts = [p for p in args.pretexts.split(",") if p]
+    unknown = [p for p in pretexts if p not in OBJECTIVES]
+    if unknown or not pretexts:
+        raise ValueError(f"--pretexts takes names from {OBJECTIVES}, received {args.pretexts!r}.")
+    if args.colorizer and len(pretexts) > 1:
+        raise ValueError("--colorizer reuses one colorizer: give a single --pretexts value with it.")
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
+                  pretexts=pretexts,
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
@@ -71,23 +83,25 @@ def resolve(args):
     return values
 
 
-def run_pretext(plan, log=print):
-    """Trains (or reuses) the colorizer and scores it; returns (run folder, Table 3 result)."""
+def run_pretext(plan, objective="gan", log=print):
+    """Trains (or reuses) the colorizer of one pretext objective and scores it; returns (run folder,
+    Table 3 result)."""
     from cgan_colorization.config import PRESETS as TRAIN_PRESETS, TrainConfig
     from cgan_colorization.evaluation import evaluate_colorizer
-    from cgan_colorization.inference import load_generator
+    from cgan_colorization.inference import load_colorizer
     from cgan_colorization.training import SUMMARY_FILE, train
     from data.pipeline import parse_dataset, pretext_dataset
 
-    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer")
+    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if objective == "gan"
+                                                else f"colorizer-{objective}")
     config = TrainConfig(**{**dataclasses.asdict(TrainConfig()),
                             **TRAIN_PRESETS["fast" if plan["preset"] == "demo" else "paper"]})
-    overrides = dict(dataset=plan["pretext_dataset"], out=run_dir, image_size=plan["image_size"],
+    overrides = dict(objective=objective, dataset=plan["pretext_dataset"], out=run_dir, image_size=plan["image_size"],
                      base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
-        log(f"[pretext] training the colorizer in {run_dir}")
+        log(f"[pretext] training the {objective} colorizer in {run_dir}")
         train(config, verbose=2)
     else:
         log(f"[pretext] reusing the finished colorizer in {run_dir}")
@@ -96,25 +110,28 @@ def run_pretext(plan, log=print):
         config = load_config(run_dir)
     eval_path = os.path.join(run_dir, "eval.json")
     if not os.path.isfile(eval_path):
-        generator = load_generator(run_dir)
+        colorizer = load_colorizer(run_dir)
         source = parse_dataset(config.dataset, config.val_fraction, config.seed)
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
                              num_classes=config.num_classes, val_size=config.val_size)
-        result = evaluate_colorizer(lambda g: generator(g, training=False), ds)
+        result = evaluate_colorizer(colorizer.predict_ab, ds)
+        result["objective"] = objective
         with open(eval_path, "w") as f:
             json.dump(result, f, indent=2)
     with open(eval_path) as f:
         return run_dir, json.load(f)
 
 
-def run_downstream(plan, colorizer_dir, log=print):
-    """Every (seed, task, init) run; finished runs (with metrics.json) are read back, not redone."""
+def run_downstream(plan, colorizers, log=print):
+    """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
+    ({objective: run folder}); finished runs (with metrics.json) are read back, not redone."""
     from cgan_colorization.config import load_config
     from transfer.config import TASK_PRESETS, FinetuneConfig
     from transfer.experiment import run_finetune
 
     results = []
     preset = "fast" if plan["preset"] == "demo" else "paper"
+    architecture = load_config(next(iter(colorizers.values())))  # the random baseline copies it
     for seed in range(plan["seeds"]):
         for task in ("classification", "segmentation"):
             values = dict(TASK_PRESETS[(task, preset)])
@@ -124,19 +141,21 @@ def run_downstream(plan, colorizer_dir, log=print):
                 values["train_size"] = plan["train_size"]
             if plan["eval_size"]:
                 values["val_size"] = values["test_size"] = plan["eval_size"]
-            for init in ("colorization", "random"):
+            runs = [("random", "random", next(iter(colorizers.values())))]
+            runs += [("colorization", name, path) for name, path in colorizers.items()]
+            for init, name, colorizer_dir in runs:
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
-                metrics_path = os.path.join(parent, init, "metrics.json")
+                metrics_path = os.path.join(parent, name if len(colorizers) > 1 else init, "metrics.json")
                 if os.path.isfile(metrics_path):
                     with open(metrics_path) as f:
                         results.append(json.load(f))
                     continue
-                log(f"[downstream] seed {seed}, {task}, {init} init")
-                colorizer = load_config(colorizer_dir)  # both inits get the colorizer's architecture
+                log(f"[downstream] seed {seed}, {task}, {name} init")
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
-                                        void_index=plan["void_index"], image_size=colorizer.image_size,
-                                        base_filters=colorizer.base_filters, **values)
+                                        run_name=name if len(colorizers) > 1 else None,
+                                        void_index=plan["void_index"], image_size=architecture.image_size,
+                                        base_filters=architecture.base_filters, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
     return results
 
@@ -151,10 +170,12 @@ def main(argv=None):
     with open(os.path.join(plan["out"], "config.json"), "w") as f:
         json.dump(plan, f, indent=2)
     start = time.time()
-    colorizer_dir, table3 = run_pretext(plan)
-    results = run_downstream(plan, colorizer_dir)
+    colorizers, table3 = {}, {}
+    for objective in plan["pretexts"]:
+        colorizers[objective], table3[objective] = run_pretext(plan, objective)
+    results = run_downstream(plan, colorizers)
     from transfer.report import write_report
 
-    path = write_report(plan, colorizer_dir, table3, results, seconds=time.time() - start)
+    path = write_report(plan, colorizers, table3, results, seconds=time.time() - start)
     print(f"report: {path}")
     return path
