@@ -125,6 +125,7 @@ def first_batch(dataset, count):
     """The first `count` (L, ab) pairs of a batched dataset, as numpy arrays."""
     gray, ab = [], []
     for g, a in dataset:
+        a = a["ab"] if isinstance(a, dict) else a
         gray.append(g.numpy())
         ab.append(a.numpy())
         if sum(len(x) for x in gray) >= count:

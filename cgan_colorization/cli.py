@@ -59,7 +59,7 @@ def evaluate_main(argv=None):
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json)")
     args = parser.parse_args(argv)
 
-    from cgan_colorization.evaluation import evaluate_colorizer, format_table
+    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
     from cgan_colorization.inference import load_colorizer, resolve_weights
     from data import images
     from data.pipeline import parse_dataset, pretext_dataset
@@ -79,6 +79,7 @@ def evaluate_main(argv=None):
                              num_classes=config.num_classes if config else 6,
                              val_size=args.max_images or (config.val_size if config else 256))
         result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images)
+        result["bottleneck"] = bottleneck_health(colorizer.network, ds)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     result.update(weights=weights, dataset=dataset, split=args.split, image_size=size,

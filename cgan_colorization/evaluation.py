@@ -73,6 +73,24 @@ def evaluate_colorizer(predict_ab, dataset, max_images=None):
     }
 
 
+def bottleneck_health(network, dataset, max_batches=8):
+    """How much the 1 x 1 bottleneck (all the paper's classifier sees) says about its input:
+    the fraction of its ReLU units that are zero on every image ("dead"), and the mean standard
+    deviation of the units across images (0 when every image gets the same code)."""
+    import keras
+
+    probe = keras.Model(network.input, network.get_layer("bottleneck_relu").output)
+    codes = []
+    for i, (gray, _) in enumerate(dataset):
+        if i >= max_batches:
+            break
+        codes.append(probe(gray, training=False).numpy().reshape(int(gray.shape[0]), -1))
+    codes = np.concatenate(codes)
+    return {"dead_fraction": float((codes.max(axis=0) <= 0).mean()),
+            "spread": float(codes.std(axis=0).mean()), "units": int(codes.shape[1]),
+            "images": int(codes.shape[0])}
+
+
 def format_table(result):
     """The paper's Table 3 layout (mean / min / max) for the model and the grey baseline."""
     lines = [f"{'':<16}{'PSNR mean':>10}{'min':>8}{'max':>8}{'SSIM mean':>11}{'min':>7}{'max':>7}"
@@ -84,4 +102,8 @@ def format_table(result):
     lines.append(f"{'original':<16}{'':>52}{result['original']['colourfulness']['mean']:>11.1f}")
     lines.append(f"({result['num_images']} images; paper, COCO 256 px: PSNR 20.94 / 8.82 / 42.61, "
                  "SSIM 0.85 / 0.31 / 0.99)")
+    if "bottleneck" in result:
+        b = result["bottleneck"]
+        lines.append(f"bottleneck: {100 * b['dead_fraction']:.0f} % of {b['units']} units dead, spread across "
+                     f"images {b['spread']:.4f}")
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=F
         raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
     run_dir, config = _run_config(path, image_size, base_filters)
     size, width = config.image_size, config.base_filters
-    if config.objective in ("gan", "l1"):
+    if config.objective in ("gan", "l1", "multitask"):  # multitask saves its trunk + colour head as G
         generator = _load_into(build_generator(size, width, inference_dropout=inference_dropout), path, config)
         return Colorizer(generator, lambda g: generator(g, training=False), config, size)
     if config.objective == "classification":
@@ -81,11 +81,6 @@ def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=F
         bins_t = tf.constant(bins, tf.float32)
         return Colorizer(network, lambda g: zhang.annealed_mean(network(g, training=False), bins_t,
                                                                  config.temperature), config, size)
-    if config.objective == "multitask":
-        from cgan_colorization import multitask
-
-        network = _load_into(multitask.build_network(config), path, config)
-        return Colorizer(network, multitask.ab_predictor(network, config), config, size)
     raise ValueError(f"{path}: unknown objective {config.objective!r} in its config.json.")
 
 

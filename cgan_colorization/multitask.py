@@ -384,8 +384,10 @@ class MultitaskColorizer(keras.Model):
         if self.has_seg:
             classes = int(self.multitask.output[SEG_KEY].shape[-1])
             self.seg_miou = StreamingConfusionMatrix(classes, void_index=self.void_index, name="seg_miou")
+        self.build()  # network and optimizer: weights save and load before any step
 
     def build(self, input_shape=None):
+        """Builds the network and the optimizer's slots (called by `compile`)."""
         self.multitask.build(self.multitask.input_shape)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.multitask.trainable_variables)

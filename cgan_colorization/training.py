@@ -102,9 +102,34 @@ def build_classification(config, strategy=None, train_ds=None, run_dir=None):
     return model
 
 
+def build_multitask(config, strategy=None):
+    """One U-Net with a colour head and a segmentation head, trained jointly (Dabholkar's
+    multi-task colorizer); the colour part saves and transfers exactly as the generator does."""
+    from cgan_colorization.multitask import MultitaskColorizer, build_multitask_unet
+
+    if config.backbone != "unet":
+        raise ValueError(f"train_colorizer.py trains the multitask objective on the U-Net backbone; received "
+                         f"--backbone {config.backbone!r} (the MobileNetV2 models are in cgan_colorization.multitask).")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        network = build_multitask_unet(config.image_size, config.base_filters, segmentation_classes(config),
+                                       synchronized_bn=strategy.num_replicas_in_sync > 1)
+        model = MultitaskColorizer(network)
+        model.compile(optimizer=_adam(config, keras.mixed_precision.global_policy().name),
+                      color_weight=config.color_weight, seg_weight=config.seg_weight,
+                      jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+    return model
+
+
+def segmentation_classes(config):
+    """Mask classes of the multitask objective's data: background + K scenes classes, or the pets' 3."""
+    return 3 if config.dataset == "pets" else config.num_classes + 1
+
+
 def _datasets(config, source, skip_batches):
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                  num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale)
+                  num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale,
+                  with_masks=config.objective == "multitask")
     train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
                             random_crop=config.random_crop, flip=config.flip, **common)
     val = pretext_dataset(source, "val", val_size=config.val_size, **common)

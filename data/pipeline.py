@@ -6,6 +6,7 @@ Sources (the `--dataset` flag):
   coco:PATH          a local folder of COCO JPEGs, e.g. `.../train2014`
   folder:PATH        any folder of photos, searched recursively
   folder:A,B         several folders (also for coco:)
+  pets               TFDS `oxford_iiit_pet` with its trimaps (for the multitask objective)
 """
 
 import dataclasses
@@ -78,6 +79,11 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
     """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up."""
     if spec == "synthetic":
         return PretextSource(spec, "synthetic")
+    if spec == "pets":
+        from data.pets import pets_builder
+
+        pets_builder(tfds_data_dir)  # one-sentence error when it is not prepared
+        return PretextSource(spec, "pets")
     if spec == "coco":
         import tensorflow_datasets as tfds  # imported lazily: slow, and only needed here
 
@@ -92,7 +98,7 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("coco", "folder") or not path:
         raise ValueError(
-            f"--dataset must be 'synthetic', 'coco', 'coco:PATH' or 'folder:PATH', received {spec!r}."
+            f"--dataset must be 'synthetic', 'coco', 'coco:PATH', 'folder:PATH' or 'pets', received {spec!r}."
         )
     paths = sorted({p for folder in path.split(",") if folder
                     for p in images.list_images(os.path.expanduser(folder))})
@@ -108,20 +114,39 @@ def _batch_to_pairs(ds, batch_size, drop_remainder):
 
 def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed=0,
                     resize_mode="resize", random_crop=False, flip=False, drop_greyscale=True,
-                    skip_batches=0, num_classes=6, val_size=256):
+                    skip_batches=0, num_classes=6, val_size=256, with_masks=False):
     """Batched (L, ab) pairs for training (endless, shuffled) or evaluation (one ordered pass).
 
     `skip_batches` resumes an interrupted run: the training stream starts where step
-    `skip_batches` left it.
+    `skip_batches` left it. `with_masks` yields (L, {"ab": ab, "mask": mask}) instead, for the
+    multitask objective (synthetic scenes and pets only).
     """
     training = split == "train"
     skip = skip_batches * batch_size if training else 0
+    if with_masks and source.kind not in ("synthetic", "pets"):
+        raise ValueError(f"the multitask objective needs segmentation masks: use --dataset synthetic or pets, "
+                         f"received {source.spec!r}.")
+    if source.kind == "pets":
+        from data.pets import pets_dataset
+
+        ds = pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
+                          training=training)
+        ds = ds.repeat().skip(skip_batches) if training else ds
+        return ds if with_masks else ds.map(lambda gray, targets: (gray, targets["ab"]))
     if source.kind == "synthetic":
         start = skip if training else SYNTHETIC_VAL_START
-        ds = synthetic.synthetic_dataset(
+        scenes = synthetic.synthetic_dataset(
             seed=seed, image_size=image_size, num_classes=num_classes, start=start,
             count=None if training else val_size,
-        ).map(lambda scene: scene["image"], num_parallel_calls=AUTOTUNE)
+        )
+        if with_masks:
+            def pair(batch):
+                gray, ab = to_lab_pair(batch["image"])
+                return gray, {"ab": ab, "mask": batch["mask"]}
+
+            return scenes.batch(batch_size, drop_remainder=training).map(
+                pair, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        ds = scenes.map(lambda scene: scene["image"], num_parallel_calls=AUTOTUNE)
         return _batch_to_pairs(ds, batch_size, training).prefetch(AUTOTUNE)
     if source.kind == "tfds":
         import tensorflow_datasets as tfds

@@ -104,6 +104,13 @@ def test_generator_shares_the_trunk_saves_and_transfers(lab_batch, tmp_path):
     plain.load_weights(path)
     np.testing.assert_allclose(plain(L, training=False), ab, atol=1e-5)
 
+    # The whole wrapper (network and optimizer state) saves and loads, e.g. for BackupAndRestore.
+    model.save_weights(str(tmp_path / "multitask.weights.h5"))
+    restored = _compiled(mt.build_multitask_unet(SIZE, WIDTH, K + 1, seed=5))
+    restored.load_weights(str(tmp_path / "multitask.weights.h5"))
+    assert int(restored.optimizer.iterations.numpy()) == 2
+    np.testing.assert_allclose(restored.generator(L, training=False), ab, atol=1e-6)
+
     for target, new in ((build_classifier(SIZE, WIDTH, num_classes=K, dense_units=16),
                          {"cls_dense1", "cls_dense2", "cls_output"}),
                         (build_segmenter(SIZE, WIDTH, num_classes=K + 1), {"seg_output_deconv"})):
@@ -203,10 +210,12 @@ def test_mobilenet_local_weights_file_round_trips(tmp_path):
         weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
     path = tmp_path / "mobilenet_v2_no_top.weights.h5"
     base.save_weights(str(path))
-    for net in (mt.build_mobilenet_unet(64, weights=path), mt.build_mobilenet_classifier(64, 3, weights=str(path))):
+    for net in (mt.build_mobilenet_unet(64, weights=path),
+                mt.build_mobilenet_classifier(64, 3, weights=str(path))):
         encoder = net.get_layer("mnv2_encoder")
         for name in ("Conv1", "bn_Conv1", "block_6_expand", "block_16_project"):
-            for ours, theirs in zip(encoder.get_layer(name).get_weights(), base.get_layer(name).get_weights()):
+            for ours, theirs in zip(encoder.get_layer(name).get_weights(),
+                                    base.get_layer(name).get_weights()):
                 np.testing.assert_array_equal(ours, theirs)
 
 
@@ -223,6 +232,7 @@ def test_mobilenet_weights_transfer_into_its_classifier_and_segmenter(trained_mo
     assert report.kept == ["mnv2_segmenter_deconv"]
     for target in (classifier, segmenter):
         for name in set(report.copied) & {layer.name for layer in target.layers}:
-            for ours, theirs in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            for ours, theirs in zip(target.get_layer(name).get_weights(),
+                                    source.get_layer(name).get_weights()):
                 np.testing.assert_array_equal(ours, theirs)
     assert classifier(y).shape == (4, K) and segmenter(y).shape == (4, 64, 64, K + 1)

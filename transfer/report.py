@@ -37,19 +37,26 @@ def _by(results, task, pretext):
 
 def table3(results):
     """{objective: evaluation} -> the Table 3 layout, one row per pretext."""
-    rows = ["| | PSNR mean | PSNR min | PSNR max | SSIM mean | SSIM min | SSIM max | colourfulness |",
-            "|---|---|---|---|---|---|---|---|"]
-    line = lambda label, r: (f"| {label} | {r['psnr']['mean']:.2f} | {r['psnr']['min']:.2f} | {r['psnr']['max']:.2f} | "  # noqa: E731
-                             f"{r['ssim']['mean']:.3f} | {r['ssim']['min']:.3f} | {r['ssim']['max']:.3f} | "
-                             f"{r['colourfulness']['mean']:.1f} |")
+    rows = ["| | PSNR mean | PSNR min | PSNR max | SSIM mean | SSIM min | SSIM max | colourfulness "
+            "| dead bottleneck units | bottleneck spread |", "|---|---|---|---|---|---|---|---|---|---|"]
+    line = lambda label, r, extra="| |": (  # noqa: E731
+        f"| {label} | {r['psnr']['mean']:.2f} | {r['psnr']['min']:.2f} | {r['psnr']['max']:.2f} | "
+        f"{r['ssim']['mean']:.3f} | {r['ssim']['min']:.3f} | {r['ssim']['max']:.3f} | "
+        f"{r['colourfulness']['mean']:.1f} {extra}")
     for name, result in results.items():
-        rows.append(line("colorizer" if len(results) == 1 else f"{name} colorizer", result["model"]))
+        b = result.get("bottleneck")
+        extra = f"| {100 * b['dead_fraction']:.0f} % | {b['spread']:.4f} |" if b else "| |"
+        rows.append(line("colorizer" if len(results) == 1 else f"{name} colorizer", result["model"], extra))
     any_result = next(iter(results.values()))
     rows.append(line("grey baseline (ab = 0)", any_result["grey_baseline"]))
-    rows.append(f"| originals | | | | | | | {any_result['original']['colourfulness']['mean']:.1f} |")
+    rows.append(f"| originals | | | | | | | {any_result['original']['colourfulness']['mean']:.1f} | | |")
     (pm, pn, px), (sm, sn, sx) = PAPER["psnr"], PAPER["ssim"]
-    rows.append(f"| paper (COCO, 256 px) | {pm} | {pn} | {px} | {sm} | {sn} | {sx} | |")
-    return "\n".join(rows) + f"\n\n{any_result['num_images']} held-out images."
+    rows.append(f"| paper (COCO, 256 px) | {pm} | {pn} | {px} | {sm} | {sn} | {sx} | | | |")
+    return "\n".join(rows) + (
+        f"\n\n{any_result['num_images']} held-out images. The last two columns describe the 1 x 1 bottleneck, "
+        "all that the classifier sees: the share of its ReLU units that are zero on every image, and how much "
+        "the code varies across images (near 0: every image gets the same code, and the classifier can learn "
+        "nothing from the transferred encoder).")
 
 
 def table4(results, task, pretexts):

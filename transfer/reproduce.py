@@ -87,7 +87,7 @@ def run_pretext(plan, objective="gan", log=print):
     """Trains (or reuses) the colorizer of one pretext objective and scores it; returns (run folder,
     Table 3 result)."""
     from cgan_colorization.config import PRESETS as TRAIN_PRESETS, TrainConfig
-    from cgan_colorization.evaluation import evaluate_colorizer
+    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
     from cgan_colorization.inference import load_colorizer
     from cgan_colorization.training import SUMMARY_FILE, train
     from data.pipeline import parse_dataset, pretext_dataset
@@ -109,17 +109,21 @@ def run_pretext(plan, objective="gan", log=print):
 
         config = load_config(run_dir)
     eval_path = os.path.join(run_dir, "eval.json")
-    if not os.path.isfile(eval_path):
+    result = None
+    if os.path.isfile(eval_path):
+        with open(eval_path) as f:
+            result = json.load(f)
+    if result is None or "bottleneck" not in result:
         colorizer = load_colorizer(run_dir)
         source = parse_dataset(config.dataset, config.val_fraction, config.seed)
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
                              num_classes=config.num_classes, val_size=config.val_size)
-        result = evaluate_colorizer(colorizer.predict_ab, ds)
+        result = result or evaluate_colorizer(colorizer.predict_ab, ds)
         result["objective"] = objective
+        result["bottleneck"] = bottleneck_health(colorizer.network, ds)
         with open(eval_path, "w") as f:
             json.dump(result, f, indent=2)
-    with open(eval_path) as f:
-        return run_dir, json.load(f)
+    return run_dir, result
 
 
 def run_downstream(plan, colorizers, log=print):
