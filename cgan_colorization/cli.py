@@ -37,6 +37,14 @@ def train_main(argv=None):
     return run_dir
 
 
+def _add_model_flags(parser):
+    """Flags to load a colorizer without a config.json beside it, and pix2pix's stochastic inference."""
+    parser.add_argument("--image-size", type=int, help="model size, when no config.json is at hand")
+    parser.add_argument("--base-filters", type=int, help="model width, when no config.json is at hand")
+    parser.add_argument("--dropout-at-inference", action="store_true",
+                        help="keep dropout on when colorizing (pix2pix's stochastic inference)")
+
+
 def evaluate_main(argv=None):
     """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max against the grey baseline."""
     parser = argparse.ArgumentParser(
@@ -52,16 +60,12 @@ def evaluate_main(argv=None):
                         help="the run's held-out split, or every file of a folder dataset")
     parser.add_argument("--max-images", type=int, default=None, help="score at most this many images")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, help="model size, when no config.json is at hand")
-    parser.add_argument("--base-filters", type=int, help="model width, when no config.json is at hand")
-    parser.add_argument("--dropout-at-inference", action="store_true",
-                        help="keep dropout on when colorizing (pix2pix's stochastic inference)")
+    _add_model_flags(parser)
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json)")
     args = parser.parse_args(argv)
 
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
     from cgan_colorization.inference import load_colorizer, resolve_weights
-    from data import images
     from data.pipeline import parse_dataset, pretext_dataset
 
     try:
@@ -104,10 +108,7 @@ def colorize_main(argv=None):
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("--weights", required=True, help="run folder, .weights.h5 or .keras")
     parser.add_argument("--out", default="colorized", help="output folder")
-    parser.add_argument("--image-size", type=int, help="model size, when no config.json is at hand")
-    parser.add_argument("--base-filters", type=int, help="model width, when no config.json is at hand")
-    parser.add_argument("--dropout-at-inference", action="store_true",
-                        help="keep dropout on (pix2pix's stochastic inference)")
+    _add_model_flags(parser)
     args = parser.parse_args(argv)
 
     from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb

@@ -74,6 +74,7 @@ import tensorflow as tf
 from cgan_colorization.color import normalize_lab, rgb_to_lab
 from data import images, synthetic
 from data.pipeline import fit_to_size
+from data.tfds_sources import prepared_builder
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -495,13 +496,7 @@ def _parse_tfds_voc(*, seed, split_mode, include_difficult, num_classes, data_di
     import tensorflow_datasets as tfds  # slow import, only needed here
 
     _check_fixed_classes(num_classes, len(VOC_CLASSES), "VOC classification")
-    builder = tfds.builder(_TFDS_VOC, data_dir=data_dir)
-    if not builder.is_prepared():
-        where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-        raise FileNotFoundError(
-            f"TFDS {_TFDS_VOC} is not prepared in {where}: run `tfds build {_TFDS_VOC}` on a "
-            f"machine with internet, or pass --dataset voc:PATH/VOCdevkit."
-        )
+    builder = prepared_builder(_TFDS_VOC, data_dir, instead="--dataset voc:PATH/VOCdevkit")
     key = "labels" if include_difficult else "labels_no_difficult"
     counts = {}
     rows = []

@@ -22,13 +22,13 @@ appears. Training (by default for a split made of "train" only) shuffles files a
 one ordered pass. Each iteration is one pass; the last batch may be partial.
 """
 
-import os
 import re
 
 import tensorflow as tf
 
 from cgan_colorization.color import normalize_lab, rgb_to_lab
 from data.pipeline import fit_to_size
+from data.tfds_sources import prepared_builder
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -63,16 +63,7 @@ def _split_parts(split):
 
 def pets_builder(data_dir=None):
     """The TFDS builder of `oxford_iiit_pet`; FileNotFoundError when it is not prepared."""
-    import tensorflow_datasets as tfds  # slow import, only needed here
-
-    builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
-    if not builder.is_prepared():
-        where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-        raise FileNotFoundError(
-            f"TFDS {TFDS_NAME} is not prepared in {where}: run `tfds build {TFDS_NAME}` on a machine "
-            f"with internet and copy its {TFDS_NAME} folder there (or pass its data_dir)."
-        )
-    return builder
+    return prepared_builder(TFDS_NAME, data_dir)
 
 
 def trimap_to_classes(mask):

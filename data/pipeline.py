@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from cgan_colorization.color import normalize_lab, rgb_to_lab
 from data import images, synthetic
+from data.tfds_sources import prepared_builder
 
 SYNTHETIC_VAL_START = 2**40  # held-out scenes come from an index range training never reaches
 AUTOTUNE = tf.data.AUTOTUNE
@@ -85,15 +86,7 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
         pets_builder(tfds_data_dir)  # one-sentence error when it is not prepared
         return PretextSource(spec, "pets")
     if spec == "coco":
-        import tensorflow_datasets as tfds  # imported lazily: slow, and only needed here
-
-        builder = tfds.builder("coco/2014", data_dir=tfds_data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                "TFDS coco/2014 is not prepared in "
-                f"{tfds_data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')}: run "
-                "`tfds build coco/2014` on a machine with internet, or pass --dataset coco:PATH/train2014."
-            )
+        prepared_builder("coco/2014", tfds_data_dir, instead="--dataset coco:PATH/train2014")
         return PretextSource(spec, "tfds", stats=images.DecodeStats())
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("coco", "folder") or not path:

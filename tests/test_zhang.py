@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from cgan_colorization import zhang
-from cgan_colorization.color import AB_SCALE, lab_to_rgb, rgb_to_lab
+from cgan_colorization.color import AB_SCALE, lab_to_rgb
 from cgan_colorization.models import build_generator
 from data.pipeline import parse_dataset, pretext_dataset, to_lab_pair
 from data.synthetic import synthetic_dataset

@@ -14,7 +14,6 @@ from cgan_colorization.distribute import make_strategy, set_precision
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from data import labelled
 from transfer import metrics as tm
-from transfer.config import FinetuneConfig, TASK_PRESETS  # noqa: F401  (re-exported)
 from transfer.finetune import Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
