@@ -736,6 +736,15 @@ def resize_mask(mask, size):
     return tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
 
 
+def rescale_pair(rgb, mask, shorter):
+    """Scales image (bilinear, antialiased) and mask (nearest) together so that the shorter side is
+    `shorter` pixels, keeping the aspect ratio: crops then cover the scene, not a patch of it."""
+    hw = tf.cast(tf.shape(mask), tf.float32)
+    new_hw = tf.cast(tf.math.round(hw * (float(shorter) / tf.reduce_min(hw))), tf.int32)
+    rgb = tf.clip_by_value(tf.image.resize(rgb, new_hw, antialias=True), 0.0, 1.0)
+    return rgb, resize_mask(mask, new_hw)
+
+
 def resize_pair(rgb, mask, size):
     """Squashes the whole image (bilinear, antialiased) and mask (nearest) to `size x size`."""
     rgb = tf.clip_by_value(tf.image.resize(rgb, [size, size], antialias=True), 0.0, 1.0)
@@ -1006,12 +1015,14 @@ def _tfds_images(source, items, labels):
 
 
 def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, training=None,
-                         size=None, eval_fit="crop"):
+                         size=None, eval_fit="crop", scale_shorter=None):
     """Batched `(L [B,S,S,1] float32, mask [B,S,S] int32)` of one split.
 
     Mask values are class indices 0..C-1 and `VOID` (255) for void and padding. Training
     (default: split == "train") takes joint random crops and shuffles with `seed`; evaluation
     takes the centre crop (`eval_fit="crop"`) or squashes the whole image (`"resize"`).
+    `scale_shorter` first scales each pair so its shorter side has that many pixels (None keeps the
+    stored resolution, the paper's protocol at 256 px on VOC).
     """
     _check_split(source, split)
     _check_sizes(image_size, batch_size)
@@ -1045,6 +1056,8 @@ def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, train
         rgb = images.load_rgb(image_path)
         mask = tf.numpy_function(read, [mask_path], tf.int32, stateful=False)
         mask = _match_mask(tf.ensure_shape(mask, [None, None]), tf.shape(rgb)[:2])
+        if scale_shorter:
+            rgb, mask = rescale_pair(rgb, mask, scale_shorter)
         if training:
             return crop_pair(rgb, mask, image_size, crop_seed)
         if eval_fit == "crop":

@@ -449,3 +449,15 @@ def test_synthetic_labels_agree_with_masks_and_splits_differ():
     first, second = _all(train)[0], _all(train)[0]
     assert {r.tobytes() for r in first} == {r.tobytes() for r in second} == sets["train"]
     assert cls.split_size("train", 16) == 16 and cls.split_size("test") == 512
+
+
+def test_rescale_pair_keeps_the_class_set_and_aspect_and_void():
+    from data.labelled import VOID, rescale_pair
+
+    mask = np.zeros((90, 120), np.int32)
+    mask[10:60, 20:70] = 3
+    mask[70:, 100:] = VOID
+    rgb = np.random.default_rng(0).random((90, 120, 3)).astype(np.float32)
+    small_rgb, small_mask = rescale_pair(tf.constant(rgb), tf.constant(mask), 30)
+    assert tuple(small_mask.shape) == (30, 40) and tuple(small_rgb.shape) == (30, 40, 3)
+    assert set(np.unique(small_mask.numpy())) == {0, 3, VOID}

@@ -31,6 +31,8 @@ _HELP = {
     "train_size": "at most this many training images (0: the whole split)",
     "val_size": "at most this many validation images (0: the whole split)",
     "test_size": "at most this many test images (0: the whole split)",
+    "scale_shorter": "segmentation: first scale image and mask so the shorter side has this many pixels "
+                     "(0: the input size, so crops cover the scene; unset: the stored resolution, as the paper)",
     "run_name": "name of this run's folder under --out (default: the init)",
     "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker or tpu",
     "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",

@@ -31,6 +31,7 @@ class FinetuneConfig:
     train_size: int = None  # caps on the images of each split; None: the whole split
     val_size: int = None
     test_size: int = None
+    scale_shorter: int = None  # segmentation: scale pairs so the shorter side has this many pixels
     run_name: str = None  # folder under --out; None: the init's name
     strategy: str = "auto"
     mixed_precision: str = "auto"
@@ -47,5 +48,6 @@ TASK_PRESETS = {
     # Measured on the synthetic set (1,024 images, 6 epochs): at 3e-4 / 5e-5 both inits stay near
     # 13 % mIoU; at 1e-3 / 5e-4 they reach 28-30 %. The classifier does best at the paper's rates.
     ("segmentation", "fast"): dict(batch_size=16, baseline_epochs=6, frozen_epochs=1, unfrozen_epochs=5,
-                                   lr=1e-3, unfrozen_lr=5e-4, train_size=1024, val_size=256, test_size=512),
+                                   lr=1e-3, unfrozen_lr=5e-4, train_size=1024, val_size=256, test_size=512,
+                                   scale_shorter=0),
 }

@@ -2,6 +2,7 @@
 two phases, score it on the test split, and write everything to a run folder."""
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -95,8 +96,12 @@ def evaluate_model(model, config, source, dataset):
 
 
 def _datasets(config, source, image_size):
-    make = labelled.classification_dataset if config.task == "classification" else labelled.segmentation_dataset
     sizes = dict(train=config.train_size or None, val=config.val_size or None, test=config.test_size or None)
+    if config.task == "classification":
+        make = labelled.classification_dataset
+    else:  # scale_shorter 0 means "the input size": crops then cover the whole short side of the scene
+        shorter = image_size if config.scale_shorter == 0 else config.scale_shorter
+        make = functools.partial(labelled.segmentation_dataset, scale_shorter=shorter)
     return {split: make(source, split, image_size=image_size, batch_size=config.batch_size, seed=config.seed,
                         training=split == "train", size=sizes[split])
             for split in ("train", "val", "test")}

@@ -149,7 +149,8 @@ def run_downstream(plan, colorizers, log=print):
             runs += [("colorization", name, path) for name, path in colorizers.items()]
             for init, name, colorizer_dir in runs:
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
-                metrics_path = os.path.join(parent, name if len(colorizers) > 1 else init, "metrics.json")
+                folder = "colorization" if name == "gan" else name  # the paper's pretext keeps its name
+                metrics_path = os.path.join(parent, folder, "metrics.json")
                 if os.path.isfile(metrics_path):
                     with open(metrics_path) as f:
                         results.append(json.load(f))
@@ -157,7 +158,7 @@ def run_downstream(plan, colorizers, log=print):
                 log(f"[downstream] seed {seed}, {task}, {name} init")
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
-                                        run_name=name if len(colorizers) > 1 else None,
+                                        run_name=folder,
                                         void_index=plan["void_index"], image_size=architecture.image_size,
                                         base_filters=architecture.base_filters, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
