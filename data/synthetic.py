@@ -69,7 +69,7 @@ _MIN_RADIUS_PX = 3.0  # so that small images still draw recognisable, never empt
 _CENTRE_RANGE = (0.15, 0.85)  # object centres as a fraction of the image size: always in view
 _MAX_ROTATION = 0.35  # radians; small so a square never turns into a diamond (45 degrees)
 
-_BACKGROUND_SATURATION_MAX = 0.25  # objects start at 0.45, so they always stand out in colour
+_BACKGROUND_SATURATION_MAX = 0.08  # faint tints: objects (from 0.45) carry the colour to be learnt
 _BACKGROUND_VALUE_RANGE = (0.25, 0.95)
 _NOISE_AMPLITUDE = 0.05  # peak-to-peak grey noise added to the whole image (sensor-like grain)
 
