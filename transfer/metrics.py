@@ -299,6 +299,17 @@ def _valid_mask(labels, void_index):
 
 
 @keras.saving.register_keras_serializable(package="transfer")
+def _per_pixel(sample_weight, labels, dtype):
+    """Per-image ([B]), per-pixel ([B,H,W]) or [B,H,W,1] sample weights, broadcast to the labels' shape."""
+    sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), dtype)
+    if sample_weight.shape.rank is not None:
+        if sample_weight.shape.rank == labels.shape.rank + 1 and sample_weight.shape[-1] == 1:
+            sample_weight = tf.squeeze(sample_weight, axis=-1)
+        for _ in range(labels.shape.rank - sample_weight.shape.rank):
+            sample_weight = tf.expand_dims(sample_weight, axis=-1)
+    return tf.broadcast_to(sample_weight, tf.shape(labels))
+
+
 class StreamingConfusionMatrix(keras.metrics.Metric):
     """Accumulates the pixel confusion matrix over batches; `result()` is the mIoU so far.
 
@@ -349,13 +360,7 @@ class StreamingConfusionMatrix(keras.metrics.Metric):
             keep = tf.reshape(valid & in_range, [-1])
         weights = tf.cast(keep, tf.float64)
         if sample_weight is not None:
-            sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float64)
-            if sample_weight.shape.rank is not None:
-                if sample_weight.shape.rank == labels.shape.rank + 1 and sample_weight.shape[-1] == 1:
-                    sample_weight = tf.squeeze(sample_weight, axis=-1)
-                for _ in range(labels.shape.rank - sample_weight.shape.rank):
-                    sample_weight = tf.expand_dims(sample_weight, axis=-1)
-            weights *= tf.reshape(tf.broadcast_to(sample_weight, tf.shape(labels)), [-1])
+            weights *= tf.reshape(_per_pixel(sample_weight, labels, tf.float64), [-1])
         cells = tf.where(keep, tf.reshape(labels * self.num_classes + predictions, [-1]), 0)
         counts = tf.math.unsorted_segment_sum(weights, cells, self.num_classes * self.num_classes)
         self.matrix.assign_add(tf.reshape(counts, [self.num_classes, self.num_classes]))
@@ -423,13 +428,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
                 per_pixel = -tf.math.log(tf.clip_by_value(picked, self.epsilon, 1.0 - self.epsilon))
             weights = tf.cast(valid, tf.float32)
             if sample_weight is not None:
-                sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
-                if sample_weight.shape.rank is not None:
-                    if sample_weight.shape.rank == labels.shape.rank + 1 and sample_weight.shape[-1] == 1:
-                        sample_weight = tf.squeeze(sample_weight, axis=-1)
-                    for _ in range(labels.shape.rank - sample_weight.shape.rank):
-                        sample_weight = tf.expand_dims(sample_weight, axis=-1)
-                weights = tf.where(valid, tf.broadcast_to(sample_weight, tf.shape(labels)), 0.0)
+                weights = tf.where(valid, _per_pixel(sample_weight, labels, tf.float32), 0.0)
             total = tf.reduce_sum(tf.where(valid, per_pixel * weights, 0.0))
             count = tf.reduce_sum(tf.cast(valid, tf.float32))
             return tf.math.divide_no_nan(total, count)
