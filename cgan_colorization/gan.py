@@ -61,12 +61,8 @@ class ColorizationGAN(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def _global_batch(self, gray):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return tf.shape(gray)[0] * replicas
-
     def compute_gan_losses(self, gray, ab, training):
-        batch = self._global_batch(gray)
+        batch = losses.global_batch_size(gray)
         fake_ab = self.generator(gray, training=training)
         real_logits = self.discriminator([gray, ab], training=training)
         fake_logits = self.discriminator([gray, fake_ab], training=training)
@@ -79,11 +75,8 @@ class ColorizationGAN(keras.Model):
         }
 
     def _update_trackers(self, values):
-        # Each replica holds its share of the global mean; the trackers average over replicas, so
-        # they are given share x replicas, which is the global value.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name] * replicas)
+            tracker.update_state(losses.as_global(values[name]))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):

@@ -18,6 +18,22 @@ def _bce_with_logits(logits, target_value):
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
+def num_replicas():
+    """Replicas of the current `tf.distribute` strategy (1 outside any)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def global_batch_size(batch):
+    """This replica's batch size times the replicas: the denominator of a global mean."""
+    return tf.shape(batch)[0] * num_replicas()
+
+
+def as_global(share):
+    """A replica's share of a global mean, scaled to the global value (what metric trackers, which
+    average over replicas, should be given)."""
+    return share * num_replicas()
+
+
 def global_mean(per_example_loss, global_batch_size=None):
     """Sum of per-example losses divided by the global batch size."""
     return tf.nn.compute_average_loss(per_example_loss, global_batch_size=global_batch_size)

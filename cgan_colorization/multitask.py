@@ -424,8 +424,7 @@ class MultitaskColorizer(keras.Model):
         if self.has_seg and "mask" not in targets:
             raise ValueError(f"the targets must hold 'mask' for the segmentation head, received keys "
                              f"{sorted(targets)}.")
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        batch = tf.shape(gray)[0] * replicas
+        batch = losses.global_batch_size(gray)
         outputs = self.multitask(gray, training=training)
         predicted = outputs[self.color_key]
         target = tf.cast(targets[self.color_key], predicted.dtype)
@@ -434,17 +433,15 @@ class MultitaskColorizer(keras.Model):
         values = {_COLOR_METRIC[self.color_loss]: color}
         total = self.color_weight * color
         if self.has_seg:
-            seg_ce = self.seg_ce_fn(targets["mask"], outputs[SEG_KEY]) / tf.cast(replicas, tf.float32)
+            seg_ce = self.seg_ce_fn(targets["mask"], outputs[SEG_KEY]) / tf.cast(losses.num_replicas(), tf.float32)
             values["seg_ce"] = seg_ce
             total = total + self.seg_weight * seg_ce
         values["loss"] = total
         return values, outputs
 
     def _update_metrics(self, values, targets, outputs):
-        # Each replica holds its share of the global mean; x replicas gives the global value.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name] * replicas)
+            tracker.update_state(losses.as_global(values[name]))
         if self.seg_miou is not None:
             self.seg_miou.update_state(targets["mask"], outputs[SEG_KEY])
         return {metric.name: metric.result() for metric in self.metrics}

@@ -40,8 +40,7 @@ class L1Colorizer(keras.Model):
         return self.generator(gray, training=training)
 
     def _l1(self, gray, ab, training):
-        batch = tf.shape(gray)[0] * tf.distribute.get_strategy().num_replicas_in_sync
-        return losses.l1_loss(ab, self.generator(gray, training=training), batch)
+        return losses.l1_loss(ab, self.generator(gray, training=training), losses.global_batch_size(gray))
 
     def train_step(self, data):
         gray, ab = data
@@ -50,13 +49,12 @@ class L1Colorizer(keras.Model):
             scaled = self.optimizer.scale_loss(loss)
         variables = self.generator.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        self.tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
+        self.tracker.update_state(losses.as_global(loss))
         return {"g_l1": self.tracker.result()}
 
     def test_step(self, data):
         gray, ab = data
-        self.tracker.update_state(self._l1(gray, ab, training=False) *
-                                  tf.distribute.get_strategy().num_replicas_in_sync)
+        self.tracker.update_state(losses.as_global(self._l1(gray, ab, training=False)))
         return {"g_l1": self.tracker.result()}
 
 
@@ -100,7 +98,7 @@ class ClassificationColorizer(keras.Model):
         return self.logits_net(gray, training=training)
 
     def _track(self, gray, ab, loss):
-        self.ce_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
+        self.ce_tracker.update_state(losses.as_global(loss))
         self.l1_tracker.update_state(tf.reduce_mean(tf.abs(self.predict_ab(gray) - ab)))
         return {"ce": self.ce_tracker.result(), "g_l1": self.l1_tracker.result()}
 
