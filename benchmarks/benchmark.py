@@ -51,12 +51,12 @@ def main(argv=None):
         results.append(result)
     print()
     print(f"{'size':>5}{'pipeline/s':>12}{'train/s':>10}{'GFLOP/img':>11}{'% peak':>8}{'ref/s':>8}{'ours/ref':>10}"
-          f"{'RSS MiB':>9}")
+          f"{'FLOP ratio':>12}{'RSS MiB':>9}")
     for r in results:
         print(f"{r['image_size']:>5}{r['pipeline_images_per_s']:>12.1f}{r['train_images_per_s']:>10.1f}"
               f"{r['train_flops_per_image'] / 1e9:>11.2f}{100 * r['fraction_of_matmul_peak']:>8.0f}"
               f"{r.get('reference_images_per_s', float('nan')):>8.1f}{r.get('ours_over_reference', float('nan')):>10.2f}"
-              f"{r['peak_rss_mb']:>9.0f}")
+              f"{r.get('flop_ratio_reference_over_ours', float('nan')):>12.2f}{r['peak_rss_mb']:>9.0f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)

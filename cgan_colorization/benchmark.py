@@ -23,11 +23,28 @@ def _dims(tensor):
     return tensor.shape.as_list() if tensor.shape.rank is not None else None
 
 
+def live_ops(graph):
+    """The ops of a traced function graph that its outputs or side effects (variable updates, the
+    graph's control outputs) depend on. A gradient tape also traces gradients nobody asks for (e.g.
+    of D's weights on G's tape); TensorFlow prunes those before running, so they are not counted."""
+    stack = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
+    seen = set()
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return [op for op in graph.get_operations() if op.name in seen]
+
+
 def graph_flops(graph):
-    """Multiply-add FLOPs (2 per MAC) of every convolution (forward, transposed and both gradients)
-    and matrix product in `graph`, from the ops' static shapes. Element-wise ops are not counted."""
+    """Multiply-add FLOPs (2 per MAC) of every live convolution (forward, transposed and both
+    gradients) and matrix product in `graph`, from the ops' static shapes. Element-wise ops are not
+    counted."""
     total = 0
-    for op in graph.get_operations():
+    for op in live_ops(graph):
         if op.type in _CONV_OPS:
             # Each of the three ops costs one multiply-add per (output-gradient element x filter tap).
             if op.type == "Conv2D":
@@ -54,6 +71,35 @@ def train_step_flops(gan, batch_size, image_size):
             tf.TensorSpec([batch_size, image_size, image_size, 2]))
     concrete = tf.function(lambda gray, ab: gan.train_step((gray, ab))).get_concrete_function(*spec)
     return graph_flops(concrete.graph) / batch_size
+
+
+def reference_step_flops(generator, discriminator, batch_size, image_size, l1_weight=100.0):
+    """FLOPs per image of one step of the reference loop, counted from graphs that do what its four
+    Keras calls do: G forward (`predict_on_batch`), D forward + gradients on the real pair, the same
+    on the fake pair, then G and D forward and G's gradients through the frozen D (the combined
+    model). On compute-bound hardware, this over `train_step_flops` bounds ours / reference."""
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    gray = tf.TensorSpec([batch_size, image_size, image_size, 1])
+    ab = tf.TensorSpec([batch_size, image_size, image_size, 2])
+
+    def d_step(g, colour):
+        with tf.GradientTape() as tape:
+            logits = discriminator([g, colour], training=True)
+            loss = bce(tf.ones_like(logits), logits)
+        return tape.gradient(loss, discriminator.trainable_variables)
+
+    def combined_step(g, target):
+        with tf.GradientTape() as tape:
+            fake = generator(g, training=True)
+            logits = discriminator([g, fake], training=False)
+            loss = bce(tf.ones_like(logits), logits) + l1_weight * tf.reduce_mean(tf.abs(target - fake))
+        return tape.gradient(loss, generator.trainable_variables)
+
+    total = 0
+    for fn, specs in ((lambda g: generator(g, training=False), (gray,)), (d_step, (gray, ab)),
+                      (d_step, (gray, ab)), (combined_step, (gray, ab))):
+        total += graph_flops(tf.function(fn).get_concrete_function(*specs).graph)
+    return total / batch_size
 
 
 def matmul_peak(dtype="float32", n=2048, repeats=10):
@@ -218,8 +264,13 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
         result["train_images_per_s_same_input"] = train_rate(gan, same_input, steps)
         result["reference_images_per_s"] = reference_rate(config, images, reference_steps)
         result["ours_over_reference"] = result["train_images_per_s_same_input"] / result["reference_images_per_s"]
+        result["reference_flops_per_image"] = reference_step_flops(
+            gan.generator, gan.discriminator, config.batch_size, config.image_size, config.l1_weight)
+        result["flop_ratio_reference_over_ours"] = result["reference_flops_per_image"] / result["train_flops_per_image"]
         log(f"same 64 images: ours {result['train_images_per_s_same_input']:.1f} images/s, reference loop "
-            f"{result['reference_images_per_s']:.1f} images/s; ours / reference = {result['ours_over_reference']:.2f}")
+            f"{result['reference_images_per_s']:.1f} images/s; ours / reference = {result['ours_over_reference']:.2f} "
+            f"(FLOPs per image: reference / ours = {result['flop_ratio_reference_over_ours']:.2f}, the ceiling "
+            "of that ratio where both are compute-bound)")
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -8,33 +8,30 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import denormalize_lab, lab_to_rgb
+from cgan_colorization.color import join_rgb
 from cgan_colorization.plots import save_sample_grid
 
 RESUME_FILE = "resume.json"
 
 
-def lab_pair_to_rgb(gray, ab):
-    """Normalized (L, ab) batch -> sRGB numpy array in [0, 1]."""
-    return lab_to_rgb(denormalize_lab(gray, ab)).numpy()
-
-
 class SampleGrid(keras.callbacks.Callback):
-    """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG."""
+    """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG.
+    `gray` and `ab` are the model's input and colour target in `color_space` ("lab" or "yuv")."""
 
-    def __init__(self, gray, ab, out_dir):
+    def __init__(self, gray, ab, out_dir, color_space="lab"):
         super().__init__()
         self.gray = tf.convert_to_tensor(gray)
         self.ab = tf.convert_to_tensor(ab)
         self.out_dir = out_dir
-        self.original = lab_pair_to_rgb(self.gray, self.ab)
-        self.grey_rgb = lab_pair_to_rgb(self.gray, tf.zeros_like(self.ab))
+        self.color_space = color_space
+        self.original = join_rgb(self.gray, self.ab, color_space).numpy()
+        self.grey_rgb = join_rgb(self.gray, tf.zeros_like(self.ab), color_space).numpy()
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.out_dir, exist_ok=True)
         fake_ab = self.model.predict_ab(self.gray)
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
-        save_sample_grid(self.grey_rgb, lab_pair_to_rgb(self.gray, fake_ab), self.original, path,
+        save_sample_grid(self.grey_rgb, join_rgb(self.gray, fake_ab, self.color_space).numpy(), self.original, path,
                          title=f"epoch {epoch + 1}")
 
 
@@ -122,10 +119,10 @@ class DecodeStatsLogger(keras.callbacks.Callback):
 
 
 def first_batch(dataset, count):
-    """The first `count` (L, ab) pairs of a batched dataset, as numpy arrays."""
+    """The first `count` (grey input, colour target) pairs of a batched dataset, as numpy arrays."""
     gray, ab = [], []
     for g, a in dataset:
-        a = a["ab"] if isinstance(a, dict) else a
+        a = a.get("ab", a.get("uv")) if isinstance(a, dict) else a
         gray.append(g.numpy())
         ab.append(a.numpy())
         if sum(len(x) for x in gray) >= count:

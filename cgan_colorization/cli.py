@@ -81,8 +81,9 @@ def evaluate_main(argv=None):
         size = colorizer.image_size
         ds = pretext_dataset(source, "val", image_size=size, batch_size=args.batch_size, seed=seed,
                              num_classes=config.num_classes if config else 6,
-                             val_size=args.max_images or (config.val_size if config else 256))
-        result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images)
+                             val_size=args.max_images or (config.val_size if config else 256),
+                             color_space=colorizer.color_space)
+        result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images, colorizer.color_space)
         result["bottleneck"] = bottleneck_health(colorizer.network, ds)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)

@@ -90,3 +90,48 @@ def denormalize_lab(lightness, ab):
     lightness = (tf.convert_to_tensor(lightness) + L_SHIFT) * L_SCALE
     ab = tf.convert_to_tensor(ab) * AB_SCALE
     return tf.concat([lightness, tf.cast(ab, lightness.dtype)], axis=-1)
+
+
+# The two colour spaces of the package's colorizers: the paper's Lab (input normalized L in [-1, 1],
+# target normalized ab) and the MobileNetV2 multitask model's YUV (input Y in [0, 1], target UV,
+# `tf.image.rgb_to_yuv`).
+COLOR_SPACES = ("lab", "yuv")
+
+
+def _check_space(color_space):
+    if color_space not in COLOR_SPACES:
+        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
+
+
+def split_rgb(rgb, color_space="lab"):
+    """sRGB [..., 3] in [0, 1] -> (grey input [..., 1], colour target [..., 2]) of `color_space`."""
+    _check_space(color_space)
+    return normalize_lab(rgb_to_lab(rgb)) if color_space == "lab" else rgb_to_yuv_target(rgb)
+
+
+def join_rgb(grey, colour, color_space="lab"):
+    """Inverse of `split_rgb`: (grey input, colour channels) -> sRGB clipped to [0, 1]."""
+    _check_space(color_space)
+    if color_space == "lab":
+        return lab_to_rgb(denormalize_lab(grey, colour))
+    return yuv_target_to_rgb(grey, colour)
+
+
+def rgb_to_yuv_target(rgb):
+    """sRGB [..., 3] in [0, 1] -> (Y [..., 1] in [0, 1], UV [..., 2]), by `tf.image.rgb_to_yuv`.
+
+    U lies in [-0.436, 0.436] and V in [-0.615, 0.615]. Y is the MobileNetV2 model's input, UV its
+    colour target.
+    """
+    rgb = tf.convert_to_tensor(rgb)
+    if not rgb.dtype.is_floating:
+        raise ValueError(f"rgb_to_yuv_target expects a float tensor in [0, 1], received dtype={rgb.dtype}.")
+    yuv = tf.image.rgb_to_yuv(tf.clip_by_value(rgb, 0.0, 1.0))
+    return yuv[..., :1], yuv[..., 1:]
+
+
+def yuv_target_to_rgb(y, uv):
+    """Inverse of `rgb_to_yuv_target` for display: (Y [..., 1], UV [..., 2]) -> sRGB clipped to [0, 1]."""
+    y = tf.convert_to_tensor(y)
+    uv = tf.cast(tf.convert_to_tensor(uv), y.dtype)
+    return tf.clip_by_value(tf.image.yuv_to_rgb(tf.concat([y, uv], axis=-1)), 0.0, 1.0)

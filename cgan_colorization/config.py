@@ -38,6 +38,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     steps_per_execution: int = 1
     backbone: str = "unet"
+    backbone_weights: str = ""
     temperature: float = 0.38
     prior_batches: int = 50
     color_weight: float = 1.0
@@ -53,12 +54,36 @@ PRESETS = {
 }
 
 OBJECTIVES = ("gan", "l1", "classification", "multitask")
+BACKBONES = ("unet", "mobilenetv2")
+
+
+def color_space(config):
+    """The colour space a run's network reads and predicts: 'yuv' (Y in, UV out) for the MobileNetV2
+    multitask model, as its source (Dabholkar, seed 003); 'lab' (the paper's L in, ab out) otherwise."""
+    return "yuv" if getattr(config, "backbone", "unet") == "mobilenetv2" else "lab"
+
+
+def check_backbone(config):
+    """A one-sentence error for a backbone the objective or the size cannot take."""
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"--backbone must be one of {BACKBONES}, received {config.backbone!r}.")
+    if config.backbone == "mobilenetv2":
+        if config.objective != "multitask":
+            raise ValueError(f"--backbone mobilenetv2 is the multitask model of its source: use it with "
+                             f"--objective multitask, received --objective {config.objective!r}.")
+        if config.image_size < 32 or config.image_size % 32:
+            raise ValueError(f"--backbone mobilenetv2 needs --image-size a multiple of 32 (its deepest features are "
+                             f"at 1/32), received {config.image_size}.")
+    elif config.backbone_weights:
+        raise ValueError("--backbone-weights is the MobileNetV2 weights file: it needs --backbone mobilenetv2.")
 
 _HELP = {
     "objective": "gan (the paper: pix2pix cGAN), l1 (the same U-Net, L1 alone), classification (Zhang et al. "
                  "2016: Q ab bins, rebalanced soft cross-entropy) or multitask (colour + segmentation heads "
                  "trained jointly; needs masks: synthetic or pets)",
-    "backbone": "unet (pix2pix) or mobilenetv2 (multitask only: MobileNetV2 encoder, YUV target, MSE)",
+    "backbone": "unet (pix2pix) or mobilenetv2 (multitask only: MobileNetV2 encoder, Y in, UV out, MSE)",
+    "backbone_weights": "a local MobileNetV2 weights file (e.g. Keras' ..._no_top.h5) to start from; "
+                        "empty: random init (nothing is downloaded)",
     "temperature": "annealed-mean temperature T of the classification objective",
     "prior_batches": "batches of the one streaming pass that estimates the ab prior (classification)",
     "color_weight": "weight of the colour loss (multitask)",

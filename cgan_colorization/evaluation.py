@@ -4,7 +4,7 @@ colourfulness, beside the same figures for the grey baseline (ab = 0)."""
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import denormalize_lab, lab_to_rgb
+from cgan_colorization.color import join_rgb, split_rgb
 
 MAX_PSNR_DB = 100.0  # identical images have infinite PSNR; this cap keeps means finite
 
@@ -38,11 +38,14 @@ def summarize(values):
             "std": float(values.std())}
 
 
-def evaluate_colorizer(predict_ab, dataset, max_images=None):
-    """Scores `predict_ab(L) -> ab` on a dataset of normalized (L, ab) batches.
+def evaluate_colorizer(predict_ab, dataset, max_images=None, color_space="lab"):
+    """Scores `predict_ab(L) -> ab` on a dataset of normalized (L, ab) batches; with
+    `color_space="yuv"`, `predict(Y) -> UV` on (Y, UV) batches (the MobileNetV2 model).
 
     Returns {"model": {...}, "grey_baseline": {...}, "original": {...}, "num_images": n}, with
-    PSNR/SSIM/colourfulness summaries; "original" gives the ground truth's colourfulness.
+    PSNR/SSIM/colourfulness summaries; "original" gives the ground truth's colourfulness. The grey
+    baseline is the photo's Lab lightness with ab = 0 in both colour spaces, so it is one floor for
+    every colorizer.
     """
     scores = {key: [] for key in ("psnr", "ssim", "colourfulness", "grey_psnr", "grey_ssim",
                                   "original_colourfulness")}
@@ -52,9 +55,10 @@ def evaluate_colorizer(predict_ab, dataset, max_images=None):
             break
         if max_images is not None:
             gray, ab = gray[: max_images - seen], ab[: max_images - seen]
-        original = lab_to_rgb(denormalize_lab(gray, ab))
-        colorized = lab_to_rgb(denormalize_lab(gray, predict_ab(gray)))
-        grey = lab_to_rgb(denormalize_lab(gray, tf.zeros_like(ab)))
+        original = join_rgb(gray, ab, color_space)
+        colorized = join_rgb(gray, predict_ab(gray), color_space)
+        lightness = gray if color_space == "lab" else split_rgb(original, "lab")[0]
+        grey = join_rgb(lightness, tf.zeros([*lightness.shape[:-1], 2], lightness.dtype), "lab")
         scores["psnr"] += psnr(colorized, original).numpy().tolist()
         scores["ssim"] += ssim(colorized, original).numpy().tolist()
         scores["colourfulness"] += colourfulness(colorized).numpy().tolist()
@@ -76,9 +80,12 @@ def evaluate_colorizer(predict_ab, dataset, max_images=None):
 def bottleneck_health(network, dataset, max_batches=8):
     """How much the 1 x 1 bottleneck (all the paper's classifier sees) says about its input:
     the fraction of its ReLU units that are zero on every image ("dead"), and the mean standard
-    deviation of the units across images (0 when every image gets the same code)."""
+    deviation of the units across images (0 when every image gets the same code). None for a
+    network without the U-Net's `bottleneck_relu` (the MobileNetV2 model)."""
     import keras
 
+    if "bottleneck_relu" not in {layer.name for layer in network.layers}:
+        return None
     probe = keras.Model(network.input, network.get_layer("bottleneck_relu").output)
     codes = []
     for i, (gray, _) in enumerate(dataset):
@@ -102,8 +109,8 @@ def format_table(result):
     lines.append(f"{'original':<16}{'':>52}{result['original']['colourfulness']['mean']:>11.1f}")
     lines.append(f"({result['num_images']} images; paper, COCO 256 px: PSNR 20.94 / 8.82 / 42.61, "
                  "SSIM 0.85 / 0.31 / 0.99)")
-    if "bottleneck" in result:
-        b = result["bottleneck"]
+    b = result.get("bottleneck")
+    if b:
         lines.append(f"bottleneck: {100 * b['dead_fraction']:.0f} % of {b['units']} units dead, spread across "
                      f"images {b['spread']:.4f}")
     return "\n".join(lines)

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import lab_to_rgb, normalize_lab, rgb_to_lab, denormalize_lab
-from cgan_colorization.config import TrainConfig, load_config
+from cgan_colorization.color import join_rgb, split_rgb
+from cgan_colorization.config import TrainConfig, color_space, load_config
 from cgan_colorization.models import build_generator
 
 WEIGHT_NAMES = ("generator_best.weights.h5", "generator.weights.h5")
@@ -29,10 +29,12 @@ def resolve_weights(path):
 
 class Colorizer:
     """A trained colorizer as loaded from disk: `network` (the net whose weights transfer
-    downstream), `predict_ab(L)` (normalized L -> normalized ab) and the run's `config`."""
+    downstream), `predict_ab(L)` (normalized L -> normalized ab; for the MobileNetV2 model, whose
+    `color_space` is "yuv", Y -> UV) and the run's `config`."""
 
-    def __init__(self, network, predict_ab, config, image_size):
+    def __init__(self, network, predict_ab, config, image_size, color_space="lab"):
         self.network, self.predict_ab, self.config, self.image_size = network, predict_ab, config, image_size
+        self.color_space = color_space
 
 
 def _run_config(path, image_size, base_filters):
@@ -69,6 +71,12 @@ def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=F
         raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
     run_dir, config = _run_config(path, image_size, base_filters)
     size, width = config.image_size, config.base_filters
+    if config.objective == "multitask" and config.backbone == "mobilenetv2":
+        from cgan_colorization.multitask import build_mobilenet_unet
+
+        network = build_mobilenet_unet(size, num_outputs=2)  # trunk + colour head, as saved
+        generator = _load_into(keras.Model(network.input, network.output["uv"], name="generator"), path, config)
+        return Colorizer(generator, lambda y: generator(y, training=False), config, size, color_space(config))
     if config.objective in ("gan", "l1", "multitask"):  # multitask saves its trunk + colour head as G
         generator = _load_into(build_generator(size, width, inference_dropout=inference_dropout), path, config)
         return Colorizer(generator, lambda g: generator(g, training=False), config, size)
@@ -92,17 +100,17 @@ def load_generator(path, image_size=None, base_filters=None, inference_dropout=F
 def colorize_rgb(colorizer, rgb):
     """Colorizes one sRGB image [H, W, 3] in [0, 1] of any size and returns sRGB [H, W, 3].
 
-    The ab channels are predicted at the model's size and upsampled; the lightness stays the
-    photo's own, at full resolution, so no detail is lost.
+    The colour channels (ab, or UV for the MobileNetV2 model) are predicted at the model's size and
+    upsampled; the lightness (L, or Y) stays the photo's own, at full resolution, so no detail is lost.
     """
-    size = colorizer.image_size
+    size, space = colorizer.image_size, getattr(colorizer, "color_space", "lab")
     rgb = tf.convert_to_tensor(rgb, tf.float32)
-    full_gray, _ = normalize_lab(rgb_to_lab(rgb))
+    full_gray, _ = split_rgb(rgb, space)
     small = tf.image.resize(rgb, [size, size], antialias=True)
-    small_gray, _ = normalize_lab(rgb_to_lab(tf.clip_by_value(small, 0.0, 1.0)))
-    ab = colorizer.predict_ab(small_gray[None])[0]
-    ab = tf.image.resize(ab, tf.shape(rgb)[:2], method="bilinear")
-    return lab_to_rgb(denormalize_lab(full_gray, ab)).numpy()
+    small_gray, _ = split_rgb(tf.clip_by_value(small, 0.0, 1.0), space)
+    colour = colorizer.predict_ab(small_gray[None])[0]
+    colour = tf.image.resize(colour, tf.shape(rgb)[:2], method="bilinear")
+    return join_rgb(full_gray, colour, space).numpy()
 
 
 def save_rgb(rgb, path):

@@ -9,7 +9,7 @@
   `keras.applications.MobileNetV2` (no download here: `weights=None` or a local file) whose
   activations at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input are the skips; decoder: 4 x
   (Conv2DTranspose 3x3/2, BatchNorm, ReLU, concat); a last Conv2DTranspose 3x3/2 per head brings
-  the features back to the input size. Input: YUV's Y in [0, 1] (`rgb_to_yuv_target`), scaled to
+  the features back to the input size. Input: YUV's Y in [0, 1] (`cgan_colorization.color.rgb_to_yuv_target`), scaled to
   MobileNetV2's [-1, 1] and repeated to 3 channels inside the model; colour target: U and V
   (the seed predicts all of YUV; `num_outputs=3` does that); loss MSE.
 
@@ -94,31 +94,6 @@ def build_multitask_unet(image_size, base_filters, num_seg_classes, seed=None,
                                  kernel_initializer=gaussian_init(seed), name="mt_seg_deconv")(features)
     seg = layers.Softmax(name="mt_seg_softmax", dtype="float32")(seg)
     return keras.Model(inputs, {"ab": ab, SEG_KEY: seg}, name="multitask_unet")
-
-
-# --------------------------------------------------------------------------------------------------
-# YUV (the seed's colour space)
-# --------------------------------------------------------------------------------------------------
-
-
-def rgb_to_yuv_target(rgb):
-    """sRGB [..., 3] in [0, 1] -> (Y [..., 1] in [0, 1], UV [..., 2]), by `tf.image.rgb_to_yuv`.
-
-    U lies in [-0.436, 0.436] and V in [-0.615, 0.615]. Y is the MobileNetV2 model's input, UV its
-    colour target.
-    """
-    rgb = tf.convert_to_tensor(rgb)
-    if not rgb.dtype.is_floating:
-        raise ValueError(f"rgb_to_yuv_target expects a float tensor in [0, 1], received dtype={rgb.dtype}.")
-    yuv = tf.image.rgb_to_yuv(tf.clip_by_value(rgb, 0.0, 1.0))
-    return yuv[..., :1], yuv[..., 1:]
-
-
-def yuv_target_to_rgb(y, uv):
-    """Inverse of `rgb_to_yuv_target` for display: (Y [..., 1], UV [..., 2]) -> sRGB clipped to [0, 1]."""
-    y = tf.convert_to_tensor(y)
-    uv = tf.cast(tf.convert_to_tensor(uv), y.dtype)
-    return tf.clip_by_value(tf.image.yuv_to_rgb(tf.concat([y, uv], axis=-1)), 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from cgan_colorization import callbacks as cb
-from cgan_colorization.config import OBJECTIVES, save_config
+from cgan_colorization.config import OBJECTIVES, check_backbone, color_space, save_config
 from cgan_colorization.distribute import is_chief, make_strategy, set_precision, worker_index
 from cgan_colorization.gan import ColorizationGAN
 from cgan_colorization.objectives import ZHANG_STATS_FILE, ClassificationColorizer, L1Colorizer
@@ -105,15 +105,17 @@ def build_classification(config, strategy=None, train_ds=None, run_dir=None):
 def build_multitask(config, strategy=None):
     """One U-Net with a colour head and a segmentation head, trained jointly (Dabholkar's
     multi-task colorizer); the colour part saves and transfers exactly as the generator does."""
-    from cgan_colorization.multitask import MultitaskColorizer, build_multitask_unet
+    from cgan_colorization.multitask import MultitaskColorizer, build_mobilenet_unet, build_multitask_unet
 
-    if config.backbone != "unet":
-        raise ValueError(f"train_colorizer.py trains the multitask objective on the U-Net backbone; received "
-                         f"--backbone {config.backbone!r} (the MobileNetV2 models are in cgan_colorization.multitask).")
+    check_backbone(config)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        network = build_multitask_unet(config.image_size, config.base_filters, segmentation_classes(config),
-                                       synchronized_bn=strategy.num_replicas_in_sync > 1)
+        if config.backbone == "mobilenetv2":  # the seed's model: Y in, UV and the mask out, MSE
+            network = build_mobilenet_unet(config.image_size, num_outputs=2, weights=config.backbone_weights or None,
+                                           seg_classes=segmentation_classes(config), seed=config.seed)
+        else:
+            network = build_multitask_unet(config.image_size, config.base_filters, segmentation_classes(config),
+                                           synchronized_bn=strategy.num_replicas_in_sync > 1)
         model = MultitaskColorizer(network)
         model.compile(optimizer=_adam(config, keras.mixed_precision.global_policy().name),
                       color_weight=config.color_weight, seg_weight=config.seg_weight,
@@ -129,7 +131,7 @@ def segmentation_classes(config):
 def _datasets(config, source, skip_batches):
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                   num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale,
-                  with_masks=config.objective == "multitask")
+                  with_masks=config.objective == "multitask", color_space=color_space(config))
     train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
                             random_crop=config.random_crop, flip=config.flip, **common)
     val = pretext_dataset(source, "val", val_size=config.val_size, **common)
@@ -143,7 +145,7 @@ def _callbacks(config, run_dir, sample, source, steps_done):
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
         cb.GeneratorCheckpoint(run_dir),
-        cb.SampleGrid(*sample, os.path.join(run_dir, "samples")),
+        cb.SampleGrid(*sample, os.path.join(run_dir, "samples"), color_space=color_space(config)),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
@@ -159,6 +161,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
     A run folder that holds a backup is resumed at the step of its last backup; otherwise the run
     starts afresh. Returns the path of the run folder.
     """
+    check_backbone(config)
     strategy = make_strategy(config.strategy)
     precision = set_precision(config.mixed_precision)
     # Only the chief writes the run folder; other workers of a multi-worker run write beside it.

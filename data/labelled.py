@@ -1,7 +1,8 @@
 """Labelled data for the downstream tasks: multi-label classification and semantic segmentation.
 
 Every dataset yields the model input `L`, the L channel normalized exactly as in the pretext
-(`normalize_lab(rgb_to_lab(rgb))[0]`, `[S, S, 1]` in [-1, 1]), with the target: multi-hot labels
+(`normalize_lab(rgb_to_lab(rgb))[0]`, `[S, S, 1]` in [-1, 1]; YUV's Y in [0, 1] with
+`color_space="yuv"`, for the MobileNetV2 models), with the target: multi-hot labels
 `[C]` float32 (classification) or a class-index mask `[S, S]` int32 (segmentation).
 
 Sources (the `--dataset` value, see `parse_labelled`):
@@ -71,7 +72,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import normalize_lab, rgb_to_lab
+from cgan_colorization.color import COLOR_SPACES, split_rgb
 from data import images, synthetic
 from data.pipeline import fit_to_size
 from data.tfds_sources import prepared_builder
@@ -905,8 +906,8 @@ def paper_split(ids, label_matrix, fractions=PAPER_FRACTIONS, seed=0):
 # ----------------------------------------------------------------------------------------------
 
 
-def _to_l(rgb):
-    return normalize_lab(rgb_to_lab(rgb))[0]
+def _grey_input(rgb, color_space):
+    return split_rgb(rgb, color_space)[0]
 
 
 def _training(split, training):
@@ -935,9 +936,11 @@ def _synthetic_scenes(source, split, image_size, seed, training, size):
     return indices.batch(64).map(render, num_parallel_calls=AUTOTUNE).unbatch()
 
 
-def _finish(ds, batch_size):
+def _finish(ds, batch_size, color_space):
+    if color_space not in COLOR_SPACES:
+        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda rgb, target: (_to_l(rgb), target), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda rgb, target: (_grey_input(rgb, color_space), target), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -950,8 +953,9 @@ def _shuffled(ds, n, seed, training, buffer=None):
 
 
 def classification_dataset(source, split, *, image_size, batch_size, seed=0, training=None,
-                           size=None):
-    """Batched `(L [B,S,S,1] float32, labels [B,C] float32)` of one split.
+                           size=None, color_space="lab"):
+    """Batched `(L [B,S,S,1] float32, labels [B,C] float32)` of one split (`color_space="yuv"`:
+    YUV's Y in [0, 1] instead of normalized L, for the MobileNetV2 models).
 
     `training` (default: split == "train") shuffles with `seed`, reshuffling on each pass; each
     pass (epoch) visits the split's `source.split_size(split, size)` items once.
@@ -969,7 +973,7 @@ def classification_dataset(source, split, *, image_size, batch_size, seed=0, tra
         else:
             def to_pair(scene):
                 return scene["image"], scene["labels"]
-        return _finish(scenes.map(to_pair, num_parallel_calls=AUTOTUNE), batch_size)
+        return _finish(scenes.map(to_pair, num_parallel_calls=AUTOTUNE), batch_size, color_space)
 
     items = source.items(split, size)
     labels = source.label_matrix(split, size)
@@ -989,7 +993,7 @@ def classification_dataset(source, split, *, image_size, batch_size, seed=0, tra
         return rgb, label
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
-    return _finish(ds, batch_size)
+    return _finish(ds, batch_size, color_space)
 
 
 def _decode_jpeg_bytes(raw):
@@ -1015,8 +1019,8 @@ def _tfds_images(source, items, labels):
 
 
 def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, training=None,
-                         size=None, eval_fit="crop", scale_shorter=None):
-    """Batched `(L [B,S,S,1] float32, mask [B,S,S] int32)` of one split.
+                         size=None, eval_fit="crop", scale_shorter=None, color_space="lab"):
+    """Batched `(L [B,S,S,1] float32, mask [B,S,S] int32)` of one split (`color_space="yuv"`: Y).
 
     Mask values are class indices 0..C-1 and `VOID` (255) for void and padding. Training
     (default: split == "train") takes joint random crops and shuffles with `seed`; evaluation
@@ -1036,7 +1040,7 @@ def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, train
         scenes = _synthetic_scenes(source, split, image_size, seed, training, size)
         ds = scenes.map(lambda scene: (scene["image"], scene["mask"]),
                         num_parallel_calls=AUTOTUNE)
-        return _finish(ds, batch_size)
+        return _finish(ds, batch_size, color_space)
 
     items = source.items(split, size)
     image_paths = [source.image_paths[item] for item in items]
@@ -1065,4 +1069,4 @@ def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, train
         return resize_pair(rgb, mask, image_size)
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
-    return _finish(ds, batch_size)
+    return _finish(ds, batch_size, color_space)

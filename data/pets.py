@@ -26,7 +26,7 @@ import re
 
 import tensorflow as tf
 
-from cgan_colorization.color import normalize_lab, rgb_to_lab
+from cgan_colorization.color import COLOR_SPACES, split_rgb
 from data.pipeline import fit_to_size
 from data.tfds_sources import prepared_builder
 
@@ -37,7 +37,6 @@ PETS_SPLITS = ("train", "test")
 PETS_CLASSES = ("pet", "background", "border")
 NUM_CLASSES = len(PETS_CLASSES)
 VOID = 255
-COLOR_SPACES = ("lab", "yuv")
 _SHUFFLE_BUFFER = 1024
 
 # Trimap value -> class: 1, 2, 3 -> 0, 1, 2; everything else -> VOID.
@@ -92,12 +91,11 @@ def _flip(pair, draw):
 
 
 def _to_targets(color_space):
+    key = "ab" if color_space == "lab" else "uv"
+
     def convert(rgb, mask):
-        if color_space == "lab":
-            lightness, ab = normalize_lab(rgb_to_lab(rgb))
-            return lightness, {"ab": ab, "mask": mask}
-        yuv = tf.image.rgb_to_yuv(rgb)
-        return yuv[..., :1], {"uv": yuv[..., 1:], "mask": mask}
+        grey, colour = split_rgb(rgb, color_space)
+        return grey, {key: colour, "mask": mask}
     return convert
 
 

@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from cgan_colorization.color import normalize_lab, rgb_to_lab
+from cgan_colorization.color import COLOR_SPACES, normalize_lab, rgb_to_lab, split_rgb
 from data import images, synthetic
 from data.tfds_sources import prepared_builder
 
@@ -100,22 +100,25 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
     return PretextSource(spec, "files", train, val, images.DecodeStats())
 
 
-def _batch_to_pairs(ds, batch_size, drop_remainder):
+def _batch_to_pairs(ds, batch_size, drop_remainder, color_space="lab"):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    return ds.map(to_lab_pair, num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda rgb: split_rgb(rgb, color_space), num_parallel_calls=AUTOTUNE)
 
 
 def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed=0,
                     resize_mode="resize", random_crop=False, flip=False, drop_greyscale=True,
-                    skip_batches=0, num_classes=6, val_size=256, with_masks=False):
+                    skip_batches=0, num_classes=6, val_size=256, with_masks=False, color_space="lab"):
     """Batched (L, ab) pairs for training (endless, shuffled) or evaluation (one ordered pass).
 
     `skip_batches` resumes an interrupted run: the training stream starts where step
     `skip_batches` left it. `with_masks` yields (L, {"ab": ab, "mask": mask}) instead, for the
-    multitask objective (synthetic scenes and pets only).
+    multitask objective (synthetic scenes and pets only). `color_space="yuv"` yields (Y, UV) and
+    {"uv": UV, "mask": mask} (the MobileNetV2 multitask model).
     """
     training = split == "train"
     skip = skip_batches * batch_size if training else 0
+    if color_space not in COLOR_SPACES:
+        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
     if with_masks and source.kind not in ("synthetic", "pets"):
         raise ValueError(f"the multitask objective needs segmentation masks: use --dataset synthetic or pets, "
                          f"received {source.spec!r}.")
@@ -123,9 +126,10 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         from data.pets import pets_dataset
 
         ds = pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
-                          training=training)
+                          training=training, color_space=color_space)
         ds = ds.repeat().skip(skip_batches) if training else ds
-        return ds if with_masks else ds.map(lambda gray, targets: (gray, targets["ab"]))
+        key = "ab" if color_space == "lab" else "uv"
+        return ds if with_masks else ds.map(lambda gray, targets: (gray, targets[key]))
     if source.kind == "synthetic":
         start = skip if training else SYNTHETIC_VAL_START
         scenes = synthetic.synthetic_dataset(
@@ -133,14 +137,16 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
             count=None if training else val_size,
         )
         if with_masks:
+            key = "ab" if color_space == "lab" else "uv"
+
             def pair(batch):
-                gray, ab = to_lab_pair(batch["image"])
-                return gray, {"ab": ab, "mask": batch["mask"]}
+                gray, colour = split_rgb(batch["image"], color_space)
+                return gray, {key: colour, "mask": batch["mask"]}
 
             return scenes.batch(batch_size, drop_remainder=training).map(
                 pair, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
         ds = scenes.map(lambda scene: scene["image"], num_parallel_calls=AUTOTUNE)
-        return _batch_to_pairs(ds, batch_size, training).prefetch(AUTOTUNE)
+        return _batch_to_pairs(ds, batch_size, training, color_space).prefetch(AUTOTUNE)
     if source.kind == "tfds":
         import tensorflow_datasets as tfds
 
@@ -163,4 +169,4 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
                                    training and flip, s),
         num_parallel_calls=AUTOTUNE,
     )
-    return _batch_to_pairs(ds, batch_size, training).prefetch(AUTOTUNE)
+    return _batch_to_pairs(ds, batch_size, training, color_space).prefetch(AUTOTUNE)

@@ -3,7 +3,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.benchmark import graph_flops
+from cgan_colorization.benchmark import benchmark_config, graph_flops, reference_step_flops, train_step_flops
 from tests.test_training import _script
 
 
@@ -22,11 +22,46 @@ def test_flop_count_matches_hand_counts_for_convolutions_and_their_gradients():
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(conv(x))
-        return tape.gradient(loss, [x, kernel])
+        return loss, tape.gradient(loss, [x, kernel])
 
     assert _flops(train, x_spec) == 3 * forward  # forward + input gradient + kernel gradient
     w = tf.Variable(tf.random.normal([5, 7]))
     assert _flops(lambda a: tf.matmul(a, w), tf.TensorSpec([3, 5])) == 2 * 3 * 5 * 7
+
+
+def test_flop_count_leaves_out_gradients_that_nothing_uses():
+    x_spec = tf.TensorSpec([2, 16, 16, 3])
+    kernel = tf.Variable(tf.random.normal([4, 4, 3, 8]))
+    forward = 2 * (2 * 8 * 8 * 8) * (4 * 4 * 3)
+
+    def traced_but_unused(x):
+        with tf.GradientTape() as tape:
+            y = tf.nn.conv2d(x, kernel, strides=2, padding="SAME")
+        tape.gradient(tf.reduce_sum(y), kernel)  # traced, then dropped: TensorFlow prunes it
+        return y
+
+    assert _flops(traced_but_unused, x_spec) == forward
+
+
+def _fwd(model, *specs):
+    return _flops(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False), *specs)
+
+
+def test_fused_step_and_reference_flops_follow_from_the_forward_passes():
+    from cgan_colorization.training import build_gan
+
+    size, batch = 32, 2
+    gan = build_gan(benchmark_config(size, batch, base_filters=4))
+    gray, ab = tf.TensorSpec([batch, size, size, 1]), tf.TensorSpec([batch, size, size, 2])
+    g, d = _fwd(gan.generator, gray) / batch, _fwd(gan.discriminator, gray, ab) / batch
+    ours = train_step_flops(gan, batch, size)
+    reference = reference_step_flops(gan.generator, gan.discriminator, batch, size)
+    # A backward pass is two forwards (input and weight gradients) less the first layer's input
+    # gradient. Ours: G + its backward, D on real and fake + both backwards, and D's input gradient
+    # again for G's loss: 3G + 7D less the first layers' input gradients. The reference runs G
+    # twice and D three times: exactly one G and one D forward more.
+    assert 3 * g + 5 * d < ours <= 3 * g + 7 * d
+    assert reference - ours == pytest.approx(g + d, rel=1e-9)
 
 
 @pytest.mark.slow
@@ -44,4 +79,5 @@ def test_benchmark_script_reports_every_figure(tmp_path):
     assert 1e6 < row["train_flops_per_image"] < 1e9
     assert row["fraction_of_matmul_peak"] == pytest.approx(
         row["train_flops_per_image"] * row["train_images_per_s"] / row["matmul_peak_flops_per_s"])
+    assert 1.0 < row["flop_ratio_reference_over_ours"] < 1.5
     assert len(row["long_run"]["rss_samples"]) == 10 and "ours / reference" in result.stdout

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from cgan_colorization import multitask as mt
+from cgan_colorization.color import rgb_to_yuv_target, yuv_target_to_rgb
 from cgan_colorization.models import build_generator
 from data.pipeline import to_lab_pair
 from data.synthetic import synthetic_dataset
@@ -144,13 +145,13 @@ def test_wrapper_checks_its_inputs(lab_batch):
 
 def test_yuv_round_trip():
     rgb = tf.random.stateless_uniform([3, 8, 8, 3], seed=[1, 2])
-    y, uv = mt.rgb_to_yuv_target(rgb)
+    y, uv = rgb_to_yuv_target(rgb)
     assert y.shape == (3, 8, 8, 1) and uv.shape == (3, 8, 8, 2)
     assert 0.0 <= float(tf.reduce_min(y)) and float(tf.reduce_max(y)) <= 1.0
     assert float(tf.reduce_max(tf.abs(uv))) <= 0.62
-    np.testing.assert_allclose(mt.yuv_target_to_rgb(y, uv), rgb, atol=1e-5)
+    np.testing.assert_allclose(yuv_target_to_rgb(y, uv), rgb, atol=1e-5)
     with pytest.raises(ValueError, match="dtype"):
-        mt.rgb_to_yuv_target(tf.zeros([2, 2, 3], tf.uint8))
+        rgb_to_yuv_target(tf.zeros([2, 2, 3], tf.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def trained_mobilenet():
     """The seed's multitask model at 64 px (weights=None), and its first 6 steps' losses."""
     keras.utils.set_random_seed(0)
     scene = _scenes(64, 4)
-    y, uv = mt.rgb_to_yuv_target(scene["image"])
+    y, uv = rgb_to_yuv_target(scene["image"])
     net = mt.build_mobilenet_unet(64, weights=None, seg_classes=K + 1, seed=0)
     # Eager: tracing MobileNetV2's training step costs ~25 s on 2 CPU cores, 6 eager steps ~5 s
     # (the traced step is covered by the U-Net tests).
@@ -185,7 +186,7 @@ def test_mobilenet_without_segmentation_and_full_yuv():
     assert set(net.output) == {"yuv"}
     model = _compiled(net)
     rgb = tf.random.stateless_uniform([2, 32, 32, 3], seed=[3, 4])
-    y, uv = mt.rgb_to_yuv_target(rgb)
+    y, uv = rgb_to_yuv_target(rgb)
     logs = model.evaluate(y, {"yuv": tf.concat([y, uv], -1)}, verbose=0, return_dict=True)
     assert set(logs) == {"loss", "g_mse"}
 

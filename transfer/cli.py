@@ -36,6 +36,8 @@ _HELP = {
     "run_name": "name of this run's folder under --out (default: the init)",
     "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker or tpu",
     "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",
+    "backbone": "unet (the paper's encoder / U-Net, reading Lab's L) or mobilenetv2 (the multitask MobileNetV2 "
+                "models, reading YUV's Y); by default the colorizer's",
 }
 
 

@@ -35,6 +35,7 @@ class FinetuneConfig:
     run_name: str = None  # folder under --out; None: the init's name
     strategy: str = "auto"
     mixed_precision: str = "auto"
+    backbone: str = None  # None: the colorizer's (unet without one); mobilenetv2 reads YUV's Y
 
 
 # SPEC section 2. The paper gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).

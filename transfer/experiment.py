@@ -10,7 +10,7 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization.config import TrainConfig, load_config
+from cgan_colorization.config import BACKBONES, TrainConfig, load_config
 from cgan_colorization.distribute import make_strategy, set_precision
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from data import labelled
@@ -43,31 +43,54 @@ def colorizer_or_train(path, log=print):
     return load_generator(path)
 
 
+def _colorizer_config(config):
+    """The colorizer run's TrainConfig, or None when `config.colorizer` has no config.json beside it."""
+    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
+    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
+        return load_config(colorizer_dir)
+    return None
+
+
 def _architecture(config, generator):
-    """Input size and U-Net width: given ones first, then the colorizer's (so that the random
-    baseline has the very architecture the colorizer init gets), then 64 px and 32 filters."""
-    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
-    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
-        colorizer = load_config(colorizer_dir)
-        size, width = colorizer.image_size, colorizer.base_filters
+    """Input size, U-Net width and backbone: given ones first, then the colorizer's (so that the
+    random baseline has the very architecture the colorizer init gets), then 64 px, 32 filters, unet."""
+    colorizer = _colorizer_config(config)
+    if colorizer is not None:
+        size, width, backbone = colorizer.image_size, colorizer.base_filters, colorizer.backbone
     elif generator is not None:
-        size, width = int(generator.input_shape[1]), int(generator.get_layer("enc1_conv").kernel.shape[-1])
+        names = {layer.name for layer in generator.layers}
+        backbone = "mobilenetv2" if "mnv2_encoder" in names else "unet"
+        size = int(generator.input_shape[1])
+        width = int(generator.get_layer("enc1_conv").kernel.shape[-1]) if backbone == "unet" else 32
     else:
-        size, width = 64, 32
-    return config.image_size or size, config.base_filters or width
+        size, width, backbone = 64, 32, "unet"
+    if config.init == "colorization" and config.backbone and backbone != config.backbone:
+        raise ValueError(f"--backbone {config.backbone} does not match the colorizer's {backbone}: the weights "
+                         "transfer only into the same backbone.")
+    backbone = config.backbone or backbone
+    if backbone not in BACKBONES:
+        raise ValueError(f"--backbone must be one of {BACKBONES}, received {backbone!r}.")
+    return config.image_size or size, config.base_filters or width, backbone
 
 
-def _pretext_name(config):
-    """'random', or the objective the colorizer was trained with (the paper's is 'gan')."""
+def _pretext_name(config, backbone="unet"):
+    """'random' ('random-mobilenetv2'), or the objective the colorizer was trained with (the paper's
+    is 'gan'; 'multitask-mobilenetv2' for the MobileNetV2 multitask model)."""
     if config.init == "random":
-        return "random"
-    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
-    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
-        return load_config(colorizer_dir).objective
-    return "gan"
+        return "random" + ("-mobilenetv2" if backbone == "mobilenetv2" else "")
+    colorizer = _colorizer_config(config)
+    if colorizer is None:
+        return "gan"
+    return colorizer.objective + ("-mobilenetv2" if colorizer.backbone == "mobilenetv2" else "")
 
 
-def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False):
+def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet"):
+    if backbone == "mobilenetv2":  # the multitask source's models: Y in, MobileNetV2 encoder
+        from cgan_colorization.multitask import build_mobilenet_classifier, build_mobilenet_segmenter
+
+        if config.task == "classification":
+            return build_mobilenet_classifier(image_size, num_classes, seed=config.seed)
+        return build_mobilenet_segmenter(image_size, num_classes, seed=config.seed)
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
                                 synchronized_bn=synchronized_bn)
@@ -95,7 +118,7 @@ def evaluate_model(model, config, source, dataset):
     return tm.segmentation_report(cm, class_names=source.class_names)
 
 
-def _datasets(config, source, image_size):
+def _datasets(config, source, image_size, color_space="lab"):
     sizes = dict(train=config.train_size or None, val=config.val_size or None, test=config.test_size or None)
     if config.task == "classification":
         make = labelled.classification_dataset
@@ -103,7 +126,7 @@ def _datasets(config, source, image_size):
         shorter = image_size if config.scale_shorter == 0 else config.scale_shorter
         make = functools.partial(labelled.segmentation_dataset, scale_shorter=shorter)
     return {split: make(source, split, image_size=image_size, batch_size=config.batch_size, seed=config.seed,
-                        training=split == "train", size=sizes[split])
+                        training=split == "train", size=sizes[split], color_space=color_space)
             for split in ("train", "val", "test")}
 
 
@@ -125,7 +148,7 @@ def run_finetune(config, verbose="auto", log=print):
     set_precision(config.mixed_precision)
     start = time.time()
     generator = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
-    image_size, base_filters = _architecture(config, generator)
+    image_size, base_filters, backbone = _architecture(config, generator)
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
         include_difficult=config.include_difficult, void_index=config.void_index,
@@ -133,7 +156,7 @@ def run_finetune(config, verbose="auto", log=print):
         synthetic_classes=config.synthetic_classes)
     with strategy.scope():
         model = build_model(config, source.num_classes, image_size, base_filters,
-                            synchronized_bn=strategy.num_replicas_in_sync > 1)
+                            synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone)
     report, transferred = None, []
     if generator is not None:
         report = transfer_weights(generator, model)
@@ -145,16 +168,16 @@ def run_finetune(config, verbose="auto", log=print):
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
-                       base_filters_resolved=base_filters), f, indent=2)
-    data = _datasets(config, source, image_size)
+                       base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
+    data = _datasets(config, source, image_size, "yuv" if backbone == "mobilenetv2" else "lab")
     loss, metrics_factory = _loss_and_metrics(config)
     history = two_phase_finetune(model, data["train"], data["val"], phases(config), loss=loss,
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
                                  verbose=verbose)
     result = {
-        "task": config.task, "init": config.init, "pretext": _pretext_name(config),
+        "task": config.task, "init": config.init, "pretext": _pretext_name(config, backbone),
         "dataset": config.dataset, "seed": config.seed,
-        "image_size": image_size, "base_filters": base_filters,
+        "image_size": image_size, "base_filters": base_filters, "backbone": backbone,
         "test": evaluate_model(model, config, source, data["test"]),
         "history": history,
         "transfer": dataclasses.asdict(report) if report else None,

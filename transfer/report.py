@@ -26,9 +26,19 @@ def _pretext(result):
 
 def _label(name, single):
     """Row label: the paper's two inits keep their names when only the GAN pretext ran."""
-    if name == "random":
-        return "random"
+    if name.startswith("random"):
+        return "random" if name == "random" else "random (MobileNetV2)"
     return "colorization" if single else f"{name} pretext"
+
+
+def _floor(name):
+    """The from-scratch run of the same architecture as pretext `name`."""
+    return "random-mobilenetv2" if name.endswith("-mobilenetv2") else "random"
+
+
+def _inits(pretexts):
+    """Table rows: the from-scratch floors of the architectures present, then the pretexts."""
+    return list(dict.fromkeys(_floor(p) for p in pretexts)) + list(pretexts)
 
 
 def _by(results, task, pretext):
@@ -64,24 +74,23 @@ def table4(results, task, pretexts):
     single = len(pretexts) == 1
     header = "| init | " + " | ".join(label for _, label in metrics) + " | seeds | paper |"
     rows = [header, "|" + "---|" * (len(metrics) + 3)]
-    floor = _by(results, task, "random")
-    for name in ["random", *pretexts]:
+    for name in _inits(pretexts):
         runs = _by(results, task, name)
         cells = [_mean_std([r["test"].get(key) for r in runs]) for key, _ in metrics]
         paper = PAPER[task]["random" if name == "random" else "colorization"] if name in ("random", "gan") else ""
         rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
     for name in pretexts:
-        pairs = list(zip(_by(results, task, name), floor))
+        pairs = list(zip(_by(results, task, name), _by(results, task, _floor(name))))
         gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
         paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == "gan" else ""
-        rows.append(f"| gain ({_label(name, single)} - random) | " + " | ".join(_mean_std(g) for g in gains) +
+        rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | " + " | ".join(_mean_std(g) for g in gains) +
                     f" | {len(pairs)} | {paper} |")
     return "\n".join(rows)
 
 
 def _mean_curves(results, task, figures, pretexts):
     series = {}
-    for init in ["random", *pretexts]:
+    for init in _inits(pretexts):
         curves = [r["history"].get("loss", []) for r in _by(results, task, init)]
         curves = [c for c in curves if c]
         if curves:
@@ -111,7 +120,9 @@ def write_report(plan, colorizers, table3_results, results, seconds):
     colorizer_dir = colorizers[pretexts[0]]
     samples = sorted(os.listdir(os.path.join(colorizer_dir, "samples")))
     lines = [f"# Reproduction report ({plan['preset']} preset)", "",
-             f"Pretext data: `{plan['pretext_dataset']}`; classification data: `{plan['classification_dataset']}`; "
+             f"Pretext data: `{plan['pretext_dataset']}`"
+             + (f" (multitask pretexts: `{plan['multitask_dataset']}`)" if plan.get("multitask_dataset") else "")
+             + f"; classification data: `{plan['classification_dataset']}`; "
              f"segmentation data: `{plan['segmentation_dataset']}`; {plan['seeds']} downstream seed(s); "
              f"total time {seconds / 60:.1f} min.", "",
              "## Colorization (the paper's Table 3)", "",

@@ -17,6 +17,7 @@ TASK_METRICS = {
                        ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
     "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
 }
+PRETEXTS = ("gan", "l1", "classification", "multitask", "multitask-mobilenetv2")
 PRESETS = {
     "demo": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
                  segmentation_dataset="synthetic", seeds=3),
@@ -41,7 +42,11 @@ def build_parser():
     parser.add_argument("--void-index", type=int, help="void value of a labelled folder's masks (CamVid: 11)")
     parser.add_argument("--pretexts", default="gan",
                         help="comma-separated pretext objectives to compare: gan (the paper), l1, classification "
-                             "(Zhang et al.), multitask; random init is always the floor")
+                             "(Zhang et al.), multitask, multitask-mobilenetv2 (the multitask source's MobileNetV2 "
+                             "model, Y in, UV out); random init of each architecture is the floor")
+    parser.add_argument("--multitask-dataset",
+                        help="pretext data of the multitask pretexts, which need masks (synthetic or pets) when "
+                             "--pretext-dataset is a photo folder without them (default: --pretext-dataset)")
     parser.add_argument("--colorizer", help="reuse this colorizer run folder (for a single pretext)")
     parser.add_argument("--image-size", type=int, help="pretext and downstream size (demo 64, paper 256)")
     parser.add_argument("--pretext-epochs", type=int, help="colorizer epochs")
@@ -66,16 +71,14 @@ def resolve(args):
             values["segmentation_dataset"] = args.segmentation_dataset or source
     if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
-    from cgan_colorization.config import OBJECTIVES
-
     pretexts = [p for p in args.pretexts.split(",") if p]
-    unknown = [p for p in pretexts if p not in OBJECTIVES]
+    unknown = [p for p in pretexts if p not in PRETEXTS]
     if unknown or not pretexts:
-        raise ValueError(f"--pretexts takes names from {OBJECTIVES}, received {args.pretexts!r}.")
+        raise ValueError(f"--pretexts takes names from {PRETEXTS}, received {args.pretexts!r}.")
     if args.colorizer and len(pretexts) > 1:
         raise ValueError("--colorizer reuses one colorizer: give a single --pretexts value with it.")
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
-                  pretexts=pretexts,
+                  pretexts=pretexts, multitask_dataset=args.multitask_dataset,
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
@@ -84,8 +87,8 @@ def resolve(args):
 
 
 def run_pretext(plan, objective="gan", log=print):
-    """Trains (or reuses) the colorizer of one pretext objective and scores it; returns (run folder,
-    Table 3 result)."""
+    """Trains (or reuses) the colorizer of one pretext (an objective, with "-mobilenetv2" for that
+    backbone) and scores it; returns (run folder, Table 3 result)."""
     from cgan_colorization.config import PRESETS as TRAIN_PRESETS, TrainConfig
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
     from cgan_colorization.inference import load_colorizer
@@ -94,14 +97,18 @@ def run_pretext(plan, objective="gan", log=print):
 
     run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if objective == "gan"
                                                 else f"colorizer-{objective}")
+    pretext = objective
+    objective, _, backbone = pretext.partition("-")
     config = TrainConfig(**{**dataclasses.asdict(TrainConfig()),
                             **TRAIN_PRESETS["fast" if plan["preset"] == "demo" else "paper"]})
-    overrides = dict(objective=objective, dataset=plan["pretext_dataset"], out=run_dir, image_size=plan["image_size"],
+    dataset = (objective == "multitask" and plan.get("multitask_dataset")) or plan["pretext_dataset"]
+    overrides = dict(objective=objective, backbone=backbone or "unet", dataset=dataset, out=run_dir,
+                     image_size=plan["image_size"],
                      base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
-        log(f"[pretext] training the {objective} colorizer in {run_dir}")
+        log(f"[pretext] training the {pretext} colorizer in {run_dir}")
         train(config, verbose=2)
     else:
         log(f"[pretext] reusing the finished colorizer in {run_dir}")
@@ -117,9 +124,10 @@ def run_pretext(plan, objective="gan", log=print):
         colorizer = load_colorizer(run_dir)
         source = parse_dataset(config.dataset, config.val_fraction, config.seed)
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
-                             num_classes=config.num_classes, val_size=config.val_size)
-        result = result or evaluate_colorizer(colorizer.predict_ab, ds)
-        result["objective"] = objective
+                             num_classes=config.num_classes, val_size=config.val_size,
+                             color_space=colorizer.color_space)
+        result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
+        result["objective"] = pretext
         result["bottleneck"] = bottleneck_health(colorizer.network, ds)
         with open(eval_path, "w") as f:
             json.dump(result, f, indent=2)
@@ -135,7 +143,10 @@ def run_downstream(plan, colorizers, log=print):
 
     results = []
     preset = "fast" if plan["preset"] == "demo" else "paper"
-    architecture = load_config(next(iter(colorizers.values())))  # the random baseline copies it
+    # The from-scratch baseline of each architecture copies its colorizer's size (and U-Net width).
+    unet = [path for name, path in colorizers.items() if not name.endswith("-mobilenetv2")]
+    mnv2 = [path for name, path in colorizers.items() if name.endswith("-mobilenetv2")]
+    architecture = load_config((unet or mnv2)[0])
     for seed in range(plan["seeds"]):
         for task in ("classification", "segmentation"):
             values = dict(TASK_PRESETS[(task, preset)])
@@ -145,9 +156,10 @@ def run_downstream(plan, colorizers, log=print):
                 values["train_size"] = plan["train_size"]
             if plan["eval_size"]:
                 values["val_size"] = values["test_size"] = plan["eval_size"]
-            runs = [("random", "random", next(iter(colorizers.values())))]
-            runs += [("colorization", name, path) for name, path in colorizers.items()]
-            for init, name, colorizer_dir in runs:
+            runs = [("random", "random", unet[0], "unet")] if unet else []
+            runs += [("random", "random-mobilenetv2", mnv2[0], "mobilenetv2")] if mnv2 else []
+            runs += [("colorization", name, path, None) for name, path in colorizers.items()]
+            for init, name, colorizer_dir, backbone in runs:
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
                 folder = "colorization" if name == "gan" else name  # the paper's pretext keeps its name
                 metrics_path = os.path.join(parent, folder, "metrics.json")
@@ -160,7 +172,7 @@ def run_downstream(plan, colorizers, log=print):
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
                                         run_name=folder,
                                         void_index=plan["void_index"], image_size=architecture.image_size,
-                                        base_filters=architecture.base_filters, **values)
+                                        base_filters=architecture.base_filters, backbone=backbone, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
     return results
 
