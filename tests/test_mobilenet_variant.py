@@ -144,3 +144,14 @@ def test_reproduce_puts_the_mobilenet_pretext_beside_its_own_random_floor(tmp_pa
     backbones = {p.parent.name: json.load(open(p))["backbone"] for p in out.glob("seed0/segmentation/*/metrics.json")}
     assert backbones == {"l1": "unet", "random": "unet", "multitask-mobilenetv2": "mobilenetv2",
                          "random-mobilenetv2": "mobilenetv2"}
+
+
+def test_table3_names_the_data_a_pretext_was_scored_on():
+    from transfer.report import table3
+
+    summary = {"mean": 1.0, "min": 0.5, "max": 2.0, "std": 0.1}
+    result = {"model": {"psnr": summary, "ssim": summary, "colourfulness": summary},
+              "grey_baseline": {"psnr": summary, "ssim": summary, "colourfulness": summary},
+              "original": {"colourfulness": summary}, "num_images": 4}
+    table = table3({"gan": result, "multitask": result}, scored_on={"multitask": "synthetic"})
+    assert "| gan colorizer |" in table and "| multitask colorizer (scored on `synthetic`) |" in table

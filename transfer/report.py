@@ -45,8 +45,10 @@ def _by(results, task, pretext):
     return sorted((r for r in results if r["task"] == task and _pretext(r) == pretext), key=lambda r: r["seed"])
 
 
-def table3(results):
-    """{objective: evaluation} -> the Table 3 layout, one row per pretext."""
+def table3(results, scored_on=None):
+    """{objective: evaluation} -> the Table 3 layout, one row per pretext. `scored_on` names the
+    held-out data of pretexts trained on other data than the first one (e.g. the multitask ones)."""
+    scored_on = scored_on or {}
     rows = ["| | PSNR mean | PSNR min | PSNR max | SSIM mean | SSIM min | SSIM max | colourfulness "
             "| dead bottleneck units | bottleneck spread |", "|---|---|---|---|---|---|---|---|---|---|"]
     line = lambda label, r, extra="| |": (  # noqa: E731
@@ -56,7 +58,9 @@ def table3(results):
     for name, result in results.items():
         b = result.get("bottleneck")
         extra = f"| {100 * b['dead_fraction']:.0f} % | {b['spread']:.4f} |" if b else "| |"
-        rows.append(line("colorizer" if len(results) == 1 else f"{name} colorizer", result["model"], extra))
+        label = "colorizer" if len(results) == 1 else f"{name} colorizer"
+        label += f" (scored on `{scored_on[name]}`)" if name in scored_on else ""
+        rows.append(line(label, result["model"], extra))
     any_result = next(iter(results.values()))
     rows.append(line("grey baseline (ab = 0)", any_result["grey_baseline"]))
     rows.append(f"| originals | | | | | | | {any_result['original']['colourfulness']['mean']:.1f} | | |")
@@ -114,6 +118,8 @@ def write_report(plan, colorizers, table3_results, results, seconds):
     if isinstance(colorizers, str):
         colorizers, table3_results = {PAPER_PRETEXT: colorizers}, {PAPER_PRETEXT: table3_results}
     pretexts = list(colorizers)
+    other = plan.get("multitask_dataset")
+    scored_on = {name: other for name in pretexts if name.startswith("multitask") and other}
     out = plan["out"]
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
@@ -128,7 +134,7 @@ def write_report(plan, colorizers, table3_results, results, seconds):
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
              "colorizer's held-out images; the grey baseline predicts ab = 0. Colourfulness (Hasler and "
-             "Suesstrunk) shows how far a pretext desaturates.", "", table3(table3_results), ""]
+             "Suesstrunk) shows how far a pretext desaturates.", "", table3(table3_results, scored_on), ""]
     if samples:
         shutil.copy(os.path.join(colorizer_dir, "samples", samples[-1]), os.path.join(figures, "samples.png"))
         lines += ["![grey input, colorization, original](figures/samples.png)", ""]
