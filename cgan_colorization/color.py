@@ -96,22 +96,24 @@ def denormalize_lab(lightness, ab):
 # target normalized ab) and the MobileNetV2 multitask model's YUV (input Y in [0, 1], target UV,
 # `tf.image.rgb_to_yuv`).
 COLOR_SPACES = ("lab", "yuv")
+TARGET_KEYS = {"lab": "ab", "yuv": "uv"}  # the key of the colour target in a multitask batch
 
 
-def _check_space(color_space):
+def check_color_space(color_space):
+    """A one-sentence error for a colour space the package does not know."""
     if color_space not in COLOR_SPACES:
         raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
 
 
 def split_rgb(rgb, color_space="lab"):
     """sRGB [..., 3] in [0, 1] -> (grey input [..., 1], colour target [..., 2]) of `color_space`."""
-    _check_space(color_space)
+    check_color_space(color_space)
     return normalize_lab(rgb_to_lab(rgb)) if color_space == "lab" else rgb_to_yuv_target(rgb)
 
 
 def join_rgb(grey, colour, color_space="lab"):
     """Inverse of `split_rgb`: (grey input, colour channels) -> sRGB clipped to [0, 1]."""
-    _check_space(color_space)
+    check_color_space(color_space)
     if color_space == "lab":
         return lab_to_rgb(denormalize_lab(grey, colour))
     return yuv_target_to_rgb(grey, colour)

@@ -57,10 +57,16 @@ OBJECTIVES = ("gan", "l1", "classification", "multitask")
 BACKBONES = ("unet", "mobilenetv2")
 
 
-def color_space(config):
-    """The colour space a run's network reads and predicts: 'yuv' (Y in, UV out) for the MobileNetV2
-    multitask model, as its source (Dabholkar, seed 003); 'lab' (the paper's L in, ab out) otherwise."""
-    return "yuv" if getattr(config, "backbone", "unet") == "mobilenetv2" else "lab"
+def color_space(backbone):
+    """The colour space a backbone's networks read and predict: 'yuv' (Y in, UV out) for the
+    MobileNetV2 multitask model, as its source (Dabholkar, seed 003); 'lab' (the paper's L in, ab
+    out) for the U-Net."""
+    return "yuv" if backbone == "mobilenetv2" else "lab"
+
+
+def pretext_name(objective, backbone):
+    """How reports name a pretext (or 'random'): the objective, with '-mobilenetv2' for that backbone."""
+    return objective + ("-mobilenetv2" if backbone == "mobilenetv2" else "")
 
 
 def check_backbone(config):

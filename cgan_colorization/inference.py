@@ -76,7 +76,7 @@ def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=F
 
         network = build_mobilenet_unet(size, num_outputs=2)  # trunk + colour head, as saved
         generator = _load_into(keras.Model(network.input, network.output["uv"], name="generator"), path, config)
-        return Colorizer(generator, lambda y: generator(y, training=False), config, size, color_space(config))
+        return Colorizer(generator, lambda y: generator(y, training=False), config, size, color_space(config.backbone))
     if config.objective in ("gan", "l1", "multitask"):  # multitask saves its trunk + colour head as G
         generator = _load_into(build_generator(size, width, inference_dropout=inference_dropout), path, config)
         return Colorizer(generator, lambda g: generator(g, training=False), config, size)
@@ -103,7 +103,7 @@ def colorize_rgb(colorizer, rgb):
     The colour channels (ab, or UV for the MobileNetV2 model) are predicted at the model's size and
     upsampled; the lightness (L, or Y) stays the photo's own, at full resolution, so no detail is lost.
     """
-    size, space = colorizer.image_size, getattr(colorizer, "color_space", "lab")
+    size, space = colorizer.image_size, colorizer.color_space
     rgb = tf.convert_to_tensor(rgb, tf.float32)
     full_gray, _ = split_rgb(rgb, space)
     small = tf.image.resize(rgb, [size, size], antialias=True)

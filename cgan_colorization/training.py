@@ -131,7 +131,7 @@ def segmentation_classes(config):
 def _datasets(config, source, skip_batches):
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                   num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale,
-                  with_masks=config.objective == "multitask", color_space=color_space(config))
+                  with_masks=config.objective == "multitask", color_space=color_space(config.backbone))
     train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
                             random_crop=config.random_crop, flip=config.flip, **common)
     val = pretext_dataset(source, "val", val_size=config.val_size, **common)
@@ -145,7 +145,7 @@ def _callbacks(config, run_dir, sample, source, steps_done):
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
         cb.GeneratorCheckpoint(run_dir),
-        cb.SampleGrid(*sample, os.path.join(run_dir, "samples"), color_space=color_space(config)),
+        cb.SampleGrid(*sample, os.path.join(run_dir, "samples"), color_space=color_space(config.backbone)),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),

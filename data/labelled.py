@@ -72,7 +72,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import COLOR_SPACES, split_rgb
+from cgan_colorization.color import check_color_space, split_rgb
 from data import images, synthetic
 from data.pipeline import fit_to_size
 from data.tfds_sources import prepared_builder
@@ -937,8 +937,7 @@ def _synthetic_scenes(source, split, image_size, seed, training, size):
 
 
 def _finish(ds, batch_size, color_space):
-    if color_space not in COLOR_SPACES:
-        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
+    check_color_space(color_space)
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda rgb, target: (_grey_input(rgb, color_space), target), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

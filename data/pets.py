@@ -26,7 +26,7 @@ import re
 
 import tensorflow as tf
 
-from cgan_colorization.color import COLOR_SPACES, split_rgb
+from cgan_colorization.color import TARGET_KEYS, check_color_space, split_rgb
 from data.pipeline import fit_to_size
 from data.tfds_sources import prepared_builder
 
@@ -91,7 +91,7 @@ def _flip(pair, draw):
 
 
 def _to_targets(color_space):
-    key = "ab" if color_space == "lab" else "uv"
+    key = TARGET_KEYS[color_space]
 
     def convert(rgb, mask):
         grey, colour = split_rgb(rgb, color_space)
@@ -127,8 +127,7 @@ def pets_dataset(split, image_size, batch_size, data_dir=None, training=None, se
     _check_int("seed", seed, 0)
     if size is not None:
         _check_int("size", size, 0)
-    if color_space not in COLOR_SPACES:
-        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
+    check_color_space(color_space)
     if training is None:
         training = all(base == "train" for base in bases)
     import tensorflow_datasets as tfds

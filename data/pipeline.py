@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from cgan_colorization.color import COLOR_SPACES, normalize_lab, rgb_to_lab, split_rgb
+from cgan_colorization.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
 from data import images, synthetic
 from data.tfds_sources import prepared_builder
 
@@ -117,8 +117,8 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
     """
     training = split == "train"
     skip = skip_batches * batch_size if training else 0
-    if color_space not in COLOR_SPACES:
-        raise ValueError(f"color_space must be one of {COLOR_SPACES}, received color_space={color_space!r}.")
+    check_color_space(color_space)
+    key = TARGET_KEYS[color_space]
     if with_masks and source.kind not in ("synthetic", "pets"):
         raise ValueError(f"the multitask objective needs segmentation masks: use --dataset synthetic or pets, "
                          f"received {source.spec!r}.")
@@ -128,7 +128,6 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         ds = pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
                           training=training, color_space=color_space)
         ds = ds.repeat().skip(skip_batches) if training else ds
-        key = "ab" if color_space == "lab" else "uv"
         return ds if with_masks else ds.map(lambda gray, targets: (gray, targets[key]))
     if source.kind == "synthetic":
         start = skip if training else SYNTHETIC_VAL_START
@@ -137,8 +136,6 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
             count=None if training else val_size,
         )
         if with_masks:
-            key = "ab" if color_space == "lab" else "uv"
-
             def pair(batch):
                 gray, colour = split_rgb(batch["image"], color_space)
                 return gray, {key: colour, "mask": batch["mask"]}

@@ -10,7 +10,7 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization.config import BACKBONES, TrainConfig, load_config
+from cgan_colorization.config import BACKBONES, TrainConfig, color_space, load_config, pretext_name
 from cgan_colorization.distribute import make_strategy, set_precision
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from data import labelled
@@ -77,11 +77,11 @@ def _pretext_name(config, backbone="unet"):
     """'random' ('random-mobilenetv2'), or the objective the colorizer was trained with (the paper's
     is 'gan'; 'multitask-mobilenetv2' for the MobileNetV2 multitask model)."""
     if config.init == "random":
-        return "random" + ("-mobilenetv2" if backbone == "mobilenetv2" else "")
+        return pretext_name("random", backbone)
     colorizer = _colorizer_config(config)
     if colorizer is None:
         return "gan"
-    return colorizer.objective + ("-mobilenetv2" if colorizer.backbone == "mobilenetv2" else "")
+    return pretext_name(colorizer.objective, colorizer.backbone)
 
 
 def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet"):
@@ -169,7 +169,7 @@ def run_finetune(config, verbose="auto", log=print):
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
                        base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
-    data = _datasets(config, source, image_size, "yuv" if backbone == "mobilenetv2" else "lab")
+    data = _datasets(config, source, image_size, color_space(backbone))
     loss, metrics_factory = _loss_and_metrics(config)
     history = two_phase_finetune(model, data["train"], data["val"], phases(config), loss=loss,
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,

@@ -7,6 +7,8 @@ import json
 import os
 import time
 
+from cgan_colorization.config import OBJECTIVES, pretext_name
+
 PAPER = {  # Treneska et al. 2022, Tables 3 and 4
     "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
     "classification": {"random": 47.18, "colorization": 52.83},
@@ -17,7 +19,7 @@ TASK_METRICS = {
                        ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
     "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
 }
-PRETEXTS = ("gan", "l1", "classification", "multitask", "multitask-mobilenetv2")
+PRETEXTS = OBJECTIVES + (pretext_name("multitask", "mobilenetv2"),)
 PRESETS = {
     "demo": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
                  segmentation_dataset="synthetic", seeds=3),
