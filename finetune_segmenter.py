@@ -4,7 +4,7 @@ from cgan_colorization import runtime
 
 runtime.configure()
 
-from transfer.cli import finetune_main  # noqa: E402
+from transfer.cli import segmenter_main  # noqa: E402
 
 if __name__ == "__main__":
-    finetune_main("segmentation")
+    segmenter_main()

@@ -4,7 +4,7 @@ from cgan_colorization import runtime
 
 runtime.configure()
 
-from transfer.reproduce import main  # noqa: E402
+from transfer.cli import reproduce_main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    reproduce_main()

@@ -17,28 +17,51 @@ from cgan_colorization import runtime  # noqa: E402
 runtime.configure()
 
 
+from cgan_colorization.config import PRECISION_HELP, Range, bounded  # noqa: E402
+
+
+def _sizes(text):
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated powers of two, received {text!r}") from None
+    if not sizes or any(s < 32 or s & (s - 1) for s in sizes):
+        raise argparse.ArgumentTypeError(f"every size must be a power of two >= 32, received {text!r}")
+    return sizes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="64,128,256", help="comma-separated image sizes")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--base-filters", type=int, default=64, help="U-Net width (the paper's 64 by default)")
+    positive = bounded(int, Range(1))
+    parser.add_argument("--sizes", type=_sizes, default=_sizes("64,128,256"), help="comma-separated image sizes")
+    parser.add_argument("--batch-size", type=positive, default=16)
+    parser.add_argument("--base-filters", type=positive, default=64, help="U-Net width (the paper's 64 by default)")
     parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH or coco:PATH")
-    parser.add_argument("--steps", type=int, default=20, help="timed train steps")
-    parser.add_argument("--pipeline-batches", type=int, default=50)
-    parser.add_argument("--reference-steps", type=int, default=10)
-    parser.add_argument("--no-reference", action="store_true", help="skip the reference loop")
-    parser.add_argument("--mixed-precision", default="auto", help="auto, float32, mixed_float16, mixed_bfloat16")
+    parser.add_argument("--steps", type=positive, default=20, help="timed train steps")
+    parser.add_argument("--pipeline-batches", type=positive, default=50)
+    parser.add_argument("--reference-steps", type=positive, default=10)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the reference loop (the only part that needs scikit-image, the [bench] extra)")
+    parser.add_argument("--mixed-precision", default="auto", choices=("auto", "float32", "mixed_float16",
+                                                                      "mixed_bfloat16"), help=PRECISION_HELP)
     parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument("--long-steps", type=int, default=0, help="also train this many steps and report RSS slope")
+    parser.add_argument("--long-steps", type=bounded(int, Range(0)), default=0,
+                        help="also train this many steps and report RSS slope")
     parser.add_argument("--json", default="runs/benchmark.json", help="where to write the results")
     args = parser.parse_args(argv)
+    if not args.no_reference:
+        try:
+            import skimage  # noqa: F401
+        except ImportError:
+            parser.error("the reference loop needs scikit-image: install the [bench] extra "
+                         "(pip install -e '.[cpu,bench]') or pass --no-reference")
 
     from cgan_colorization.benchmark import benchmark_config, long_run, run_benchmark
     from cgan_colorization.distribute import set_precision
 
     set_precision(args.mixed_precision)
     results = []
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in args.sizes:
         print(f"== {size} px, batch {args.batch_size}")
         config = benchmark_config(size, args.batch_size, args.base_filters, args.dataset, args.jit_compile)
         result = run_benchmark(config, args.steps, args.pipeline_batches, args.reference_steps,

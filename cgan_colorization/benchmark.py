@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization.config import TrainConfig
-from cgan_colorization.training import build_gan
+from cgan_colorization.gan import build as build_gan
 from data.pipeline import fit_to_size, parse_dataset, pretext_dataset, to_lab_pair
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")

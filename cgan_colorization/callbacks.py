@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import join_rgb
+from data.color import join_rgb
 from cgan_colorization.plots import save_sample_grid
 
 RESUME_FILE = "resume.json"

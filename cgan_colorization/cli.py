@@ -6,7 +6,8 @@ import os
 import sys
 import time
 
-from cgan_colorization.config import build_parser, config_from_args, load_config
+from cgan_colorization import runtime
+from cgan_colorization.config import Range, bounded, build_parser, config_from_args, load_config
 
 
 def _fail(message):
@@ -16,6 +17,7 @@ def _fail(message):
 
 def train_main(argv=None):
     """`python train_colorizer.py`: train the pix2pix colorizer (see --help)."""
+    runtime.configure()
     parser = build_parser(
         "Train the pix2pix colorization cGAN (U-Net G, 70x70 PatchGAN D) on L -> ab. The default trains "
         "on the embedded synthetic scenes at 64 px in minutes on a CPU; --preset paper sets every value "
@@ -39,14 +41,16 @@ def train_main(argv=None):
 
 def _add_model_flags(parser):
     """Flags to load a colorizer without a config.json beside it, and pix2pix's stochastic inference."""
-    parser.add_argument("--image-size", type=int, help="model size, when no config.json is at hand")
-    parser.add_argument("--base-filters", type=int, help="model width, when no config.json is at hand")
+    parser.add_argument("--image-size", type=bounded(int, Range(4)), help="model size, when no config.json is at hand")
+    parser.add_argument("--base-filters", type=bounded(int, Range(1)),
+                        help="model width, when no config.json is at hand")
     parser.add_argument("--dropout-at-inference", action="store_true",
                         help="keep dropout on when colorizing (pix2pix's stochastic inference)")
 
 
 def evaluate_main(argv=None):
     """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max against the grey baseline."""
+    runtime.configure()
     parser = argparse.ArgumentParser(
         description="Score a trained colorizer as the paper's Table 3 (PSNR and SSIM in sRGB, max_val 1, "
         "mean / min / max over the images) beside the grey baseline (ab = 0), and write it as JSON.",
@@ -56,10 +60,12 @@ def evaluate_main(argv=None):
     source.add_argument("--run", help="run folder written by train_colorizer.py")
     source.add_argument("--weights", help="generator weights (.weights.h5 with config.json beside, or .keras)")
     parser.add_argument("--dataset", help="dataset to score on (default: the run's own)")
-    parser.add_argument("--split", choices=("val", "all"), default="val",
-                        help="the run's held-out split, or every file of a folder dataset")
-    parser.add_argument("--max-images", type=int, default=None, help="score at most this many images")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--split", choices=("val", "all"), default=None,
+                        help="the run's held-out split, or every file of a folder dataset (default: 'val' on the "
+                             "run's own dataset, 'all' on a dataset it never trained on)")
+    parser.add_argument("--max-images", type=bounded(int, Range(1)), default=None,
+                        help="score at most this many images")
+    parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=16)
     _add_model_flags(parser)
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json)")
     args = parser.parse_args(argv)
@@ -74,20 +80,24 @@ def evaluate_main(argv=None):
         config = load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
         colorizer = load_colorizer(weights, args.image_size, args.base_filters, args.dropout_at_inference)
         dataset = args.dataset or (config.dataset if config else "synthetic")
+        own = config is not None and dataset == config.dataset
+        split = args.split or ("val" if own else "all")  # a dataset it never saw is scored whole
         seed = config.seed if config else 0
         source = parse_dataset(dataset, config.val_fraction if config else 0.05, seed)
-        if args.split == "all" and source.kind == "files":
+        if split == "all" and source.kind == "files":
             source.val_paths = source.train_paths + source.val_paths
         size = colorizer.image_size
         ds = pretext_dataset(source, "val", image_size=size, batch_size=args.batch_size, seed=seed,
                              num_classes=config.num_classes if config else 6,
                              val_size=args.max_images or (config.val_size if config else 256),
                              color_space=colorizer.color_space)
-        result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images, colorizer.color_space)
-        result["bottleneck"] = bottleneck_health(colorizer.network, ds)
+        total = len(source.val_paths) if source.kind == "files" else (config.val_size if config else 256)
+        total = min(total, args.max_images or total)
+        result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images, colorizer.color_space, total=total)
+        result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
-    result.update(weights=weights, dataset=dataset, split=args.split, image_size=size,
+    result.update(weights=weights, dataset=dataset, split=split, image_size=size,
                   dropout_at_inference=args.dropout_at_inference)
     if source.stats is not None:
         result["files"] = source.stats.as_dict()
@@ -101,6 +111,7 @@ def evaluate_main(argv=None):
 
 def colorize_main(argv=None):
     """`python colorize.py`: colorize photos at their own resolution."""
+    runtime.configure()
     parser = argparse.ArgumentParser(
         description="Colorize photos (colour or greyscale) with a trained generator. ab is predicted at the "
         "model's size and upsampled; the photo's own lightness is kept at full resolution.",
@@ -128,20 +139,26 @@ def colorize_main(argv=None):
                 raise FileNotFoundError(f"{item} is neither an image file nor a folder.")
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
+    import keras
+
     os.makedirs(args.out, exist_ok=True)
     written, skipped = [], []
-    for path in paths:
+    progress = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 else None
+    for i, path in enumerate(paths, start=1):
         try:
             rgb = images.load_rgb(path).numpy()
         except Exception as error:  # noqa: BLE001 - any decoder failure means "not an image"
             skipped.append(path)
-            print(f"skipped {path}: not a readable image ({type(error).__name__})")
-            continue
-        name = os.path.splitext(os.path.basename(path))[0] + "_colorized.png"
-        target = os.path.join(args.out, name)
-        save_rgb(colorize_rgb(colorizer, rgb), target)
-        written.append(target)
-        print(f"{path} -> {target}")
+            print(f"\nskipped {path}: not a readable image ({type(error).__name__})")
+        else:
+            name = os.path.splitext(os.path.basename(path))[0] + "_colorized.png"
+            target = os.path.join(args.out, name)
+            save_rgb(colorize_rgb(colorizer, rgb), target)
+            written.append(target)
+        if progress:
+            progress.update(i)
+    for path in written[:5]:
+        print(f"wrote {path}")
     print(f"colorized {len(written)} image(s) into {args.out}; skipped {len(skipped)}")
     if not written:
         raise SystemExit(1)

@@ -1,49 +1,120 @@
-"""Run configuration: the presets, the command-line flags that override them, and the run folder."""
+"""Run configuration: the presets, the command-line flags that override them (each checked against
+its range where it is parsed), and the run folder's `config.json`.
+
+The vocabulary every script shares is defined here once: the preset names, the strategy and
+precision help texts, and `bounded`, the argparse type that refuses an out-of-range value in one
+sentence.
+"""
 
 import argparse
 import dataclasses
 import json
 import os
 
+from cgan_colorization import registry
+
 PAPER_DATASET = "coco"
+PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' sets every value of the paper
+PRESET_HELP = "'fast' runs on a CPU in minutes; 'paper' sets every value of the paper"
+STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
+                 "(TF_CONFIG) or tpu")
+PRECISION_HELP = "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16"
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a colorizer training run; saved as `config.json` in the run folder."""
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Valid values of a numeric flag: low <= value <= high (strict where `*_open`)."""
 
-    objective: str = "gan"
-    dataset: str = "synthetic"
-    image_size: int = 64
-    base_filters: int = 32
-    batch_size: int = 16
-    epochs: int = 6
-    steps_per_epoch: int = 100
-    lr: float = 2e-4
-    beta_1: float = 0.5
-    l1_weight: float = 100.0
-    seed: int = 0
-    out: str = "runs/colorizer"
-    val_fraction: float = 0.05
-    val_size: int = 256
-    num_classes: int = 6
-    resize_mode: str = "resize"
-    random_crop: bool = False
-    flip: bool = False
-    keep_greyscale: bool = False
-    backup_every: int = 50
-    sample_count: int = 6
-    jit_compile: bool = False
-    strategy: str = "auto"
-    mixed_precision: str = "auto"
-    steps_per_execution: int = 1
-    backbone: str = "unet"
-    backbone_weights: str = ""
-    temperature: float = 0.38
-    prior_batches: int = 50
-    color_weight: float = 1.0
-    seg_weight: float = 1.0
+    low: float = None
+    high: float = None
+    low_open: bool = False
+    high_open: bool = False
 
+    def describe(self):
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high}")
+        return " and ".join(parts)
+
+    def contains(self, value):
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+def bounded(kind, valid):
+    """An argparse type: `kind` (int or float) within the `Range` `valid`, else one sentence."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"received {text!r}") from None
+        if value != value or not valid.contains(value):  # NaN, or out of range
+            raise argparse.ArgumentTypeError(f"must be {valid.describe()}, received {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _option_range(option):
+    return Range(option.low, option.high, option.low_open) if option.low is not None or option.high is not None \
+        else None
+
+
+_COMMON_FIELDS = [  # (name, type, default, help, Range or None)
+    ("objective", str, "gan", "", None),
+    ("backbone", str, "unet", "", None),
+    ("dataset", str, "synthetic", "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH', "
+                                  "'folder:PATH' or 'pets'", None),
+    ("image_size", int, 64, "square training size (a power of two for the U-Net, a multiple of 32 for "
+                            "MobileNetV2)", Range(4)),
+    ("base_filters", int, 32, "filters of the first U-Net level; later levels double up to 8x", Range(1)),
+    ("batch_size", int, 16, "images per step (the global batch under a distribution strategy)", Range(1)),
+    ("epochs", int, 6, "training epochs", Range(1)),
+    ("steps_per_epoch", int, 100, "steps per epoch; 0 means one pass over the training files", Range(0)),
+    ("lr", float, 2e-4, "Adam learning rate (the paper's text says 2e-3, its code 2e-4)", Range(0, low_open=True)),
+    ("beta_1", float, 0.5, "Adam beta_1", Range(0, 1, high_open=True)),
+    ("seed", int, 0, "seed of weights, data order and dropout", Range(0)),
+    ("out", str, "runs/colorizer", "run folder; an interrupted run in it is resumed", None),
+    ("val_fraction", float, 0.05, "fraction of a photo folder held out for validation and evaluation",
+     Range(0, 1, low_open=True, high_open=True)),
+    ("val_size", int, 256, "held-out synthetic scenes (or COCO validation images) used for validation", Range(1)),
+    ("num_classes", int, 6, "object classes of the synthetic scenes", Range(1, 8)),
+    ("resize_mode", str, "resize", "'resize' squashes to the size; 'crop' keeps the aspect and crops", None),
+    ("random_crop", bool, False, "random instead of centre crops when --resize-mode crop", None),
+    ("flip", bool, False, "random horizontal flips", None),
+    ("keep_greyscale", bool, False, "keep greyscale photos (they carry no colour to learn)", None),
+    ("backup_every", int, 50, "steps between backups that let a killed run resume mid-epoch", Range(1)),
+    ("sample_count", int, 6, "images in the per-epoch sample grid", Range(1)),
+    ("jit_compile", bool, False, "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)", None),
+    ("strategy", str, "auto", STRATEGY_HELP, None),
+    ("mixed_precision", str, "auto", PRECISION_HELP, None),
+    ("steps_per_execution", int, 1, "train steps run per call into the compiled function", Range(1)),
+]
+
+_HELP = {name: help for name, _, _, help, _ in _COMMON_FIELDS}
+_HELP["objective"] = "; ".join(f"{p.objective}{'' if p.backbone == 'unet' else ' --backbone ' + p.backbone}: "
+                               f"{p.summary}" for p in registry.PRETEXTS.values())
+_HELP["backbone"] = " or ".join(registry.BACKBONES)
+RANGES = {name: valid for name, _, _, _, valid in _COMMON_FIELDS if valid is not None}
+for _name, _option in registry.options().items():  # each pretext's own options, from its registry entry
+    _HELP[_name] = f"{_option.help} [{', '.join(registry.owners(_name))}]"
+    if _option_range(_option):
+        RANGES[_name] = _option_range(_option)
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [(name, kind, dataclasses.field(default=default)) for name, kind, default, _, _ in _COMMON_FIELDS]
+    + [(name, type(option.default), dataclasses.field(default=option.default))
+       for name, option in registry.options().items()],
+    namespace={"__doc__": "Everything that defines a colorizer training run; saved as `config.json` in the run "
+                          "folder. The common fields are listed in `config._COMMON_FIELDS`; the options of one "
+                          "pretext or backbone come from its entry in `registry`."},
+)
 
 # Treneska et al. 2022, section 4.1, with the learning rate of the authors' code (the text's 0.002
 # is ten times larger; see README).
@@ -53,83 +124,39 @@ PRESETS = {
                   steps_per_epoch=None, lr=2e-4, beta_1=0.5, l1_weight=100.0, val_size=4000),
 }
 
-OBJECTIVES = ("gan", "l1", "classification", "multitask")
-BACKBONES = ("unet", "mobilenetv2")
+
+def pretext_of(config):
+    """The registry entry of a run's objective and backbone (a one-sentence ValueError if there is none)."""
+    return registry.pretext(config.objective, config.backbone)
 
 
-def color_space(backbone):
-    """The colour space a backbone's networks read and predict: 'yuv' (Y in, UV out) for the
-    MobileNetV2 multitask model, as its source (Dabholkar, seed 003); 'lab' (the paper's L in, ab
-    out) for the U-Net."""
-    return "yuv" if backbone == "mobilenetv2" else "lab"
+def check_config(config):
+    """One-sentence errors for what the flags' own ranges cannot see: an objective the backbone does
+    not offer, an image size the backbone cannot take, an option of another backbone, a range."""
+    entry = pretext_of(config)
+    backbone = registry.BACKBONES[entry.backbone]
+    for name, valid in RANGES.items():
+        value = getattr(config, name, None)
+        if value is not None and not valid.contains(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be {valid.describe()}, received {value}.")
+    backbone.check_size(config.image_size)
+    for name in registry.options():
+        owners = [b for b in registry.BACKBONES.values() if name in b.options]
+        value = getattr(config, name)
+        if owners and backbone not in owners and value != registry.options()[name].default:
+            raise ValueError(f"--{name.replace('_', '-')} is an option of the {owners[0].label}: it needs --backbone "
+                             f"{owners[0].name}, received --backbone {config.backbone}.")
+    return entry
 
 
-def pretext_name(objective, backbone):
-    """How reports name a pretext (or 'random'): the objective, with '-mobilenetv2' for that backbone."""
-    return objective + ("-mobilenetv2" if backbone == "mobilenetv2" else "")
-
-
-def check_backbone(config):
-    """A one-sentence error for a backbone the objective or the size cannot take."""
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"--backbone must be one of {BACKBONES}, received {config.backbone!r}.")
-    if config.backbone == "mobilenetv2":
-        if config.objective != "multitask":
-            raise ValueError(f"--backbone mobilenetv2 is the multitask model of its source: use it with "
-                             f"--objective multitask, received --objective {config.objective!r}.")
-        if config.image_size < 32 or config.image_size % 32:
-            raise ValueError(f"--backbone mobilenetv2 needs --image-size a multiple of 32 (its deepest features are "
-                             f"at 1/32), received {config.image_size}.")
-    elif config.backbone_weights:
-        raise ValueError("--backbone-weights is the MobileNetV2 weights file: it needs --backbone mobilenetv2.")
-
-_HELP = {
-    "objective": "gan (the paper: pix2pix cGAN), l1 (the same U-Net, L1 alone), classification (Zhang et al. "
-                 "2016: Q ab bins, rebalanced soft cross-entropy) or multitask (colour + segmentation heads "
-                 "trained jointly; needs masks: synthetic or pets)",
-    "backbone": "unet (pix2pix) or mobilenetv2 (multitask only: MobileNetV2 encoder, Y in, UV out, MSE)",
-    "backbone_weights": "a local MobileNetV2 weights file (e.g. Keras' ..._no_top.h5) to start from; "
-                        "empty: random init (nothing is downloaded)",
-    "temperature": "annealed-mean temperature T of the classification objective",
-    "prior_batches": "batches of the one streaming pass that estimates the ab prior (classification)",
-    "color_weight": "weight of the colour loss (multitask)",
-    "seg_weight": "weight of the segmentation loss (multitask)",
-    "dataset": "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH' or 'folder:PATH'",
-    "image_size": "square training size, a power of two",
-    "base_filters": "filters of the first U-Net level; later levels double up to 8x",
-    "batch_size": "images per step",
-    "epochs": "training epochs",
-    "steps_per_epoch": "steps per epoch; 0 means one pass over the training files",
-    "lr": "Adam learning rate of G and D (the paper's text says 2e-3, its code 2e-4)",
-    "beta_1": "Adam beta_1",
-    "l1_weight": "lambda, the weight of the L1 term in G's loss",
-    "seed": "seed of weights, data order and dropout",
-    "out": "run folder; an interrupted run in it is resumed",
-    "val_fraction": "fraction of a photo folder held out for validation and evaluation",
-    "val_size": "held-out synthetic scenes (or COCO validation images) used for validation",
-    "num_classes": "object classes of the synthetic scenes (1-8)",
-    "resize_mode": "'resize' squashes to the size; 'crop' keeps the aspect and crops",
-    "random_crop": "random instead of centre crops when --resize-mode crop",
-    "flip": "random horizontal flips",
-    "keep_greyscale": "keep greyscale photos (they carry no colour to learn)",
-    "backup_every": "steps between backups that let a killed run resume mid-epoch",
-    "sample_count": "images in the per-epoch sample grid",
-    "jit_compile": "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)",
-    "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
-                "(TF_CONFIG) or tpu",
-    "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",
-    "steps_per_execution": "train steps run per call into the compiled function",
-}
-
-
-def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=()):
+def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=(), ranges=None):
     """An argparse parser with `--preset` and one flag per field of the `config_cls` dataclass, every
-    flag defaulting to 'take it from the preset'."""
+    flag defaulting to 'take it from the preset' and refusing values outside `ranges`."""
     presets = PRESETS if presets is None else presets
     helps = _HELP if helps is None else helps
+    ranges = RANGES if ranges is None else ranges
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--preset", choices=sorted(presets), default="fast",
-                        help="'fast' runs on a CPU in minutes; 'paper' sets every value of the paper")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
     defaults = config_cls()
     for field in dataclasses.fields(config_cls):
         if field.name in exclude:
@@ -141,10 +168,16 @@ def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, 
         helptext = f"{helps.get(field.name, '')} ({shown})"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-        else:
-            kind = type(default) if default is not None else (
-                field.type if isinstance(field.type, type) else str)
-            parser.add_argument(flag, type=kind, default=None, help=helptext)
+            continue
+        kind = type(default) if default is not None else (field.type if isinstance(field.type, type) else str)
+        if field.name in ranges:
+            kind = bounded(kind, ranges[field.name])
+        choices = None
+        if field.name == "objective":
+            choices = registry.OBJECTIVES
+        elif field.name == "backbone":
+            choices = tuple(registry.BACKBONES)
+        parser.add_argument(flag, type=kind, default=None, help=helptext, choices=choices)
     return parser
 
 

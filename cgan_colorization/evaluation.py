@@ -1,10 +1,11 @@
 """Colorization quality: PSNR and SSIM in sRGB (max_val 1), as the paper's Table 3, plus
 colourfulness, beside the same figures for the grey baseline (ab = 0)."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import join_rgb, split_rgb
+from data.color import join_rgb, split_rgb
 
 MAX_PSNR_DB = 100.0  # identical images have infinite PSNR; this cap keeps means finite
 
@@ -38,15 +39,16 @@ def summarize(values):
             "std": float(values.std())}
 
 
-def evaluate_colorizer(predict_ab, dataset, max_images=None, color_space="lab"):
+def evaluate_colorizer(predict_ab, dataset, max_images=None, color_space="lab", total=None):
     """Scores `predict_ab(L) -> ab` on a dataset of normalized (L, ab) batches; with
     `color_space="yuv"`, `predict(Y) -> UV` on (Y, UV) batches (the MobileNetV2 model).
 
     Returns {"model": {...}, "grey_baseline": {...}, "original": {...}, "num_images": n}, with
     PSNR/SSIM/colourfulness summaries; "original" gives the ground truth's colourfulness. The grey
     baseline is the photo's Lab lightness with ab = 0 in both colour spaces, so it is one floor for
-    every colorizer.
+    every colorizer. With `total` (the expected number of images), a progress bar counts them.
     """
+    progress = keras.utils.Progbar(total, unit_name="image") if total else None
     scores = {key: [] for key in ("psnr", "ssim", "colourfulness", "grey_psnr", "grey_ssim",
                                   "original_colourfulness")}
     seen = 0
@@ -66,6 +68,8 @@ def evaluate_colorizer(predict_ab, dataset, max_images=None, color_space="lab"):
         scores["grey_ssim"] += ssim(grey, original).numpy().tolist()
         scores["original_colourfulness"] += colourfulness(original).numpy().tolist()
         seen += int(gray.shape[0])
+        if progress:
+            progress.update(min(seen, total))
     if not seen:
         raise ValueError("the evaluation dataset yielded no images; check --dataset and --split.")
     return {
@@ -77,16 +81,14 @@ def evaluate_colorizer(predict_ab, dataset, max_images=None, color_space="lab"):
     }
 
 
-def bottleneck_health(network, dataset, max_batches=8):
-    """How much the 1 x 1 bottleneck (all the paper's classifier sees) says about its input:
-    the fraction of its ReLU units that are zero on every image ("dead"), and the mean standard
-    deviation of the units across images (0 when every image gets the same code). None for a
-    network without the U-Net's `bottleneck_relu` (the MobileNetV2 model)."""
-    import keras
-
-    if "bottleneck_relu" not in {layer.name for layer in network.layers}:
+def bottleneck_health(network, dataset, layer="bottleneck_relu", max_batches=8):
+    """How much a backbone's bottleneck (for the U-Net the 1 x 1 code, all the paper's classifier
+    sees) says about its input: the fraction of its ReLU units that are zero on every image
+    ("dead"), and the mean standard deviation of the units across images (0 when every image gets
+    the same code). None when `layer` is None (a backbone without one, see `registry.Backbone`)."""
+    if layer is None:
         return None
-    probe = keras.Model(network.input, network.get_layer("bottleneck_relu").output)
+    probe = keras.Model(network.input, network.get_layer(layer).output)
     codes = []
     for i, (gray, _) in enumerate(dataset):
         if i >= max_batches:

@@ -1,14 +1,16 @@
-"""The colorization cGAN as a thin `keras.Model` holding the generator G and the discriminator D."""
+"""The paper's pretext: the pix2pix colorization cGAN, a thin `PretextModel` holding the generator G
+and the discriminator D."""
 
-import keras
 import tensorflow as tf
 
 from cgan_colorization import losses
+from cgan_colorization.models import build_discriminator, build_generator
+from cgan_colorization.pretext import PretextModel, adam, regression_colorizer
 
 GAN_METRICS = ("g_loss", "g_gan", "g_l1", "d_loss", "d_real", "d_fake")
 
 
-class ColorizationGAN(keras.Model):
+class ColorizationGAN(PretextModel):
     """pix2pix training of G: L -> ab against D: (L, ab) -> patch logits.
 
     One `train_step` runs G once and D twice (on the real and the generated pair) and updates both
@@ -18,11 +20,21 @@ class ColorizationGAN(keras.Model):
         L_D = (BCE(D(L, ab), 1) + BCE(D(L, G(L)), 0)) / 2
     """
 
+    loss_names = GAN_METRICS
+    monitor = "val_g_l1"  # what the best checkpoint minimises
+    saves_keras_model = True
+
     def __init__(self, generator, discriminator, **kwargs):
-        super().__init__(**kwargs)
-        self.generator = generator
+        super().__init__(generator, **kwargs)
         self.discriminator = discriminator
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in GAN_METRICS}
+
+    @property
+    def generator(self):
+        return self.net
+
+    @property
+    def optimizer_steps(self):
+        return int(self.g_optimizer.iterations)
 
     def compile(self, g_optimizer, d_optimizer, l1_weight=100.0, **kwargs):
         super().compile(**kwargs)
@@ -43,25 +55,7 @@ class ColorizationGAN(keras.Model):
             self.optimizer.build([])
         self.built = True
 
-    monitor = "val_g_l1"  # what the best checkpoint minimises
-
-    @property
-    def network(self):
-        """The net saved as `generator.weights.h5` and transferred downstream."""
-        return self.generator
-
-    def predict_ab(self, gray):
-        """Normalized ab for normalized L, in inference mode."""
-        return self.generator(gray, training=False)
-
-    def call(self, gray, training=False):
-        return self.generator(gray, training=training)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def compute_gan_losses(self, gray, ab, training):
+    def compute_losses(self, gray, ab, training):
         batch = losses.global_batch_size(gray)
         fake_ab = self.generator(gray, training=training)
         real_logits = self.discriminator([gray, ab], training=training)
@@ -72,17 +66,12 @@ class ColorizationGAN(keras.Model):
         return {
             "g_loss": g_gan + self.l1_weight * g_l1, "g_gan": g_gan, "g_l1": g_l1,
             "d_loss": 0.5 * (d_real + d_fake), "d_real": d_real, "d_fake": d_fake,
-        }
-
-    def _update_trackers(self, values):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(losses.as_global(values[name]))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        }, fake_ab
 
     def train_step(self, data):
-        gray, ab = data
+        gray, ab = self.unpack(data)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            values = self.compute_gan_losses(gray, ab, training=True)
+            values, fake_ab = self.compute_losses(gray, ab, training=True)
             # Loss scaling for float16 (identity otherwise); apply_gradients unscales.
             g_scaled = self.g_optimizer.scale_loss(values["g_loss"])
             d_scaled = self.d_optimizer.scale_loss(values["d_loss"])
@@ -90,8 +79,27 @@ class ColorizationGAN(keras.Model):
         d_vars = self.discriminator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
-        return self._update_trackers(values)
+        return self.update_metrics(values, gray, ab, fake_ab)
 
-    def test_step(self, data):
-        gray, ab = data
-        return self._update_trackers(self.compute_gan_losses(gray, ab, training=False))
+
+def build(config, strategy=None, train_ds=None, run_dir=None, dropout_rate=0.5):
+    """G, D and their Adam optimizers, built in the strategy's scope, compiled and built (so that a
+    backup can be restored into them). With several replicas, BatchNorm statistics are synchronized."""
+    strategy = strategy or tf.distribute.get_strategy()
+    sync = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        gan = ColorizationGAN(
+            build_generator(config.image_size, config.base_filters, synchronized_bn=sync,
+                            dropout_rate=dropout_rate),
+            build_discriminator(config.image_size, config.base_filters, synchronized_bn=sync),
+        )
+        gan.compile(g_optimizer=adam(config), d_optimizer=adam(config), l1_weight=config.l1_weight,
+                    jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+        gan.build()
+    return gan
+
+
+def load(entry, config, run_dir, weights, inference_dropout=False):
+    """The trained generator (L -> ab) of a GAN (or L1) run."""
+    network = build_generator(config.image_size, config.base_filters, inference_dropout=inference_dropout)
+    return regression_colorizer(network, weights, config, entry)

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.color import join_rgb, split_rgb
-from cgan_colorization.config import TrainConfig, color_space, load_config
-from cgan_colorization.models import build_generator
+from cgan_colorization.config import TrainConfig, check_config, load_config
+from cgan_colorization.pretext import Colorizer
+from data.color import join_rgb, split_rgb
 
 WEIGHT_NAMES = ("generator_best.weights.h5", "generator.weights.h5")
 
@@ -27,16 +27,6 @@ def resolve_weights(path):
     return path
 
 
-class Colorizer:
-    """A trained colorizer as loaded from disk: `network` (the net whose weights transfer
-    downstream), `predict_ab(L)` (normalized L -> normalized ab; for the MobileNetV2 model, whose
-    `color_space` is "yuv", Y -> UV) and the run's `config`."""
-
-    def __init__(self, network, predict_ab, config, image_size, color_space="lab"):
-        self.network, self.predict_ab, self.config, self.image_size = network, predict_ab, config, image_size
-        self.color_space = color_space
-
-
 def _run_config(path, image_size, base_filters):
     run_dir = os.path.dirname(os.path.abspath(path))
     if os.path.isfile(os.path.join(run_dir, "config.json")):
@@ -48,48 +38,23 @@ def _run_config(path, image_size, base_filters):
     return run_dir, TrainConfig(image_size=image_size, base_filters=base_filters)
 
 
-def _load_into(network, path, config):
-    try:
-        network.load_weights(path)
-    except (ValueError, KeyError) as error:
-        raise ValueError(
-            f"{path} does not fit a {config.objective} colorizer of image_size={config.image_size}, "
-            f"base_filters={config.base_filters}: is it a colorizer's generator weights file? "
-            f"({str(error).splitlines()[0][:200]})"
-        ) from None
-    return network
-
-
 def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=False):
     """Loads `path` (a run folder, `generator*.weights.h5` or `generator.keras`) as a `Colorizer`,
-    building the network that the run's objective (from its `config.json`) trained."""
+    built and loaded by the run's pretext (its objective and backbone in `config.json`)."""
     path = resolve_weights(path)
     if path.endswith(".keras"):
         generator = keras.saving.load_model(path, compile=False)
-        return Colorizer(generator, lambda g: generator(g, training=False), None, int(generator.input_shape[1]))
+        run_dir = os.path.dirname(os.path.abspath(path))
+        config = load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
+        entry = check_config(config) if config else None
+        # Only the U-Net pretexts that predict ab directly (GAN, L1) write a generator.keras.
+        return Colorizer(generator, lambda g: generator(g, training=False), config, int(generator.input_shape[1]),
+                         pretext=entry, bottleneck=entry.bottleneck if entry else "bottleneck_relu")
     if not path.endswith(".weights.h5"):
         raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
     run_dir, config = _run_config(path, image_size, base_filters)
-    size, width = config.image_size, config.base_filters
-    if config.objective == "multitask" and config.backbone == "mobilenetv2":
-        from cgan_colorization.multitask import build_mobilenet_unet
-
-        network = build_mobilenet_unet(size, num_outputs=2)  # trunk + colour head, as saved
-        generator = _load_into(keras.Model(network.input, network.output["uv"], name="generator"), path, config)
-        return Colorizer(generator, lambda y: generator(y, training=False), config, size, color_space(config.backbone))
-    if config.objective in ("gan", "l1", "multitask"):  # multitask saves its trunk + colour head as G
-        generator = _load_into(build_generator(size, width, inference_dropout=inference_dropout), path, config)
-        return Colorizer(generator, lambda g: generator(g, training=False), config, size)
-    if config.objective == "classification":
-        from cgan_colorization import zhang
-        from cgan_colorization.objectives import ZHANG_STATS_FILE
-
-        bins = zhang.load_zhang_stats(os.path.join(run_dir, ZHANG_STATS_FILE)).bins
-        network = _load_into(zhang.build_classification_generator(size, width, len(bins)), path, config)
-        bins_t = tf.constant(bins, tf.float32)
-        return Colorizer(network, lambda g: zhang.annealed_mean(network(g, training=False), bins_t,
-                                                                 config.temperature), config, size)
-    raise ValueError(f"{path}: unknown objective {config.objective!r} in its config.json.")
+    entry = check_config(config)
+    return entry.implementation().load(entry, config, run_dir, path, inference_dropout)
 
 
 def load_generator(path, image_size=None, base_filters=None, inference_dropout=False):

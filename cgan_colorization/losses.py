@@ -34,6 +34,13 @@ def as_global(share):
     return share * num_replicas()
 
 
+def replica_share(replica_mean):
+    """A loss already averaged over this replica's batch (a Keras loss with "sum_over_batch_size"),
+    divided by the replicas, as Keras does for its own losses: the shares sum to the mean of the
+    replicas' means."""
+    return replica_mean / tf.cast(num_replicas(), replica_mean.dtype)
+
+
 def global_mean(per_example_loss, global_batch_size=None):
     """Sum of per-example losses divided by the global batch size."""
     return tf.nn.compute_average_loss(per_example_loss, global_batch_size=global_batch_size)

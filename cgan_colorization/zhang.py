@@ -1,5 +1,6 @@
 """Colorization as classification over quantized ab (Zhang, Isola & Efros 2016, "Colorful Image
-Colorization"), on the project's pix2pix U-Net.
+Colorization"): the ab bins, the soft encoding, the prior, the rebalanced loss and the annealed
+mean. The pretext that trains with them is `classification.py`.
 
 The ab plane is cut into a grid of 10 x 10 cells centred on multiples of 10; a cell becomes a class
 ("bin") when some sRGB colour, at some lightness, has its ab inside the cell. Each target pixel is
@@ -28,18 +29,16 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers
 
-from cgan_colorization import color
-from cgan_colorization.models import DROPOUT_RATE, gaussian_init, unet_decoder, unet_encoder
+from cgan_colorization.constants import ZHANG_SIGMA as SIGMA
+from cgan_colorization.constants import ZHANG_SOFT_K as SOFT_K
+from cgan_colorization.constants import ZHANG_TEMPERATURE as TEMPERATURE
+from data import color
 
 GRID = 10.0  # ab cell size, Lab units
 PAPER_NUM_BINS = 313  # Q of the paper
 SRGB_GAMUT_BINS = 262  # Q that `ab_gamut_bins()` returns with its defaults (checked by the tests)
-SOFT_K = 5  # nearest bins in the soft encoding
-SIGMA = 5.0  # Gaussian of the soft encoding and of the prior smoothing, Lab units
 LAMBDA = 0.5  # mixing weight of the uniform distribution in the rebalancing
-TEMPERATURE = 0.38  # annealed-mean temperature
 STATS_FORMAT = "zhang-ab-stats/1"
 
 _GAMUT_EXTENT = 140.0  # |a|, |b| searched; sRGB reaches about a in [-87, 99], b in [-108, 95]
@@ -220,7 +219,7 @@ def smooth_prior(counts, bins, sigma=SIGMA):
     return prior / prior.sum()
 
 
-def ab_prior(dataset, bins, sigma=SIGMA, max_batches=None, chunk_pixels=32768):
+def ab_prior(dataset, bins, sigma=SIGMA, max_batches=None, chunk_pixels=32768, verbose=False):
     """The smoothed empirical ab distribution [Q] (float64, sums to 1) of a dataset.
 
     One streaming pass over `dataset` (an iterable of (L, ab) batches with normalized ab
@@ -228,17 +227,21 @@ def ab_prior(dataset, bins, sigma=SIGMA, max_batches=None, chunk_pixels=32768):
     *hard* nearest-bin assignments, as the paper's histogram does; only the [Q] counts are kept.
     The counts are then smoothed with a Gaussian of `sigma` in ab space (`smooth_prior`) and
     normalized. `max_batches` bounds the pass; it is needed for endless training streams.
+    `verbose` shows a progress bar over the `max_batches` batches.
     """
     if max_batches is not None and (not isinstance(max_batches, (int, np.integer)) or max_batches < 1):
         raise ValueError(f"max_batches must be None or an int >= 1, received {max_batches!r}.")
     bins_np = np.asarray(bins, dtype=np.float32)
     bins_tf = _bins_tensor(bins_np)
     counts = np.zeros(bins_np.shape[0], dtype=np.int64)
-    for element in itertools.islice(dataset, max_batches):
+    progress = keras.utils.Progbar(max_batches, unit_name="batch") if verbose and max_batches else None
+    for i, element in enumerate(itertools.islice(dataset, max_batches), start=1):
         ab = tf.reshape(tf.cast(_batch_ab(element), tf.float32), [-1, 2])
         total = int(ab.shape[0])
         for start in range(0, total, chunk_pixels):  # bounds the [pixels, Q] distance matrix
             counts += _count_nearest(ab[start:start + chunk_pixels], bins_tf).numpy()
+        if progress:
+            progress.update(i)
     if counts.sum() == 0:
         raise ValueError("ab_prior saw no pixels: the dataset is empty.")
     return smooth_prior(counts, bins_np, sigma)
@@ -369,27 +372,3 @@ def annealed_mean(logits, bins, temperature=TEMPERATURE):
     bins = _bins_tensor(bins)
     probs = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
     return tf.tensordot(probs, bins, axes=1) / color.AB_SCALE
-
-
-def build_classification_generator(image_size=256, base_filters=64, num_bins=None, seed=None,
-                                   in_channels=1, inference_dropout=False, synchronized_bn=False,
-                                   dropout_rate=DROPOUT_RATE):
-    """The U-Net of `models.build_generator` with Q logits per pixel instead of tanh ab.
-
-    Encoder and decoder are `models.unet_encoder` / `unet_decoder`, so their layers keep the names
-    (`enc*`, `bottleneck*`, `dec*`) and shapes of the regression generator and weights move to
-    the downstream models by name. The head is Conv2DTranspose(Q, 4, stride 2) named
-    `output_logits_deconv`, float32, no activation. `num_bins` defaults to `gamut_bin_count()`.
-    """
-    if num_bins is None:
-        num_bins = gamut_bin_count()
-    if not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
-        raise ValueError(f"num_bins must be an int >= 2, received num_bins={num_bins!r}.")
-    inputs = keras.Input((image_size, image_size, in_channels), name="L")
-    skips = unet_encoder(inputs, base_filters, seed, synchronized_bn)
-    features = unet_decoder(skips, base_filters, seed, inference_dropout, synchronized_bn, dropout_rate)
-    logits = layers.Conv2DTranspose(
-        int(num_bins), 4, strides=2, padding="same", kernel_initializer=gaussian_init(seed),
-        name="output_logits_deconv", dtype="float32",
-    )(features)
-    return keras.Model(inputs, logits, name="classification_generator")

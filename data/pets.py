@@ -26,9 +26,10 @@ import re
 
 import tensorflow as tf
 
-from cgan_colorization.color import TARGET_KEYS, check_color_space, split_rgb
-from data.pipeline import fit_to_size
+from data.color import TARGET_KEYS, check_color_space, split_rgb
+from data.masks import VOID
 from data.tfds_sources import prepared_builder
+from data.transforms import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -36,7 +37,6 @@ TFDS_NAME = "oxford_iiit_pet"
 PETS_SPLITS = ("train", "test")
 PETS_CLASSES = ("pet", "background", "border")
 NUM_CLASSES = len(PETS_CLASSES)
-VOID = 255
 _SHUFFLE_BUFFER = 1024
 
 # Trimap value -> class: 1, 2, 3 -> 0, 1, 2; everything else -> VOID.

@@ -14,46 +14,18 @@ import os
 
 import tensorflow as tf
 
-from cgan_colorization.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
-from data import images, synthetic
+from data.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
+from data import images, pets, synthetic
 from data.tfds_sources import prepared_builder
+from data.transforms import RESIZE_MODES, fit_to_size  # RESIZE_MODES: re-exported
 
 SYNTHETIC_VAL_START = 2**40  # held-out scenes come from an index range training never reaches
 AUTOTUNE = tf.data.AUTOTUNE
-RESIZE_MODES = ("resize", "crop")
 
 
 def to_lab_pair(rgb):
     """sRGB [..., 3] in [0, 1] -> (L, ab) normalized into [-1, 1]."""
     return normalize_lab(rgb_to_lab(rgb))
-
-
-def fit_to_size(rgb, image_size, mode="resize", random_crop=False, flip=False, seed=None):
-    """Brings one RGB image [H, W, 3] to [image_size, image_size, 3].
-
-    mode "resize" squashes the whole image to the size (the paper); "crop" scales the shorter side to
-    the size and takes a centre crop, or a random one when `random_crop`. Images smaller than the
-    size are scaled up. `seed` is a stateless seed pair, needed for the random options.
-    """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, received mode={mode!r}.")
-    size = tf.constant([image_size, image_size])
-    if mode == "resize":
-        out = tf.image.resize(rgb, size, antialias=True)
-    else:
-        hw = tf.cast(tf.shape(rgb)[:2], tf.float32)
-        scale = float(image_size) / tf.reduce_min(hw)
-        new_hw = tf.maximum(tf.cast(tf.math.ceil(hw * scale), tf.int32), image_size)
-        out = tf.image.resize(rgb, new_hw, antialias=True)
-        if random_crop:
-            out = tf.image.stateless_random_crop(out, [image_size, image_size, 3], seed=seed)
-        else:
-            top = (new_hw[0] - image_size) // 2
-            left = (new_hw[1] - image_size) // 2
-            out = out[top:top + image_size, left:left + image_size]
-    if flip:
-        out = tf.image.stateless_random_flip_left_right(out, seed=seed[::-1] if seed is not None else None)
-    return tf.clip_by_value(tf.ensure_shape(out, [image_size, image_size, 3]), 0.0, 1.0)
 
 
 @dataclasses.dataclass
@@ -76,28 +48,49 @@ class PretextSource:
         return None
 
 
-def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
-    """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up."""
-    if spec == "synthetic":
-        return PretextSource(spec, "synthetic")
-    if spec == "pets":
-        from data.pets import pets_builder
+def _synthetic_source(spec, path, *, val_fraction, seed, tfds_data_dir):
+    return PretextSource(spec, "synthetic")
 
-        pets_builder(tfds_data_dir)  # one-sentence error when it is not prepared
-        return PretextSource(spec, "pets")
-    if spec == "coco":
-        prepared_builder("coco/2014", tfds_data_dir, instead="--dataset coco:PATH/train2014")
-        return PretextSource(spec, "tfds", stats=images.DecodeStats())
-    kind, sep, path = spec.partition(":")
-    if not sep or kind not in ("coco", "folder") or not path:
-        raise ValueError(
-            f"--dataset must be 'synthetic', 'coco', 'coco:PATH', 'folder:PATH' or 'pets', received {spec!r}."
-        )
+
+def _pets_source(spec, path, *, val_fraction, seed, tfds_data_dir):
+    pets.pets_builder(tfds_data_dir)  # one-sentence error when it is not prepared
+    return PretextSource(spec, "pets")
+
+
+def _coco_tfds_source(spec, path, *, val_fraction, seed, tfds_data_dir):
+    prepared_builder("coco/2014", tfds_data_dir, instead="--dataset coco:PATH/train2014")
+    return PretextSource(spec, "tfds", stats=images.DecodeStats())
+
+
+def _files_source(spec, path, *, val_fraction, seed, tfds_data_dir):
+    """The photos of the comma-separated folders `path`, split into train and val."""
     paths = sorted({p for folder in path.split(",") if folder
                     for p in images.list_images(os.path.expanduser(folder))})
     images.check_readable(paths)
     train, val = images.split_paths(paths, val_fraction=val_fraction, seed=seed)
     return PretextSource(spec, "files", train, val, images.DecodeStats())
+
+
+# Spec prefix (up to and including the first ':', or the whole spec when it has none) -> parser;
+# a prefix ending in ':' needs a path after it.
+SOURCES = {
+    "synthetic": _synthetic_source,
+    "pets": _pets_source,
+    "coco": _coco_tfds_source,
+    "coco:": _files_source,
+    "folder:": _files_source,
+}
+
+
+def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
+    """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up."""
+    kind, sep, path = spec.partition(":")
+    parse = SOURCES.get(kind + sep)
+    if parse is None or (sep and not path):
+        raise ValueError(
+            f"--dataset must be 'synthetic', 'coco', 'coco:PATH', 'folder:PATH' or 'pets', received {spec!r}."
+        )
+    return parse(spec, path, val_fraction=val_fraction, seed=seed, tfds_data_dir=tfds_data_dir)
 
 
 def _batch_to_pairs(ds, batch_size, drop_remainder, color_space="lab"):
@@ -123,10 +116,8 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         raise ValueError(f"the multitask objective needs segmentation masks: use --dataset synthetic or pets, "
                          f"received {source.spec!r}.")
     if source.kind == "pets":
-        from data.pets import pets_dataset
-
-        ds = pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
-                          training=training, color_space=color_space)
+        ds = pets.pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
+                               training=training, color_space=color_space)
         ds = ds.repeat().skip(skip_batches) if training else ds
         return ds if with_masks else ds.map(lambda gray, targets: (gray, targets[key]))
     if source.kind == "synthetic":

@@ -1,5 +1,8 @@
 """Shared test set-up: TensorFlow settings before its import, and the path of the real photos."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,8 @@ from cgan_colorization import runtime
 
 runtime.configure()
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
 
 
 def realdata(*parts):
@@ -17,3 +21,11 @@ def realdata(*parts):
     if not path.exists():
         pytest.skip(f"{path} is absent: the real-photo tests need ../shared/realdata beside the project")
     return path
+
+
+def run_script(*args, timeout=300):
+    """Runs one of the root scripts (or any file under the project) as a user would, from the
+    project root; returns the finished process with its captured stdout and stderr."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)

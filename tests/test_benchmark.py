@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from cgan_colorization.benchmark import benchmark_config, graph_flops, reference_step_flops, train_step_flops
-from tests.test_training import _script
+from tests.conftest import run_script as _script
 
 
 def _flops(fn, *specs):
@@ -48,7 +48,7 @@ def _fwd(model, *specs):
 
 
 def test_fused_step_and_reference_flops_follow_from_the_forward_passes():
-    from cgan_colorization.training import build_gan
+    from cgan_colorization.gan import build as build_gan
 
     size, batch = 32, 2
     gan = build_gan(benchmark_config(size, batch, base_filters=4))

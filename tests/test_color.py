@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from skimage.color import rgb2lab
 
-from cgan_colorization.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
+from data.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from tests.conftest import realdata
 
 

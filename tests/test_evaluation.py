@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from cgan_colorization.color import normalize_lab, rgb_to_lab
+from data.color import normalize_lab, rgb_to_lab
 from cgan_colorization.evaluation import (MAX_PSNR_DB, bottleneck_health, colourfulness, evaluate_colorizer,
                                           psnr, ssim)
 from cgan_colorization.models import build_generator

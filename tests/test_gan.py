@@ -55,7 +55,7 @@ def test_train_step_updates_both_networks_and_lowers_l1():
 def test_g_loss_is_adversarial_plus_weighted_l1():
     gan = _gan(l1_weight=7.0)
     gray, ab = _batch()
-    values = gan.compute_gan_losses(tf.constant(gray), tf.constant(ab), training=False)
+    values, _ = gan.compute_losses(tf.constant(gray), tf.constant(ab), training=False)
     assert float(values["g_loss"]) == pytest.approx(float(values["g_gan"] + 7.0 * values["g_l1"]), rel=1e-5)
     assert float(values["d_loss"]) == pytest.approx(0.5 * float(values["d_real"] + values["d_fake"]), rel=1e-5)
 

@@ -1,6 +1,7 @@
 """Tests of the downstream readers: VOC annotations and palette masks, stratified splits, joint
 crops, folder sets (CamVid), TFDS voc/2012 (mocked) and the synthetic labelled scenes."""
 
+import re
 from unittest import mock
 
 import numpy as np
@@ -8,8 +9,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cgan_colorization.color import normalize_lab, rgb_to_lab
+from data.color import normalize_lab, rgb_to_lab
 from data import labelled, synthetic
+from data.masks import VOID, read_mask, scan_masks
+from data.progress import PROGRESS_MIN_FILES, with_progress
+from data.splits import _split_sizes, paper_split
+from data.transforms import PAD_VALUE, crop_pair, rescale_pair, resize_mask, resize_pair
 from tests.conftest import realdata
 
 S = 40  # fixture masks are S x S, so the evaluation centre crop is the whole mask
@@ -190,7 +195,7 @@ def test_voc_palette_masks_are_read_as_indices(voc_root):
     assert image.mode == "P"
     as_grey = np.asarray(image.convert("L"))
     as_rgb = np.asarray(image.convert("RGB"))
-    mask = labelled.read_mask(path)
+    mask = read_mask(path)
     y, x = 5, 5  # a person pixel (15), whose colour (192, 128, 128) is grey 147
     assert mask[y, x] == 15 and as_grey[y, x] != 15 and tuple(as_rgb[y, x]) == (192, 128, 128)
     np.testing.assert_array_equal(mask, _fixture_mask("2008_000001"))
@@ -255,12 +260,12 @@ def test_paper_split_sizes_and_stratification(n, sizes):
     prevalence = rng.uniform(0.01, 0.45, 20)
     labels = rng.random((n, 20)) < prevalence
     ids = [f"img{i:05d}" for i in range(n)]
-    split = labelled.paper_split(ids, labels, seed=0)
+    split = paper_split(ids, labels, seed=0)
     assert tuple(len(split[s]) for s in labelled.SPLITS) == sizes
     parts = [set(split[s]) for s in labelled.SPLITS]
     assert set.union(*parts) == set(ids) and sum(map(len, parts)) == n  # disjoint, covering
-    assert labelled.paper_split(ids, labels, seed=0) == split  # deterministic
-    assert labelled.paper_split(ids, labels, seed=1) != split
+    assert paper_split(ids, labels, seed=0) == split  # deterministic
+    assert paper_split(ids, labels, seed=1) != split
     index = {image_id: i for i, image_id in enumerate(ids)}
     overall = labels.mean(0)
     for s in labelled.SPLITS:
@@ -269,10 +274,10 @@ def test_paper_split_sizes_and_stratification(n, sizes):
 
 
 def test_split_size_rule():
-    assert labelled._split_sizes(17125, (0.7, 0.2, 0.1)) == [11987, 3425, 1713]
-    assert labelled._split_sizes(100, (0.7, 0.2, 0.1)) == [70, 20, 10]
-    assert labelled._split_sizes(3, (0.7, 0.2, 0.1)) == [1, 1, 1]
-    assert labelled._split_sizes(101, (2 / 3, 1 / 3)) == [67, 34]
+    assert _split_sizes(17125, (0.7, 0.2, 0.1)) == [11987, 3425, 1713]
+    assert _split_sizes(100, (0.7, 0.2, 0.1)) == [70, 20, 10]
+    assert _split_sizes(3, (0.7, 0.2, 0.1)) == [1, 1, 1]
+    assert _split_sizes(101, (2 / 3, 1 / 3)) == [67, 34]
 
 
 # ------------------------------------------------------------------------------------ masks
@@ -285,26 +290,26 @@ def test_mask_class_set_survives_resize_and_crop():
     classes = set(np.unique(mask))
     rgb = tf.random.uniform([37, 53, 3])
     for size in ((20, 20), (64, 80), (37, 53), (9, 100)):
-        out = labelled.resize_mask(tf.constant(mask), size).numpy()
+        out = resize_mask(tf.constant(mask), size).numpy()
         assert out.shape == size and out.dtype == np.int32
         assert set(np.unique(out)) <= classes and (out == 255).any()
-    _, out = labelled.resize_pair(rgb, tf.constant(mask), 32)
+    _, out = resize_pair(rgb, tf.constant(mask), 32)
     assert set(np.unique(out.numpy())) <= classes
     for seed in range(5):
-        image, out = labelled.crop_pair(rgb, tf.constant(mask), 32, seed=tf.constant([seed, 1]))
+        image, out = crop_pair(rgb, tf.constant(mask), 32, seed=tf.constant([seed, 1]))
         assert set(np.unique(out.numpy())) <= classes and image.shape == (32, 32, 3)
     # Padding: the mask with void, the image with mid-grey.
-    image, out = labelled.crop_pair(rgb, tf.constant(mask), 64, seed=tf.constant([0, 0]))
+    image, out = crop_pair(rgb, tf.constant(mask), 64, seed=tf.constant([0, 0]))
     image, out = image.numpy(), out.numpy()
     assert (out == 255).sum() >= 64 * 64 - 37 * 53 + (mask == 255).sum()
     assert set(np.unique(out)) <= classes
     np.testing.assert_array_equal(out[:, 0], 255)  # padded columns left and right
-    np.testing.assert_allclose(image[:, 0], labelled.PAD_VALUE)
+    np.testing.assert_allclose(image[:, 0], PAD_VALUE)
     # Joint: the crop of the image and the mask come from the same window.
     marker = np.arange(37 * 53, dtype=np.float32).reshape(37, 53)
-    pair_image, pair_mask = labelled.crop_pair(tf.stack([marker] * 3, -1) / 1e4,
-                                               tf.constant(marker.astype(np.int32)), 16,
-                                               seed=tf.constant([4, 2]))
+    pair_image, pair_mask = crop_pair(tf.stack([marker] * 3, -1) / 1e4,
+                                      tf.constant(marker.astype(np.int32)), 16,
+                                      seed=tf.constant([4, 2]))
     np.testing.assert_allclose(pair_image.numpy()[..., 0] * 1e4, pair_mask.numpy(), atol=1e-3)
 
 
@@ -325,7 +330,7 @@ def test_real_voc_mini():
     seg = labelled.parse_labelled(f"voc:{root.parent}", "segmentation")
     for image_id, path in seg.mask_paths.items():
         raw = np.asarray(Image.open(path))
-        np.testing.assert_array_equal(labelled.read_mask(path), raw)  # indices, 255 kept
+        np.testing.assert_array_equal(read_mask(path), raw)  # indices, 255 kept
     assert set(np.flatnonzero(seg.labels["2011_000025"])) == {0, 6, 7}  # bus 6, car 7
     for split in labelled.SPLITS:
         item = seg.splits[split][0]
@@ -345,7 +350,7 @@ def test_real_camvid():
     assert source.split_size("val") + source.split_size("test") == 101
     item = source.splits["train"][0]
     raw = np.asarray(Image.open(source.mask_paths[item]))
-    mask = labelled.read_mask(source.mask_paths[item], 11, 11)
+    mask = read_mask(source.mask_paths[item], 11, 11)
     np.testing.assert_array_equal(mask == 255, raw == 11)
     np.testing.assert_array_equal(mask[raw != 11], raw[raw != 11])
     x, masks = next(iter(labelled.segmentation_dataset(source, "train", image_size=128,
@@ -360,7 +365,7 @@ def test_real_camvid():
     _, y = next(iter(labelled.classification_dataset(pooled, "test", image_size=32,
                                                      batch_size=len(labels))))
     np.testing.assert_array_equal(y.numpy(), labels)
-    presence, counts = labelled.scan_masks([source.mask_paths[item]], 11, 11, 0.01)
+    presence, counts = scan_masks([source.mask_paths[item]], 11, 11, 0.01)
     fractions = counts[0] / counts[0].sum()
     np.testing.assert_array_equal(presence[0], (fractions >= 0.01).astype(np.float32))
 
@@ -452,8 +457,6 @@ def test_synthetic_labels_agree_with_masks_and_splits_differ():
 
 
 def test_rescale_pair_keeps_the_class_set_and_aspect_and_void():
-    from data.labelled import VOID, rescale_pair
-
     mask = np.zeros((90, 120), np.int32)
     mask[10:60, 20:70] = 3
     mask[70:, 100:] = VOID
@@ -461,3 +464,44 @@ def test_rescale_pair_keeps_the_class_set_and_aspect_and_void():
     small_rgb, small_mask = rescale_pair(tf.constant(rgb), tf.constant(mask), 30)
     assert tuple(small_mask.shape) == (30, 40) and tuple(small_rgb.shape) == (30, 40, 3)
     assert set(np.unique(small_mask.numpy())) == {0, 3, VOID}
+
+
+# ------------------------------------------------------------------------------------ dispatch
+
+
+def test_every_documented_prefix_has_one_parser_and_an_unknown_one_the_same_error():
+    sources = labelled.__doc__.split("Sources")[1].split("\n\n")[0]
+    documented = {spec.partition(":")[0] + spec.partition(":")[1]
+                  for spec in re.findall(r"^  (\S+)", sources, re.MULTILINE)}
+    assert documented == {"synthetic", "voc:", "tfds:", "seg-folder:"}
+    assert set(labelled.SOURCES) == documented
+    expected = ("The dataset must be 'synthetic', 'voc:PATH', 'tfds:voc/2012' or "
+                "'seg-folder:IMAGES,MASKS' (or 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,"
+                "VAL_MASKS'), received {!r}.")
+    for spec in ("imagenet:x", "voc:", "seg-folder:", "synthetic:x", "voc"):
+        with pytest.raises(ValueError) as error:
+            labelled.parse_labelled(spec, "classification")
+        assert str(error.value) == expected.format(spec)
+
+
+def test_names_moved_out_of_labelled_still_import_from_it():
+    for name in ("VOID", "VOC_CLASSES", "VOC_VOID", "SPLITS", "TASKS", "SPLIT_MODES", "EVAL_FITS",
+                 "PAPER_FRACTIONS", "PAPER_SPLIT_SIZES", "SYNTHETIC_DOWNSTREAM_SEED",
+                 "SYNTHETIC_STARTS", "SYNTHETIC_SPLIT_SIZES", "PAD_VALUE", "LabelledSource",
+                 "find_voc_root", "parse_voc_annotation", "read_mask", "scan_masks",
+                 "labels_from_counts", "pad_pair", "crop_pair", "resize_mask", "rescale_pair",
+                 "resize_pair", "stratified_split", "paper_split"):
+        assert hasattr(labelled, name), name
+    assert labelled.VOID is VOID and labelled.VOC_VOID == VOID == 255
+
+
+def test_progress_bar_only_over_many_files(capsys):
+    assert list(with_progress(range(PROGRESS_MIN_FILES), PROGRESS_MIN_FILES, "masks")) == list(
+        range(PROGRESS_MIN_FILES))
+    assert capsys.readouterr().out == ""
+    many = PROGRESS_MIN_FILES + 1
+    assert list(with_progress(range(many), many, "masks", verbose=False)) == list(range(many))
+    assert capsys.readouterr().out == ""
+    assert list(with_progress(range(many), many, "masks")) == list(range(many))
+    out = capsys.readouterr().out
+    assert f"Reading {many} masks" in out and f"{many}/{many}" in out

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.color import join_rgb, split_rgb
-from cgan_colorization.config import TrainConfig, check_backbone
+from data.color import join_rgb, split_rgb
+from cgan_colorization.config import TrainConfig, check_config
 from data import labelled
 from data.pipeline import parse_dataset, pretext_dataset
-from tests.test_training import _script
+from tests.conftest import run_script as _script
 
 TINY = ["--train-size", "16", "--val-size", "8", "--test-size", "8", "--batch-size", "8"]
 
@@ -64,7 +64,7 @@ def test_backbone_choices_are_checked(changes, match):
     import dataclasses
 
     with pytest.raises(ValueError, match=match):
-        check_backbone(dataclasses.replace(TrainConfig(), **changes))
+        check_config(dataclasses.replace(TrainConfig(), **changes))
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 
 from cgan_colorization import multitask as mt
-from cgan_colorization.color import rgb_to_yuv_target, yuv_target_to_rgb
+from data.color import rgb_to_yuv_target, yuv_target_to_rgb
 from cgan_colorization.models import build_generator
 from data.pipeline import to_lab_pair
+from data.masks import VOID
 from data.synthetic import synthetic_dataset
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
@@ -72,16 +73,16 @@ def test_void_pixels_are_ignored(lab_batch):
     L, targets = lab_batch
     model = _compiled(mt.build_multitask_unet(SIZE, WIDTH, K + 1, seed=1), seg_weight=0.5)
     mask = targets["mask"].numpy().copy()
-    mask[:, :, : SIZE // 2] = mt.VOID_INDEX
-    values, outputs = model.compute_multitask_losses(L, {"ab": targets["ab"], "mask": mask})
+    mask[:, :, : SIZE // 2] = VOID
+    values, outputs = model.compute_losses(L, {"ab": targets["ab"], "mask": mask})
     probs = outputs["seg"].numpy()
-    valid = mask != mt.VOID_INDEX
+    valid = mask != VOID
     picked = np.take_along_axis(probs, np.where(valid, mask, 0)[..., None], axis=-1)[..., 0]
     np.testing.assert_allclose(values["seg_ce"], -np.log(picked[valid]).mean(), rtol=1e-5)
     np.testing.assert_allclose(values["loss"], values["g_l1"] + 0.5 * values["seg_ce"], rtol=1e-6)
     # Other labels at void pixels change nothing; an all-void batch has seg_ce 0 and trains.
     other = np.where(valid, mask, 255).astype(np.int32)
-    again, _ = model.compute_multitask_losses(L, {"ab": targets["ab"], "mask": other})
+    again, _ = model.compute_losses(L, {"ab": targets["ab"], "mask": other})
     assert float(again["seg_ce"]) == float(values["seg_ce"])
     history = _fit_steps(model, L, {"ab": targets["ab"], "mask": np.full_like(mask, 255)}, steps=1)
     assert history["seg_ce"] == [0.0] and np.isfinite(history["loss"][0])
@@ -137,7 +138,7 @@ def test_wrapper_checks_its_inputs(lab_batch):
     model.compile("adam")
     L, targets = lab_batch
     with pytest.raises(ValueError, match="'mask'"):
-        model.compute_multitask_losses(L, {"ab": targets["ab"]})
+        model.compute_losses(L, {"ab": targets["ab"]})
 
 
 # ------------------------------------------------------------------------------ YUV and MobileNetV2
@@ -212,7 +213,7 @@ def test_mobilenet_local_weights_file_round_trips(tmp_path):
     path = tmp_path / "mobilenet_v2_no_top.weights.h5"
     base.save_weights(str(path))
     for net in (mt.build_mobilenet_unet(64, weights=path),
-                mt.build_mobilenet_classifier(64, 3, weights=str(path))):
+                build_classifier(64, num_classes=3, backbone="mobilenetv2", backbone_weights=str(path))):
         encoder = net.get_layer("mnv2_encoder")
         for name in ("Conv1", "bn_Conv1", "block_6_expand", "block_16_project"):
             for ours, theirs in zip(encoder.get_layer(name).get_weights(),
@@ -223,8 +224,8 @@ def test_mobilenet_local_weights_file_round_trips(tmp_path):
 def test_mobilenet_weights_transfer_into_its_classifier_and_segmenter(trained_mobilenet):
     model, _, y = trained_mobilenet
     source = model.multitask
-    classifier = mt.build_mobilenet_classifier(64, num_classes=K)
-    segmenter = mt.build_mobilenet_segmenter(64, num_classes=K + 1)
+    classifier = build_classifier(64, num_classes=K, backbone="mobilenetv2")
+    segmenter = build_segmenter(64, num_classes=K + 1, backbone="mobilenetv2")
     report = transfer_weights(source, classifier)
     assert report.copied == ["mnv2_encoder"] and report.kept == ["mnv2_cls_output"]
     report = transfer_weights(model.generator, segmenter)

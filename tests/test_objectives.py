@@ -47,9 +47,11 @@ def test_each_objective_logs_its_own_losses(runs):
 
 
 def test_classification_objective_saves_its_bins_prior_and_weights(runs):
-    stats = json.load(open(os.path.join(runs["classification"], "zhang_stats.json")))
-    text = json.dumps(stats)
-    assert "262" in text and "313" in text  # Q computed here, beside the paper's
+    with open(os.path.join(runs["classification"], "zhang_stats.json")) as f:
+        stats = json.load(f)
+    assert stats["num_bins"] == 262 and len(stats["bins"]) == len(stats["prior"]) == len(stats["weights"]) == 262
+    assert stats["meta"]["num_bins"] == 262 and stats["meta"]["paper_num_bins"] == 313  # Q here, and the paper's
+    assert abs(sum(stats["prior"]) - 1) < 1e-9 and min(stats["weights"]) > 0
 
 
 def test_multitask_needs_masks(tmp_path):

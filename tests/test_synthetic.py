@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.color import rgb_to_lab
+from data.color import rgb_to_lab
 from data import synthetic
 
 SIZE = 32

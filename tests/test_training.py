@@ -1,8 +1,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -12,7 +10,9 @@ import pytest
 from cgan_colorization.callbacks import read_resume_point
 from cgan_colorization.config import TrainConfig
 from cgan_colorization.plots import read_csv_log
-from cgan_colorization.training import build_gan, train
+from cgan_colorization.gan import build as build_gan
+from cgan_colorization.training import train
+from tests.conftest import run_script as _script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,13 +94,6 @@ def test_run_folder_holds_config_weights_and_plots(tmp_path):
     assert os.listdir(os.path.join(run, "tensorboard"))
 
 
-def _script(*args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    return result
-
-
 @pytest.mark.slow
 def test_scripts_end_to_end(tmp_path):
     from PIL import Image
@@ -138,6 +131,16 @@ def test_scripts_end_to_end(tmp_path):
 
     original = np.asarray(Image.open(photos / "a.JPG").convert("RGB")) / 255.0
     assert np.abs(rgb2lab(colored / 255.0)[..., 0] - rgb2lab(original)[..., 0]).mean() < 3.0
+
+    # A dataset the run never trained on is scored whole: all 5 colour photos, not a held-out 5 %.
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(other / f"p{i}.png")
+    result = _script("evaluate_colorizer.py", "--run", str(run), "--dataset", f"folder:{other}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.load(open(next(run.glob("eval_folder*.json"))))
+    assert scores["num_images"] == 5 and scores["split"] == "all"
 
     result = _script("evaluate_colorizer.py", "--weights", str(tmp_path / "missing.weights.h5"))
     assert result.returncode == 2 and "does not exist" in result.stderr

@@ -80,3 +80,14 @@ def test_two_phase_finetune_freezes_then_unfreezes(tmp_path):
     assert len(history["loss"]) == 3 and history["frozen"] == [1.0, 1.0, 0.0]
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert len(log) == 4 and log[0].startswith("epoch")
+
+
+def test_transfer_is_strict_about_layers_that_are_neither_copied_nor_declared_heads():
+    segmenter = build_segmenter(32, 4, num_classes=3, seed=0)
+    assert segmenter.head_layers == ("seg_output_deconv",)
+    assert build_classifier(32, 4, num_classes=3, dense_units=8).head_layers == ("cls_dense1", "cls_dense2",
+                                                                                    "cls_output")
+    encoder_only = build_classifier(32, 4, num_classes=3, dense_units=8)  # no decoder to give the segmenter
+    with pytest.raises(ValueError, match=r"\['dec1_deconv', 'dec1_bn'.*neither in the colorizer nor declared heads"
+                                         r".*without a place: \['cls_dense1', 'cls_dense2', 'cls_output'\]"):
+        transfer_weights(encoder_only, segmenter)

@@ -5,7 +5,7 @@ import pytest
 from cgan_colorization.config import TrainConfig
 from cgan_colorization.training import train
 from tests.conftest import realdata
-from tests.test_training import _script
+from tests.conftest import run_script as _script
 
 TINY = ["--train-size", "24", "--val-size", "8", "--test-size", "16", "--batch-size", "8"]
 
@@ -69,6 +69,7 @@ def test_reproduce_writes_a_report_with_both_tables_and_spread_over_seeds(tmp_pa
     assert "| colorization |" in report and "| random |" in report and "grey baseline" in report
     for figure in ("samples.png", "classification_loss.png", "segmentation_loss.png"):
         assert (out / "figures" / figure).stat().st_size > 0
+    assert "n = 8 test images per run (too few for these figures to mean much)." in report
     runs = sorted(p.relative_to(out).as_posix() for p in out.glob("seed*/*/*/metrics.json"))
     assert len(runs) == 8 and runs[0] == "seed0/classification/colorization/metrics.json"
     # A second call reuses every finished part and only rewrites the report.

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from cgan_colorization import zhang
-from cgan_colorization.color import AB_SCALE, lab_to_rgb
+from cgan_colorization.classification import build_classification_generator
+from data.color import AB_SCALE, lab_to_rgb
 from cgan_colorization.models import build_generator
 from data.pipeline import parse_dataset, pretext_dataset, to_lab_pair
 from data.synthetic import synthetic_dataset
@@ -218,7 +219,7 @@ def test_a_few_adam_steps_of_the_classification_generator_lower_the_loss(bins, s
     gray, ab = synthetic_batch[0][:4], synthetic_batch[1][:4]
     weights = zhang.rebalancing_weights(zhang.ab_prior([synthetic_batch], bins))
     loss = zhang.class_rebalanced_loss(bins, weights)
-    model = zhang.build_classification_generator(32, 8, len(bins), seed=0)
+    model = build_classification_generator(32, 8, len(bins), seed=0)
     optimizer = keras.optimizers.Adam(2e-3)
 
     @tf.function
@@ -235,7 +236,7 @@ def test_a_few_adam_steps_of_the_classification_generator_lower_the_loss(bins, s
 
 
 def test_classification_generator_shares_the_regression_generators_layers(bins):
-    model = zhang.build_classification_generator(32, 8, len(bins), seed=0)
+    model = build_classification_generator(32, 8, len(bins), seed=0)
     assert model.output.shape == (None, 32, 32, len(bins)) and model.output.dtype == "float32"
     head = model.layers[-1]
     assert head.name == "output_logits_deconv" and head.activation is keras.activations.linear
@@ -249,7 +250,7 @@ def test_classification_generator_shares_the_regression_generators_layers(bins):
     for layer in model.layers:  # weights transfer by name
         if layer.name in shared(regression):
             regression.get_layer(layer.name).set_weights(layer.get_weights())
-    assert zhang.build_classification_generator(32, 8, seed=0).output.shape[-1] == zhang.SRGB_GAMUT_BINS
+    assert build_classification_generator(32, 8, seed=0).output.shape[-1] == zhang.SRGB_GAMUT_BINS
 
 
 def test_stats_round_trip(tmp_path, bins):

@@ -3,8 +3,9 @@
 import json
 import sys
 
-from cgan_colorization.config import build_parser, config_from_args
-from transfer.config import TASK_PRESETS, FinetuneConfig
+from cgan_colorization import registry, runtime
+from cgan_colorization.config import PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, build_parser, config_from_args
+from transfer.config import RANGES, TASK_PRESETS, FinetuneConfig
 
 _HELP = {
     "init": "'colorization' (transfer the colorizer's weights, two phases) or 'random' (N(0, 0.02), from scratch)",
@@ -34,22 +35,41 @@ _HELP = {
     "scale_shorter": "segmentation: first scale image and mask so the shorter side has this many pixels "
                      "(0: the input size, so crops cover the scene; unset: the stored resolution, as the paper)",
     "run_name": "name of this run's folder under --out (default: the init)",
-    "strategy": "tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker or tpu",
-    "mixed_precision": "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16",
-    "backbone": "unet (the paper's encoder / U-Net, reading Lab's L) or mobilenetv2 (the multitask MobileNetV2 "
-                "models, reading YUV's Y); by default the colorizer's",
+    "strategy": STRATEGY_HELP,
+    "mixed_precision": PRECISION_HELP,
+    "backbone": " or ".join(f"{b.name} (the {b.label}, reading {'Lab L' if b.color_space == 'lab' else 'YUV Y'})"
+                            for b in registry.BACKBONES.values()) + "; by default the colorizer's",
 }
+
+
+def classifier_main(argv=None):
+    """`python finetune_classifier.py` (`cgan-finetune-classifier`)."""
+    return finetune_main("classification", argv)
+
+
+def segmenter_main(argv=None):
+    """`python finetune_segmenter.py` (`cgan-finetune-segmenter`)."""
+    return finetune_main("segmentation", argv)
+
+
+def reproduce_main(argv=None):
+    """`python reproduce.py` (`cgan-reproduce`): the whole protocol and its report."""
+    runtime.configure()
+    from transfer.reproduce import main  # TensorFlow loads here, after the runtime settings
+
+    return main(argv)
 
 
 def finetune_main(task, argv=None):
     """`python finetune_classifier.py` / `python finetune_segmenter.py`."""
-    presets = {name: TASK_PRESETS[(task, name)] for name in ("fast", "paper")}
+    runtime.configure()
+    presets = {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
     what = "multi-label classifier (encoder + 2 x Dense 4096)" if task == "classification" else \
         "U-Net segmenter (the whole generator + a softmax output)"
     parser = build_parser(
         f"Fine-tune a {what} from the colorizer's weights in two phases (frozen, then unfrozen), or from "
         "scratch with --init random, and score it on the test split. --preset paper sets the paper's epochs, "
-        "rates and batch size.", FinetuneConfig, presets, _HELP, exclude=("task",))
+        "rates and batch size.", FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES)
     args = parser.parse_args(argv)
     config = config_from_args(args, FinetuneConfig, presets)
     config.task = task

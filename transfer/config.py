@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from cgan_colorization.config import Range
+
 
 @dataclasses.dataclass
 class FinetuneConfig:
@@ -51,4 +53,13 @@ TASK_PRESETS = {
     ("segmentation", "fast"): dict(batch_size=16, baseline_epochs=6, frozen_epochs=1, unfrozen_epochs=5,
                                    lr=1e-3, unfrozen_lr=5e-4, train_size=1024, val_size=256, test_size=512,
                                    scale_shorter=0),
+}
+
+# Valid values of the numeric flags (0 for a size cap means the whole split).
+RANGES = {
+    "image_size": Range(4), "base_filters": Range(1), "batch_size": Range(1), "baseline_epochs": Range(1),
+    "frozen_epochs": Range(0), "unfrozen_epochs": Range(0), "lr": Range(0, low_open=True),
+    "unfrozen_lr": Range(0, low_open=True), "dense_units": Range(1), "seed": Range(0), "void_index": Range(0, 255),
+    "min_fraction": Range(0, 1), "num_classes": Range(2), "synthetic_classes": Range(1, 8),
+    "train_size": Range(0), "val_size": Range(0), "test_size": Range(0), "scale_shorter": Range(0),
 }

@@ -10,15 +10,19 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization.config import BACKBONES, TrainConfig, color_space, load_config, pretext_name
+from cgan_colorization import registry
+from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.distribute import make_strategy, set_precision
+from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import read_csv_log, save_loss_curves
+from cgan_colorization.training import train
 from data import labelled
+from data.labelled import TASKS
+from data.masks import VOID
 from transfer import metrics as tm
 from transfer.finetune import Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
-TASKS = ("classification", "segmentation")
 INITS = ("colorization", "random")
 
 
@@ -31,71 +35,56 @@ def phases(config):
 
 
 def colorizer_or_train(path, log=print):
-    """The colorizer run folder or weights at `path`; when there is none, trains the fast default
-    colorizer there first (and says so)."""
-    from cgan_colorization.inference import load_generator
-
+    """The colorizer (a `pretext.Colorizer`) at `path`, a run folder or weights file; when there is
+    none, trains the fast default colorizer there first (and says so)."""
     if not os.path.exists(path):
         log(f"No colorizer at {path}: training the fast default colorizer there first.")
-        from cgan_colorization.training import train
-
         train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
-    return load_generator(path)
+    return load_colorizer(path)
 
 
-def _colorizer_config(config):
-    """The colorizer run's TrainConfig, or None when `config.colorizer` has no config.json beside it."""
-    colorizer_dir = config.colorizer if os.path.isdir(config.colorizer) else os.path.dirname(config.colorizer)
-    if os.path.isfile(os.path.join(colorizer_dir, "config.json")):
-        return load_config(colorizer_dir)
-    return None
+def _colorizer_run(path):
+    """The `TrainConfig` of the colorizer run at `path` (a run folder or a file in one), or None."""
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    return load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
 
 
-def _architecture(config, generator):
-    """Input size, U-Net width and backbone: given ones first, then the colorizer's (so that the
-    random baseline has the very architecture the colorizer init gets), then 64 px, 32 filters, unet."""
-    colorizer = _colorizer_config(config)
-    if colorizer is not None:
-        size, width, backbone = colorizer.image_size, colorizer.base_filters, colorizer.backbone
-    elif generator is not None:
-        names = {layer.name for layer in generator.layers}
-        backbone = "mobilenetv2" if "mnv2_encoder" in names else "unet"
-        size = int(generator.input_shape[1])
-        width = int(generator.get_layer("enc1_conv").kernel.shape[-1]) if backbone == "unet" else 32
-    else:
-        size, width, backbone = 64, 32, "unet"
+def _architecture(config, colorizer):
+    """Input size, U-Net width and backbone: given ones first, then the colorizer's run (so that the
+    random baseline has the very architecture the colorizer init gets), then the fast preset's."""
+    fast = TrainConfig()
+    size, width, backbone = fast.image_size, fast.base_filters, fast.backbone
+    run = colorizer.config if colorizer is not None else _colorizer_run(config.colorizer)
+    if run is not None:
+        size, width, backbone = run.image_size, run.base_filters, check_config(run).backbone
+    elif colorizer is not None:  # a bare generator.keras: its size is its input's; its width must be given
+        size = colorizer.image_size
+        if not config.base_filters:
+            raise ValueError("the colorizer has no config.json beside it: give --base-filters (its U-Net width).")
     if config.init == "colorization" and config.backbone and backbone != config.backbone:
         raise ValueError(f"--backbone {config.backbone} does not match the colorizer's {backbone}: the weights "
                          "transfer only into the same backbone.")
     backbone = config.backbone or backbone
-    if backbone not in BACKBONES:
-        raise ValueError(f"--backbone must be one of {BACKBONES}, received {backbone!r}.")
+    if backbone not in registry.BACKBONES:
+        raise ValueError(f"--backbone must be one of {tuple(registry.BACKBONES)}, received {backbone!r}.")
     return config.image_size or size, config.base_filters or width, backbone
 
 
-def _pretext_name(config, backbone="unet"):
-    """'random' ('random-mobilenetv2'), or the objective the colorizer was trained with (the paper's
-    is 'gan'; 'multitask-mobilenetv2' for the MobileNetV2 multitask model)."""
+def pretext_name(config, colorizer, backbone):
+    """The init's name in the results: the random floor of the backbone, or the colorizer's pretext
+    (the paper's GAN for a bare weights file)."""
     if config.init == "random":
-        return pretext_name("random", backbone)
-    colorizer = _colorizer_config(config)
-    if colorizer is None:
-        return "gan"
-    return pretext_name(colorizer.objective, colorizer.backbone)
+        return registry.BACKBONES[backbone].random_name
+    return colorizer.pretext.name if colorizer.pretext else "gan"
 
 
 def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet"):
-    if backbone == "mobilenetv2":  # the multitask source's models: Y in, MobileNetV2 encoder
-        from cgan_colorization.multitask import build_mobilenet_classifier, build_mobilenet_segmenter
-
-        if config.task == "classification":
-            return build_mobilenet_classifier(image_size, num_classes, seed=config.seed)
-        return build_mobilenet_segmenter(image_size, num_classes, seed=config.seed)
+    """The task's model on `backbone`, from N(0, 0.02) (the heads always; the rest until a transfer)."""
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
-                                synchronized_bn=synchronized_bn)
+                                synchronized_bn=synchronized_bn, backbone=backbone)
     return build_segmenter(image_size, base_filters, num_classes, seed=config.seed,
-                           synchronized_bn=synchronized_bn)
+                           synchronized_bn=synchronized_bn, backbone=backbone)
 
 
 def _scores(model, dataset):
@@ -110,12 +99,14 @@ def evaluate_model(model, config, source, dataset):
     """Test-split scores: mAP and the accuracies, or per-class IoU, mIoU and pixel accuracy."""
     if config.task == "classification":
         y_true, scores = _scores(model, dataset)
-        return tm.classification_report(y_true, scores, class_names=source.class_names)
-    cm = np.zeros((source.num_classes, source.num_classes), np.int64)
+        return dict(tm.classification_report(y_true, scores, class_names=source.class_names),
+                    num_images=int(len(y_true)))
+    cm, images = np.zeros((source.num_classes, source.num_classes), np.int64), 0
     for x, y in dataset:
         prediction = np.argmax(model(x, training=False).numpy(), axis=-1)
-        cm += tm.confusion_matrix(y.numpy(), prediction, source.num_classes, void_index=labelled.VOID)
-    return tm.segmentation_report(cm, class_names=source.class_names)
+        cm += tm.confusion_matrix(y.numpy(), prediction, source.num_classes, void_index=VOID)
+        images += int(y.shape[0])
+    return dict(tm.segmentation_report(cm, class_names=source.class_names), num_images=images)
 
 
 def _datasets(config, source, image_size, color_space="lab"):
@@ -135,7 +126,7 @@ def _loss_and_metrics(config):
         return "binary_crossentropy", lambda: [
             keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc"),
             keras.metrics.BinaryAccuracy(name="per_label_acc")]
-    return tm.masked_sparse_categorical_crossentropy(labelled.VOID), lambda: []
+    return keras.losses.SparseCategoricalCrossentropy(ignore_class=VOID), lambda: []
 
 
 def run_finetune(config, verbose="auto", log=print):
@@ -147,8 +138,8 @@ def run_finetune(config, verbose="auto", log=print):
     strategy = make_strategy(config.strategy)
     set_precision(config.mixed_precision)
     start = time.time()
-    generator = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
-    image_size, base_filters, backbone = _architecture(config, generator)
+    colorizer = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
+    image_size, base_filters, backbone = _architecture(config, colorizer)
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
         include_difficult=config.include_difficult, void_index=config.void_index,
@@ -158,8 +149,8 @@ def run_finetune(config, verbose="auto", log=print):
         model = build_model(config, source.num_classes, image_size, base_filters,
                             synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone)
     report, transferred = None, []
-    if generator is not None:
-        report = transfer_weights(generator, model)
+    if config.init == "colorization":
+        report = transfer_weights(colorizer.network, model)
         transferred = report.copied
         log(report.summary())
 
@@ -169,13 +160,13 @@ def run_finetune(config, verbose="auto", log=print):
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
                        base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
-    data = _datasets(config, source, image_size, color_space(backbone))
+    data = _datasets(config, source, image_size, registry.BACKBONES[backbone].color_space)
     loss, metrics_factory = _loss_and_metrics(config)
     history = two_phase_finetune(model, data["train"], data["val"], phases(config), loss=loss,
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
                                  verbose=verbose)
     result = {
-        "task": config.task, "init": config.init, "pretext": _pretext_name(config, backbone),
+        "task": config.task, "init": config.init, "pretext": pretext_name(config, colorizer, backbone),
         "dataset": config.dataset, "seed": config.seed,
         "image_size": image_size, "base_filters": base_filters, "backbone": backbone,
         "test": evaluate_model(model, config, source, data["test"]),

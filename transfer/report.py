@@ -7,10 +7,23 @@ import shutil
 
 import numpy as np
 
+from cgan_colorization import registry
 from cgan_colorization.plots import save_loss_curves
-from transfer.reproduce import PAPER, TASK_METRICS
+from data.labelled import TASKS
 
 PAPER_PRETEXT = "gan"
+PAPER = {  # Treneska et al. 2022, Tables 3 and 4
+    "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
+    "classification": {"random": 47.18, "colorization": 52.83},
+    "segmentation": {"random": 44.66, "colorization": 47.07},
+}
+TASK_METRICS = {
+    "classification": [("mAP", "mAP"), ("exact_match_accuracy", "exact-match acc"),
+                       ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
+    "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
+}
+PAPER_FLOOR = registry.PRETEXTS[PAPER_PRETEXT].floor
+_FLOOR_LABELS = {b.random_name: b.random_label for b in registry.BACKBONES.values()}
 
 
 def _mean_std(values):
@@ -26,14 +39,14 @@ def _pretext(result):
 
 def _label(name, single):
     """Row label: the paper's two inits keep their names when only the GAN pretext ran."""
-    if name.startswith("random"):
-        return "random" if name == "random" else "random (MobileNetV2)"
+    if name in _FLOOR_LABELS:
+        return _FLOOR_LABELS[name]
     return "colorization" if single else f"{name} pretext"
 
 
 def _floor(name):
     """The from-scratch run of the same architecture as pretext `name`."""
-    return "random-mobilenetv2" if name.endswith("-mobilenetv2") else "random"
+    return registry.PRETEXTS[name].floor
 
 
 def _inits(pretexts):
@@ -81,14 +94,20 @@ def table4(results, task, pretexts):
     for name in _inits(pretexts):
         runs = _by(results, task, name)
         cells = [_mean_std([r["test"].get(key) for r in runs]) for key, _ in metrics]
-        paper = PAPER[task]["random" if name == "random" else "colorization"] if name in ("random", "gan") else ""
+        paper = {PAPER_FLOOR: PAPER[task]["random"], PAPER_PRETEXT: PAPER[task]["colorization"]}.get(name, "")
         rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
     for name in pretexts:
         pairs = list(zip(_by(results, task, name), _by(results, task, _floor(name))))
         gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
-        paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == "gan" else ""
+        paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == PAPER_PRETEXT else ""
         rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | " + " | ".join(_mean_std(g) for g in gains) +
                     f" | {len(pairs)} | {paper} |")
+    sizes = sorted({r["test"].get("num_images", r["test"].get("num_samples")) for r in results if r["task"] == task}
+                   - {None})
+    if sizes:
+        n = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        rows.append(f"\nn = {n} test images per run" + (" (too few for these figures to mean much)"
+                                                         if sizes[0] < 30 else "") + ".")
     return "\n".join(rows)
 
 
@@ -151,7 +170,7 @@ def write_report(plan, colorizers, table3_results, results, seconds):
     lines += ["## Downstream tasks (the paper's Table 4)", "",
               "Test-split scores in %, mean ± standard deviation over seeds. The paper reports one run: "
               "an undefined 'Acc' for classification and mIoU for segmentation.", ""]
-    for task in ("classification", "segmentation"):
+    for task in TASKS:
         lines += [f"### {task.capitalize()}", "", table4(results, task, pretexts), "",
                   f"![{task} loss curves]({_mean_curves(results, task, figures, pretexts)})", ""]
     lines += ["The paper's classification 'Acc' (47.18 / 52.83 %) is not defined there; mAP, exact-match "

@@ -7,57 +7,58 @@ import json
 import os
 import time
 
-from cgan_colorization.config import OBJECTIVES, pretext_name
+from cgan_colorization import registry
+from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, PRESETS as TRAIN_PRESETS, Range, TrainConfig
+from cgan_colorization.config import bounded, load_config
+from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
+from cgan_colorization.inference import load_colorizer
+from cgan_colorization.training import SUMMARY_FILE, train
+from data.labelled import TASKS
+from data.pipeline import parse_dataset, pretext_dataset
+from transfer.config import TASK_PRESETS, FinetuneConfig
+from transfer.experiment import run_finetune
+from transfer.report import write_report
 
-PAPER = {  # Treneska et al. 2022, Tables 3 and 4
-    "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
-    "classification": {"random": 47.18, "colorization": 52.83},
-    "segmentation": {"random": 44.66, "colorization": 47.07},
-}
-TASK_METRICS = {
-    "classification": [("mAP", "mAP"), ("exact_match_accuracy", "exact-match acc"),
-                       ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
-    "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
-}
-PRETEXTS = OBJECTIVES + (pretext_name("multitask", "mobilenetv2"),)
 PRESETS = {
-    "demo": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
+    "fast": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
                  segmentation_dataset="synthetic", seeds=3),
     "paper": dict(pretext_dataset="coco", classification_dataset=None, segmentation_dataset=None, seeds=3),
 }
+assert tuple(PRESETS) == PRESET_NAMES
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Reproduce the protocol of Treneska et al. 2022 end to end: train the colorizer, score it "
         "(Table 3), fine-tune the classifier and the segmenter from it and from scratch over several seeds "
-        "(Table 4), and write OUT/report.md. 'demo' runs on the embedded data on a CPU in minutes; 'paper' "
+        "(Table 4), and write OUT/report.md. 'fast' runs on the embedded data on a CPU in minutes; 'paper' "
         "needs COCO 2014 and --voc PATH. A killed run resumes: finished parts are kept.")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    parser.add_argument("--seeds", type=int, help="downstream seeds (default 3)")
+    positive = bounded(int, Range(1))
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
+    parser.add_argument("--seeds", type=positive, help="downstream seeds (default 3)")
     parser.add_argument("--out", help="output folder (default runs/reproduce-<preset>)")
     parser.add_argument("--pretext-dataset", help="colorizer data: synthetic, coco, coco:PATH, folder:PATH")
     parser.add_argument("--voc", help="VOCdevkit/VOC2012 folder for both downstream tasks")
     parser.add_argument("--labelled", help="'seg-folder:IMAGES,MASKS' (or the train;val form) for both tasks")
     parser.add_argument("--classification-dataset", help="overrides the classification data")
     parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
-    parser.add_argument("--void-index", type=int, help="void value of a labelled folder's masks (CamVid: 11)")
+    parser.add_argument("--void-index", type=bounded(int, Range(0, 255)), help="void value of a labelled folder's masks (CamVid: 11)")
     parser.add_argument("--pretexts", default="gan",
-                        help="comma-separated pretext objectives to compare: gan (the paper), l1, classification "
-                             "(Zhang et al.), multitask, multitask-mobilenetv2 (the multitask source's MobileNetV2 "
-                             "model, Y in, UV out); random init of each architecture is the floor")
+                        help="comma-separated pretexts to compare; random init of each backbone is the floor: "
+                             + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()))
     parser.add_argument("--multitask-dataset",
                         help="pretext data of the multitask pretexts, which need masks (synthetic or pets) when "
                              "--pretext-dataset is a photo folder without them (default: --pretext-dataset)")
     parser.add_argument("--colorizer", help="reuse this colorizer run folder (for a single pretext)")
-    parser.add_argument("--image-size", type=int, help="pretext and downstream size (demo 64, paper 256)")
-    parser.add_argument("--pretext-epochs", type=int, help="colorizer epochs")
-    parser.add_argument("--pretext-steps", type=int, help="colorizer steps per epoch")
-    parser.add_argument("--downstream-scale", type=float, default=1.0,
+    parser.add_argument("--image-size", type=bounded(int, Range(4)),
+                        help="pretext and downstream size (fast 64, paper 256)")
+    parser.add_argument("--pretext-epochs", type=positive, help="colorizer epochs")
+    parser.add_argument("--pretext-steps", type=positive, help="colorizer steps per epoch")
+    parser.add_argument("--downstream-scale", type=bounded(float, Range(0, low_open=True)), default=1.0,
                         help="multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)")
-    parser.add_argument("--train-size", type=int, help="cap on downstream training images per seed")
-    parser.add_argument("--eval-size", type=int, help="cap on downstream validation and test images")
-    parser.add_argument("--base-filters", type=int, help="U-Net width of the colorizer (demo 32, paper 64)")
+    parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
+    parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
+    parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
     return parser
 
 
@@ -74,9 +75,9 @@ def resolve(args):
     if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
     pretexts = [p for p in args.pretexts.split(",") if p]
-    unknown = [p for p in pretexts if p not in PRETEXTS]
+    unknown = [p for p in pretexts if p not in registry.PRETEXTS]
     if unknown or not pretexts:
-        raise ValueError(f"--pretexts takes names from {PRETEXTS}, received {args.pretexts!r}.")
+        raise ValueError(f"--pretexts takes names from {tuple(registry.PRETEXTS)}, received {args.pretexts!r}.")
     if args.colorizer and len(pretexts) > 1:
         raise ValueError("--colorizer reuses one colorizer: give a single --pretexts value with it.")
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
@@ -88,34 +89,22 @@ def resolve(args):
     return values
 
 
-def run_pretext(plan, objective="gan", log=print):
-    """Trains (or reuses) the colorizer of one pretext (an objective, with "-mobilenetv2" for that
-    backbone) and scores it; returns (run folder, Table 3 result)."""
-    from cgan_colorization.config import PRESETS as TRAIN_PRESETS, TrainConfig
-    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
-    from cgan_colorization.inference import load_colorizer
-    from cgan_colorization.training import SUMMARY_FILE, train
-    from data.pipeline import parse_dataset, pretext_dataset
-
-    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if objective == "gan"
-                                                else f"colorizer-{objective}")
-    pretext = objective
-    objective, _, backbone = pretext.partition("-")
-    config = TrainConfig(**{**dataclasses.asdict(TrainConfig()),
-                            **TRAIN_PRESETS["fast" if plan["preset"] == "demo" else "paper"]})
-    dataset = (objective == "multitask" and plan.get("multitask_dataset")) or plan["pretext_dataset"]
-    overrides = dict(objective=objective, backbone=backbone or "unet", dataset=dataset, out=run_dir,
-                     image_size=plan["image_size"],
-                     base_filters=plan["base_filters"],
+def run_pretext(plan, name="gan", log=print):
+    """Trains (or reuses) the colorizer of one pretext (a `registry.PRETEXTS` name) and scores it;
+    returns (run folder, Table 3 result)."""
+    entry = registry.PRETEXTS[name]
+    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if name == "gan" else f"colorizer-{name}")
+    config = TrainConfig(**{**dataclasses.asdict(TrainConfig()), **TRAIN_PRESETS[plan["preset"]]})
+    dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
+    overrides = dict(objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
+                     image_size=plan["image_size"], base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
-        log(f"[pretext] training the {pretext} colorizer in {run_dir}")
+        log(f"[pretext] training the {name} colorizer in {run_dir}")
         train(config, verbose=2)
     else:
         log(f"[pretext] reusing the finished colorizer in {run_dir}")
-        from cgan_colorization.config import load_config
-
         config = load_config(run_dir)
     eval_path = os.path.join(run_dir, "eval.json")
     result = None
@@ -129,8 +118,8 @@ def run_pretext(plan, objective="gan", log=print):
                              num_classes=config.num_classes, val_size=config.val_size,
                              color_space=colorizer.color_space)
         result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
-        result["objective"] = pretext
-        result["bottleneck"] = bottleneck_health(colorizer.network, ds)
+        result["objective"] = name
+        result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
         with open(eval_path, "w") as f:
             json.dump(result, f, indent=2)
     return run_dir, result
@@ -138,19 +127,17 @@ def run_pretext(plan, objective="gan", log=print):
 
 def run_downstream(plan, colorizers, log=print):
     """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
-    ({objective: run folder}); finished runs (with metrics.json) are read back, not redone."""
-    from cgan_colorization.config import load_config
-    from transfer.config import TASK_PRESETS, FinetuneConfig
-    from transfer.experiment import run_finetune
-
+    ({pretext name: run folder}); finished runs (with metrics.json) are read back, not redone."""
     results = []
-    preset = "fast" if plan["preset"] == "demo" else "paper"
-    # The from-scratch baseline of each architecture copies its colorizer's size (and U-Net width).
-    unet = [path for name, path in colorizers.items() if not name.endswith("-mobilenetv2")]
-    mnv2 = [path for name, path in colorizers.items() if name.endswith("-mobilenetv2")]
-    architecture = load_config((unet or mnv2)[0])
+    preset = plan["preset"]
+    # One from-scratch floor per backbone, built like that backbone's first colorizer; every run
+    # takes the size (and U-Net width) of the first colorizer.
+    floors = {}
+    for name, path in colorizers.items():
+        floors.setdefault(registry.PRETEXTS[name].backbone, path)
+    architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
-        for task in ("classification", "segmentation"):
+        for task in TASKS:
             values = dict(TASK_PRESETS[(task, preset)])
             for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
                 values[key] = max(1, round(values[key] * plan["downstream_scale"]))
@@ -158,8 +145,8 @@ def run_downstream(plan, colorizers, log=print):
                 values["train_size"] = plan["train_size"]
             if plan["eval_size"]:
                 values["val_size"] = values["test_size"] = plan["eval_size"]
-            runs = [("random", "random", unet[0], "unet")] if unet else []
-            runs += [("random", "random-mobilenetv2", mnv2[0], "mobilenetv2")] if mnv2 else []
+            runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone)
+                    for backbone, path in floors.items()]
             runs += [("colorization", name, path, None) for name, path in colorizers.items()]
             for init, name, colorizer_dir, backbone in runs:
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
@@ -183,18 +170,16 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         plan = resolve(args)
-    except ValueError as error:
+        os.makedirs(plan["out"], exist_ok=True)
+        with open(os.path.join(plan["out"], "config.json"), "w") as f:
+            json.dump(plan, f, indent=2)
+        start = time.time()
+        colorizers, table3 = {}, {}
+        for name in plan["pretexts"]:
+            colorizers[name], table3[name] = run_pretext(plan, name)
+        results = run_downstream(plan, colorizers)
+        path = write_report(plan, colorizers, table3, results, seconds=time.time() - start)
+    except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}")
-    os.makedirs(plan["out"], exist_ok=True)
-    with open(os.path.join(plan["out"], "config.json"), "w") as f:
-        json.dump(plan, f, indent=2)
-    start = time.time()
-    colorizers, table3 = {}, {}
-    for objective in plan["pretexts"]:
-        colorizers[objective], table3[objective] = run_pretext(plan, objective)
-    results = run_downstream(plan, colorizers)
-    from transfer.report import write_report
-
-    path = write_report(plan, colorizers, table3, results, seconds=time.time() - start)
     print(f"report: {path}")
     return path

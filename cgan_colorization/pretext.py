@@ -1,0 +1,162 @@
+"""What every colorizer is to the rest of the package: a `PretextModel` while it trains, a
+`Colorizer` once loaded from its run folder.
+
+A pretext module (see `registry`) subclasses `PretextModel`, declares its loss names, the metric its
+best checkpoint monitors and the network it saves and transfers, and writes `compute_losses`; the
+generic single-optimizer `train_step` / `test_step` here do the rest (only the GAN, with two
+optimizers, overrides them).
+"""
+
+import keras
+import tensorflow as tf
+
+from cgan_colorization import losses
+
+
+class PretextModel(keras.Model):
+    """A colorizer in training.
+
+    Subclasses set:
+        loss_names: the scalars logged each step (one `keras.metrics.Mean` each), in order.
+        optimized: the one of them that the optimizer minimises.
+        monitor: the validation metric of `generator_best.weights.h5` (lowest is best).
+        color_space: "lab" (L in, ab out) or "yuv" (Y in, UV out).
+        saves_keras_model: whether `network` maps L to ab by itself, so that the run also saves it
+            whole as `generator.keras` (loadable without any config).
+    and implement `compute_losses(inputs, targets, training) -> (values, outputs)`: `values` holds
+    each loss name's scalar as this replica's share of the global-batch mean (`losses.global_mean`),
+    `outputs` whatever the network returned (for metrics that need predictions).
+
+    Attributes:
+        net: the trained network (all its heads).
+        network: the network saved as `generator.weights.h5` and transferred downstream (by default
+            `net`; the multitask model's is its colour branch).
+    """
+
+    loss_names = ()
+    optimized = "loss"
+    monitor = "val_g_l1"
+    color_space = "lab"
+    saves_keras_model = False
+
+    def __init__(self, net, loss_names=None, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        if loss_names is not None:
+            self.loss_names = tuple(loss_names)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
+
+    @property
+    def network(self):
+        return self.net
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def optimizer_steps(self):
+        return int(self.optimizer.iterations)
+
+    def build(self, input_shape=None):
+        """Builds the optimizer's slots, so that a backup restores into a model that never stepped."""
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.net.trainable_variables)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.net(inputs, training=training)
+
+    def predict_ab(self, gray):
+        """Normalized colour (ab, or UV) for the normalized grey input, in inference mode."""
+        return self.network(gray, training=False)
+
+    def compute_losses(self, inputs, targets, training):
+        raise NotImplementedError
+
+    def update_metrics(self, values, inputs, targets, outputs):
+        """Feeds the step's losses (scaled to their global values) to the trackers; returns the logs."""
+        for name, tracker in self.trackers.items():
+            tracker.update_state(losses.as_global(values[name]))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    @staticmethod
+    def unpack(data):
+        inputs, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if sample_weight is not None:
+            raise ValueError("colorizers take no sample weights; mark unlabelled mask pixels with the void "
+                             "index instead.")
+        return inputs, targets
+
+    def train_step(self, data):
+        inputs, targets = self.unpack(data)
+        with tf.GradientTape() as tape:
+            values, outputs = self.compute_losses(inputs, targets, training=True)
+            # Loss scaling for float16 (identity otherwise); apply_gradients unscales.
+            scaled = self.optimizer.scale_loss(values[self.optimized])
+        variables = self.net.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return self.update_metrics(values, inputs, targets, outputs)
+
+    def test_step(self, data):
+        inputs, targets = self.unpack(data)
+        values, outputs = self.compute_losses(inputs, targets, training=False)
+        return self.update_metrics(values, inputs, targets, outputs)
+
+
+def adam(config):
+    """Adam at the run's rate and beta_1, wrapped for loss scaling under mixed_float16."""
+    optimizer = keras.optimizers.Adam(config.lr, beta_1=config.beta_1)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def compiled(config, strategy, make_model, **compile_kwargs):
+    """`make_model(synchronized_bn)` built, compiled with Adam and built, in the strategy's scope
+    (BatchNorm statistics are synchronized when there are several replicas)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = make_model(strategy.num_replicas_in_sync > 1)
+        model.compile(optimizer=adam(config), jit_compile=config.jit_compile,
+                      steps_per_execution=config.steps_per_execution, **compile_kwargs)
+        model.build()
+    return model
+
+
+class Colorizer:
+    """A trained colorizer as loaded from disk.
+
+    Attributes:
+        network: the net whose weights transfer downstream.
+        predict_ab: normalized grey input -> normalized colour (L -> ab; Y -> UV for "yuv").
+        config: the run's `TrainConfig` (None for a bare `.keras` model).
+        pretext: its `registry.Pretext` entry (None for a bare `.keras` model).
+        image_size, color_space.
+    """
+
+    def __init__(self, network, predict_ab, config, image_size, color_space="lab", pretext=None,
+                 bottleneck="bottleneck_relu"):
+        self.network, self.predict_ab, self.config = network, predict_ab, config
+        self.image_size, self.color_space, self.pretext = image_size, color_space, pretext
+        self.bottleneck = bottleneck  # the layer `evaluation.bottleneck_health` reads (None: none)
+
+
+def load_network(network, path, config):
+    """Loads `path` into `network`, or a one-sentence ValueError that names what was expected."""
+    try:
+        network.load_weights(path)
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"{path} does not fit a {config.objective} colorizer of image_size={config.image_size}, "
+            f"base_filters={config.base_filters}: is it a colorizer's generator weights file? "
+            f"({str(error).splitlines()[0][:200]})"
+        ) from None
+    return network
+
+
+def regression_colorizer(network, path, config, entry):
+    """A `Colorizer` whose network predicts the colour directly (GAN, L1, multitask)."""
+    load_network(network, path, config)
+    return Colorizer(network, lambda gray: network(gray, training=False), config, config.image_size,
+                     entry.color_space, entry, entry.bottleneck)

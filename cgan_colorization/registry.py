@@ -1,0 +1,161 @@
+"""Every pretext and backbone the package knows, in one place: what each is, how it is built and
+loaded, and the options that belong to it. Every caller (training, loading, evaluation, colorize,
+fine-tuning, reproduce and the report) reads these tables; nobody parses pretext names or looks for
+layers to find out what a model is.
+
+This module imports no TensorFlow, so `--help` stays instant: implementations are named as
+"module:function" and imported on first use (pix2pix's `find_model_using_name`).
+
+Adding a pretext = one module that defines `build(config, strategy, train_ds, run_dir)` (the
+compiled `PretextModel` to train) and `load(entry, config, run_dir, weights, inference_dropout)` (a
+`pretext.Colorizer`), plus one `Pretext(...)` entry in `PRETEXTS` below. The modules never import
+this one: they are handed their entry.
+"""
+
+import dataclasses
+import importlib
+
+from cgan_colorization.constants import ZHANG_TEMPERATURE
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A command-line option that belongs to one pretext or backbone: its default, its help text and
+    its valid range (`low` <= value, value <= `high`; `low_open` makes the lower bound strict)."""
+
+    default: object
+    help: str
+    low: float = None
+    high: float = None
+    low_open: bool = False
+
+
+def _resolve(target):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A network trunk: its builder ("module:function" returning `backbones.Features`), the colour
+    space its networks read and predict, and how reports name it and its from-scratch floor."""
+
+    name: str
+    builder: str
+    color_space: str  # "lab" (L in, ab out) or "yuv" (Y in, UV out)
+    label: str
+    random_name: str  # the name of its random-init floor in the downstream runs and the report
+    random_label: str
+    power_of_two: bool = False  # image sizes it takes: a power of two (the U-Net halves down to 1 x 1)
+    size_multiple: int = 1  # ... or a multiple of this
+    bottleneck: str = None  # the layer whose code `evaluation.bottleneck_health` inspects (None: no single one)
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def check_size(self, image_size):
+        """A one-sentence ValueError for an image size this backbone cannot take."""
+        if self.power_of_two and (image_size < 4 or image_size & (image_size - 1)):
+            raise ValueError(f"the {self.label} needs --image-size a power of two >= 4 (it halves the image down "
+                             f"to a 1 x 1 bottleneck), received {image_size}.")
+        if image_size < self.size_multiple or image_size % self.size_multiple:
+            raise ValueError(f"--backbone {self.name} needs --image-size a multiple of {self.size_multiple} (its "
+                             f"deepest features are at 1/{self.size_multiple}), received {image_size}.")
+
+    def build(self, *args, **kwargs):
+        return _resolve(self.builder)(*args, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretext:
+    """A pretext: an objective on a backbone, implemented by `module`."""
+
+    name: str
+    objective: str
+    backbone: str
+    module: str
+    summary: str
+    options: dict = dataclasses.field(default_factory=dict)
+    needs_masks: bool = False  # trains on (input, {colour, mask}) pairs: synthetic scenes or pets
+
+    @property
+    def color_space(self):
+        return BACKBONES[self.backbone].color_space
+
+    @property
+    def bottleneck(self):
+        return BACKBONES[self.backbone].bottleneck
+
+    @property
+    def floor(self):
+        """The name of the random-init run of the same architecture."""
+        return BACKBONES[self.backbone].random_name
+
+    def implementation(self):
+        return importlib.import_module(self.module)
+
+
+BACKBONES = {
+    "unet": Backbone(
+        "unet", "cgan_colorization.backbones:unet_backbone", "lab", "U-Net", "random", "random",
+        power_of_two=True, bottleneck="bottleneck_relu"),
+    "mobilenetv2": Backbone(
+        "mobilenetv2", "cgan_colorization.backbones:mobilenet_backbone", "yuv", "MobileNetV2",
+        "random-mobilenetv2", "random (MobileNetV2)", size_multiple=32,
+        options={"backbone_weights": Option(
+            "", "a local MobileNetV2 weights file (e.g. Keras' ..._no_top.h5) to start from; empty: random "
+                "init (nothing is downloaded)")}),
+}
+
+PRETEXTS = {p.name: p for p in (
+    Pretext("gan", "gan", "unet", "cgan_colorization.gan",
+            "the paper: pix2pix cGAN, BCE + lambda L1",
+            options={"l1_weight": Option(100.0, "lambda, the weight of the L1 term in G's loss", low=0)}),
+    Pretext("l1", "l1", "unet", "cgan_colorization.l1",
+            "the same U-Net trained on L1 alone, no discriminator"),
+    Pretext("classification", "classification", "unet", "cgan_colorization.classification",
+            "Zhang et al. 2016: Q ab bins, rebalanced soft cross-entropy, annealed mean",
+            options={"temperature": Option(ZHANG_TEMPERATURE, "annealed-mean temperature T", low=0,
+                                           low_open=True),
+                     "prior_batches": Option(50, "batches of the one streaming pass that estimates the ab prior",
+                                             low=1)}),
+    Pretext("multitask", "multitask", "unet", "cgan_colorization.multitask",
+            "colour + segmentation heads trained jointly (needs masks: synthetic or pets)",
+            options={"color_weight": Option(1.0, "weight of the colour loss", low=0),
+                     "seg_weight": Option(1.0, "weight of the segmentation loss", low=0)},
+            needs_masks=True),
+    Pretext("multitask-mobilenetv2", "multitask", "mobilenetv2", "cgan_colorization.multitask",
+            "the multitask source's model: MobileNetV2 U-Net, Y in, UV out, MSE (image size a multiple of 32)",
+            needs_masks=True),
+)}
+
+OBJECTIVES = tuple(dict.fromkeys(p.objective for p in PRETEXTS.values()))
+
+
+def pretext(objective, backbone="unet"):
+    """The registry entry of an objective on a backbone, or a one-sentence ValueError."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"--backbone must be one of {tuple(BACKBONES)}, received {backbone!r}.")
+    for entry in PRETEXTS.values():
+        if entry.objective == objective and entry.backbone == backbone:
+            return entry
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {OBJECTIVES}, received {objective!r}.")
+    offered = [p.objective for p in PRETEXTS.values() if p.backbone == backbone]
+    raise ValueError(f"--backbone {backbone} is offered with --objective {' or '.join(offered)}, "
+                     f"received --objective {objective!r}.")
+
+
+def options():
+    """Every pretext's and backbone's options, {name: Option} (a name is declared once)."""
+    merged = {}
+    for entry in (*BACKBONES.values(), *PRETEXTS.values()):
+        for name, option in entry.options.items():
+            if name in merged and merged[name] != option:
+                raise AssertionError(f"option {name!r} is declared twice with different meanings")
+            merged[name] = option
+    return merged
+
+
+def owners(option_name):
+    """The pretexts that use an option (a backbone's option belongs to every pretext on it)."""
+    return [p.name for p in PRETEXTS.values()
+            if option_name in p.options or option_name in BACKBONES[p.backbone].options]

@@ -1,0 +1,104 @@
+"""Image and image/mask transforms, pure TensorFlow, usable eagerly and inside `tf.data.map`.
+
+* `fit_to_size` brings one photo to S x S (the pretext, classification and pets images).
+* The `*_pair` functions move an image and its class-index mask together. Masks are only ever
+  resized with nearest neighbour, so no new class value can appear; padding fills the image
+  with mid-grey `PAD_VALUE` and the mask with `VOID`, so padding never counts in the loss.
+"""
+
+import tensorflow as tf
+
+from data.masks import VOID
+
+RESIZE_MODES = ("resize", "crop")
+PAD_VALUE = 0.5  # image padding (mid-grey); masks are padded with VOID
+
+
+def fit_to_size(rgb, image_size, mode="resize", random_crop=False, flip=False, seed=None):
+    """Brings one RGB image [H, W, 3] to [image_size, image_size, 3].
+
+    mode "resize" squashes the whole image to the size (the paper); "crop" scales the shorter side to
+    the size and takes a centre crop, or a random one when `random_crop`. Images smaller than the
+    size are scaled up. `seed` is a stateless seed pair, needed for the random options.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, received mode={mode!r}.")
+    size = tf.constant([image_size, image_size])
+    if mode == "resize":
+        out = tf.image.resize(rgb, size, antialias=True)
+    else:
+        hw = tf.cast(tf.shape(rgb)[:2], tf.float32)
+        scale = float(image_size) / tf.reduce_min(hw)
+        new_hw = tf.maximum(tf.cast(tf.math.ceil(hw * scale), tf.int32), image_size)
+        out = tf.image.resize(rgb, new_hw, antialias=True)
+        if random_crop:
+            out = tf.image.stateless_random_crop(out, [image_size, image_size, 3], seed=seed)
+        else:
+            top = (new_hw[0] - image_size) // 2
+            left = (new_hw[1] - image_size) // 2
+            out = out[top:top + image_size, left:left + image_size]
+    if flip:
+        out = tf.image.stateless_random_flip_left_right(out, seed=seed[::-1] if seed is not None else None)
+    return tf.clip_by_value(tf.ensure_shape(out, [image_size, image_size, 3]), 0.0, 1.0)
+
+
+def _pad_offsets(extent, size):
+    """(before, after) padding of one axis up to `size` (0 when already large enough)."""
+    missing = tf.maximum(size - extent, 0)
+    return tf.stack([missing // 2, missing - missing // 2])
+
+
+def pad_pair(rgb, mask, size, fill=PAD_VALUE):
+    """Pads image [H,W,3] and mask [H,W] on both sides to >= `size`: image `fill`, mask VOID."""
+    hw = tf.shape(mask)
+    rows, cols = _pad_offsets(hw[0], size), _pad_offsets(hw[1], size)
+    rgb = tf.pad(rgb, tf.stack([rows, cols, [0, 0]]), constant_values=fill)
+    mask = tf.pad(mask, tf.stack([rows, cols]), constant_values=VOID)
+    return rgb, mask
+
+
+def crop_pair(rgb, mask, size, seed=None):
+    """Joint `size x size` crop of image and mask, padding first when smaller (see `pad_pair`).
+
+    `seed` (a stateless seed pair) gives a random crop; None the centre crop.
+    """
+    rgb, mask = pad_pair(rgb, mask, size)
+    hw = tf.shape(mask)
+    if seed is None:
+        top, left = (hw[0] - size) // 2, (hw[1] - size) // 2
+    else:
+        offsets = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=tf.int32.max,
+                                              dtype=tf.int32)
+        top = offsets[0] % (hw[0] - size + 1)
+        left = offsets[1] % (hw[1] - size + 1)
+    rgb = rgb[top:top + size, left:left + size]
+    mask = mask[top:top + size, left:left + size]
+    return tf.ensure_shape(rgb, [size, size, 3]), tf.ensure_shape(mask, [size, size])
+
+
+def resize_mask(mask, size):
+    """Nearest-neighbour resize of a class-index mask [H, W] to `size` ([h, w] or an int)."""
+    size = [size, size] if isinstance(size, int) else size
+    return tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
+
+
+def rescale_pair(rgb, mask, shorter):
+    """Scales image (bilinear, antialiased) and mask (nearest) together so that the shorter side is
+    `shorter` pixels, keeping the aspect ratio: crops then cover the scene, not a patch of it."""
+    hw = tf.cast(tf.shape(mask), tf.float32)
+    new_hw = tf.cast(tf.math.round(hw * (float(shorter) / tf.reduce_min(hw))), tf.int32)
+    rgb = tf.clip_by_value(tf.image.resize(rgb, new_hw, antialias=True), 0.0, 1.0)
+    return rgb, resize_mask(mask, new_hw)
+
+
+def resize_pair(rgb, mask, size):
+    """Squashes the whole image (bilinear, antialiased) and mask (nearest) to `size x size`."""
+    rgb = tf.clip_by_value(tf.image.resize(rgb, [size, size], antialias=True), 0.0, 1.0)
+    return (tf.ensure_shape(rgb, [size, size, 3]),
+            tf.ensure_shape(resize_mask(mask, size), [size, size]))
+
+
+def _match_mask(mask, hw):
+    """The mask brought to the image size hw with nearest neighbour when it differs."""
+    same = tf.reduce_all(tf.equal(tf.shape(mask), hw))
+    return tf.cond(same, lambda: mask, lambda: resize_mask(mask, hw))
