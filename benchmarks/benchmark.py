@@ -3,6 +3,8 @@ memory, and the ratio to a research-style reference loop. Prints a table and wri
 
     python benchmarks/benchmark.py --sizes 64,128,256 --batch-size 16
     python benchmarks/benchmark.py --sizes 64 --long-steps 2000      # host-memory slope of a long run
+    python benchmarks/benchmark.py --sizes 256 --batch-size 32 --feed folder:photos/ --cache-dir runs/cache256
+        # instead: images/s per host core from the photo folder and from its decoded-image cache
 """
 
 import argparse
@@ -48,7 +50,17 @@ def main(argv=None):
     parser.add_argument("--long-steps", type=bounded(int, Range(0)), default=0,
                         help="also train this many steps and report RSS slope")
     parser.add_argument("--json", default="runs/benchmark.json", help="where to write the results")
+    parser.add_argument("--feed", metavar="DATASET",
+                        help="instead of the train step: the input pipeline's images/s per host core from this photo "
+                             "folder (folder:PATH or coco:PATH) and from its decoded-image cache")
+    parser.add_argument("--cache-dir", default=None,
+                        help="with --feed: the cache folder (built there when absent; default runs/feed-cache-SIZE)")
+    parser.add_argument("--feed-batches", type=positive, default=20, help="with --feed: timed batches of each pipeline")
+    parser.add_argument("--target", type=positive, default=1000,
+                        help="with --feed: the images/s to feed (cores needed for it are reported)")
     args = parser.parse_args(argv)
+    if args.feed:
+        return _feed(args)
     if not args.no_reference:
         try:
             import skimage  # noqa: F401
@@ -80,6 +92,28 @@ def main(argv=None):
               f"{r['train_flops_per_image'] / 1e9:>11.2f}{100 * r['fraction_of_matmul_peak']:>8.0f}"
               f"{r.get('reference_images_per_s', float('nan')):>8.1f}{r.get('ours_over_reference', float('nan')):>10.2f}"
               f"{r.get('flop_ratio_reference_over_ours', float('nan')):>12.2f}{r['peak_rss_mb']:>9.0f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.json}")
+    return results
+
+
+def _feed(args):
+    from cgan_colorization.feed import folder_vs_cache, format_feed_table
+
+    results = []
+    for size in args.sizes:
+        print(f"== {size} px, batch {args.batch_size}: {args.feed}")
+        cache_dir = args.cache_dir if args.cache_dir and len(args.sizes) == 1 else \
+            os.path.join(args.cache_dir or "runs", f"feed-cache-{size}")
+        try:
+            results.append(folder_vs_cache(args.feed, cache_dir, size, args.batch_size, args.feed_batches, args.target))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2)
+    print()
+    print(format_feed_table(results))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)

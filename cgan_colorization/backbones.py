@@ -20,6 +20,9 @@ import os
 import keras
 from keras import layers
 
+from cgan_colorization.batchnorm import set_momentum
+from cgan_colorization.constants import MOBILENET_BN_MOMENTUM
+
 MAX_FILTERS_MULTIPLIER = 8  # filters grow 64, 128, 256, 512 and then stay at 512
 DECODER_DROPOUT_LAYERS = 3  # pix2pix: dropout 0.5 on the three innermost decoder blocks
 DROPOUT_RATE = 0.5
@@ -44,6 +47,7 @@ class Features:
     inputs: object
     skips: list  # encoder outputs, shallowest first; the last is the deepest (the U-Net's bottleneck)
     decoded: object = None  # last decoder features at half the input size (None without a decoder)
+    names: tuple = ()  # a name per encoder level ("enc1", ..., "bottleneck"; MobileNetV2's skip layers)
 
     @property
     def deepest(self):
@@ -129,14 +133,46 @@ def unet_encoder(inputs, base_filters=64, seed=None, synchronized_bn=False):
     return outputs
 
 
+@keras.saving.register_keras_serializable(package="cgan_colorization")
+class SkipGate(layers.Layer):
+    """Gates one U-Net skip connection, with no weights of its own.
+
+    `rate` > 0: in training, the skip of each example is zeroed with probability `rate` (not rescaled,
+    so a kept skip looks as at inference, where every skip passes): the decoder must learn to colorize
+    from the bottleneck alone, the work that transfers. `always`: the skip is zeroed in training and
+    at inference, a U-Net without skips (the ablation).
+    """
+
+    def __init__(self, rate=0.0, always=False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate must lie in [0, 1), received rate={rate!r}.")
+        self.rate, self.always, self.seed = float(rate), bool(always), seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, skip, training=False):
+        if self.always:
+            return keras.ops.zeros_like(skip)
+        if not training or self.rate == 0.0:
+            return skip
+        shape = (keras.ops.shape(skip)[0], 1, 1, 1)
+        keep = keras.random.uniform(shape, seed=self.generator) >= self.rate
+        return skip * keras.ops.cast(keep, skip.dtype)
+
+    def get_config(self):
+        return dict(super().get_config(), rate=self.rate, always=self.always, seed=self.seed)
+
+
 def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False, synchronized_bn=False,
-                 dropout_rate=DROPOUT_RATE):
+                 dropout_rate=DROPOUT_RATE, skip_dropout=0.0, no_skips=False):
     """Applies the decoder to the encoder outputs `skips` and returns the last decoder features,
     at half the input resolution, ready for a task head.
 
     Decoder block k (k = 1 innermost) is ConvTranspose 4x4/2 + BN (+ Dropout 0.5 for k <= 3) + ReLU,
     concatenated with the encoder output of the same resolution. `inference_dropout` keeps the
-    dropout on outside training too, the stochastic inference of pix2pix.
+    dropout on outside training too, the stochastic inference of pix2pix. `skip_dropout` and
+    `no_skips` put a `SkipGate` (`dec{k}_skipgate`) on every skip; the layers with weights, their
+    names and shapes stay the same, so the weights transfer as always.
     """
     x = skips[-1]
     for k, skip in enumerate(reversed(skips[:-1]), start=1):
@@ -150,12 +186,15 @@ def unet_decoder(skips, base_filters=64, seed=None, inference_dropout=False, syn
             dropout = layers.Dropout(dropout_rate, seed=seed, name=f"dec{k}_dropout")
             x = dropout(x, training=True) if inference_dropout else dropout(x)
         x = layers.ReLU(name=f"dec{k}_relu")(x)
+        if skip_dropout or no_skips:
+            skip = SkipGate(skip_dropout, no_skips, seed=seed, name=f"dec{k}_skipgate")(skip)
         x = layers.Concatenate(name=f"dec{k}_concat")([x, skip])
     return x
 
 
 def unet_backbone(image_size, base_filters=64, *, seed=None, synchronized_bn=False, decoder=True,
-                  weights=None, dropout_rate=DROPOUT_RATE, inference_dropout=False, in_channels=1):
+                  weights=None, dropout_rate=DROPOUT_RATE, inference_dropout=False, in_channels=1,
+                  skip_dropout=0.0, no_skips=False):
     """The pix2pix U-Net on a normalized-L input ("L"); its depth follows the size so that the
     bottleneck is always 1 x 1 (8 levels at 256). `weights` must be empty: the U-Net starts from
     N(0, 0.02) or from a colorizer, never from a file of its own."""
@@ -163,9 +202,9 @@ def unet_backbone(image_size, base_filters=64, *, seed=None, synchronized_bn=Fal
         raise ValueError("--backbone-weights is the MobileNetV2 weights file: it needs --backbone mobilenetv2.")
     inputs = keras.Input((image_size, image_size, in_channels), name="L")
     skips = unet_encoder(inputs, base_filters, seed, synchronized_bn)
-    decoded = unet_decoder(skips, base_filters, seed, inference_dropout, synchronized_bn,
-                           dropout_rate) if decoder else None
-    return Features(inputs, skips, decoded)
+    decoded = unet_decoder(skips, base_filters, seed, inference_dropout, synchronized_bn, dropout_rate,
+                           skip_dropout, no_skips) if decoder else None
+    return Features(inputs, skips, decoded, tuple(f"enc{k}" for k in range(1, len(skips))) + ("bottleneck",))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,7 +236,7 @@ def _check_weights(weights):
     return weights
 
 
-def mobilenet_encoder(image_size=128, weights=None):
+def mobilenet_encoder(image_size=128, weights=None, bn_momentum=MOBILENET_BN_MOMENTUM):
     """The headless MobileNetV2 as one nested model "mnv2_encoder": RGB [-1, 1] -> the 5 skips.
 
     Args:
@@ -206,11 +245,16 @@ def mobilenet_encoder(image_size=128, weights=None):
             e.g. Keras' `..._no_top.h5` or a `.weights.h5` saved from
             `keras.applications.MobileNetV2(include_top=False)`; the convolutions do not depend on
             the input size, so a file of any size loads.
+        bn_momentum: Momentum of its BatchNorm layers. Keras builds them with 0.999, whose moving
+            statistics are still 0.68 their initial (0, 1) after 390 steps: a short run from scratch
+            then predicts one class in inference mode (README). 0.999 suits long runs from ImageNet;
+            the default 0.9 follows the weights of a short run (`constants.MOBILENET_BN_MOMENTUM`).
     """
     check_mobilenet_size(image_size)
     weights = _check_weights(weights)
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
                                           weights=weights)
+    set_momentum(base, bn_momentum)
     return keras.Model(base.input, [base.get_layer(name).output for name in MOBILENET_SKIPS],
                        name="mnv2_encoder")
 
@@ -224,32 +268,35 @@ def _check_decoder_filters(decoder_filters):
     return filters
 
 
-def mobilenet_decoder(skips, filters=MOBILENET_DECODER_FILTERS, seed=None):
-    """4 x (Conv2DTranspose 3x3/2, BatchNorm, ReLU, concat skip): 1/32 -> 1/2 of the input."""
+def mobilenet_decoder(skips, filters=MOBILENET_DECODER_FILTERS, seed=None, bn_momentum=MOBILENET_BN_MOMENTUM):
+    """4 x (Conv2DTranspose 3x3/2, BatchNorm, ReLU, concat skip): 1/32 -> 1/2 of the input, as the
+    segmentation tutorial's `pix2pix.upsample(filters, 3)` blocks."""
     x = skips[-1]
     for k, (f, skip) in enumerate(zip(_check_decoder_filters(filters), reversed(skips[:-1])), start=1):
         x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", use_bias=False,
                                    kernel_initializer=gaussian_init(seed), name=f"mnv2_dec{k}_deconv")(x)
-        x = layers.BatchNormalization(name=f"mnv2_dec{k}_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"mnv2_dec{k}_bn")(x)
         x = layers.ReLU(name=f"mnv2_dec{k}_relu")(x)
         x = layers.Concatenate(name=f"mnv2_dec{k}_concat")([x, skip])
     return x
 
 
 def mobilenet_backbone(image_size=128, base_filters=None, *, seed=None, synchronized_bn=False, decoder=True,
-                       weights=None, freeze_encoder=False, decoder_filters=MOBILENET_DECODER_FILTERS):
+                       weights=None, freeze_encoder=False, decoder_filters=MOBILENET_DECODER_FILTERS,
+                       bn_momentum=MOBILENET_BN_MOMENTUM):
     """Y [0, 1] ("Y") -> scaled to MobileNetV2's [-1, 1], repeated to 3 channels -> the nested
     encoder "mnv2_encoder" (its 5 skips) -> (with `decoder`) the 4-block decoder.
 
     `base_filters` is the U-Net's width and does not apply (the decoder has `decoder_filters`);
-    Keras' MobileNetV2 BatchNorm layers are not synchronized across replicas.
+    Keras' MobileNetV2 BatchNorm layers are not synchronized across replicas. `bn_momentum` is the
+    momentum of every BatchNorm, encoder and decoder (see `mobilenet_encoder`).
     """
     del base_filters, synchronized_bn
-    encoder = mobilenet_encoder(image_size, weights)
+    encoder = mobilenet_encoder(image_size, weights, bn_momentum)
     encoder.trainable = not freeze_encoder
     inputs = keras.Input((image_size, image_size, 1), name="Y")
     x = layers.Rescaling(2.0, offset=-1.0, name="mnv2_input_scale")(inputs)  # [0, 1] -> [-1, 1]
     x = layers.Concatenate(name="mnv2_grey_to_rgb")([x, x, x])
     skips = encoder(x)
-    decoded = mobilenet_decoder(skips, decoder_filters, seed) if decoder else None
-    return Features(inputs, list(skips), decoded)
+    decoded = mobilenet_decoder(skips, decoder_filters, seed, bn_momentum) if decoder else None
+    return Features(inputs, list(skips), decoded, MOBILENET_SKIPS)

@@ -229,7 +229,7 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
                            seed=config.seed)
     result = dict(image_size=config.image_size, batch_size=config.batch_size, base_filters=config.base_filters,
                   dataset=config.dataset, precision=keras.mixed_precision.global_policy().name,
-                  jit_compile=config.jit_compile, device=_device_name(),
+                  jit_compile=config.jit_compile, device=device_name(),
                   generator_params=gan.generator.count_params(),
                   discriminator_params=gan.discriminator.count_params())
     result["pipeline_images_per_s"] = pipeline_rate(data, pipeline_batches)
@@ -275,7 +275,7 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
     return result
 
 
-def _device_name():
+def device_name():
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")

@@ -66,7 +66,16 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Keras restores the weights (both networks and both optimizers) and the epoch; `read_resume_point`
     gives the step, which the trainer uses to finish the interrupted epoch with the remaining steps.
+    The model's random state (the seed generators of its dropout layers, which are not weights) is
+    saved and restored too, so a resumed run draws the dropout masks the uninterrupted one would.
     """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        saved = _read_resume_file(self.backup_dir).get("random_state")
+        if saved:
+            for variable, value in zip(random_state(self.model), saved, strict=True):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def __init__(self, backup_dir, save_freq, steps_done=0):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
@@ -90,18 +99,30 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         super()._save_model()
         tmp = os.path.join(self.backup_dir, RESUME_FILE + ".tmp")
         with open(tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "step": self._steps_in_epoch}, f)
+            json.dump({"epoch": self._current_epoch, "step": self._steps_in_epoch,
+                       "random_state": [keras.ops.convert_to_numpy(v.value).tolist()
+                                        for v in random_state(self.model)]}, f)
         os.replace(tmp, os.path.join(self.backup_dir, RESUME_FILE))
+
+
+def random_state(model):
+    """The variables of `model` that hold random-number state (its seed generators), in order."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights and v.path.endswith("seed_generator_state")]
+
+
+def _read_resume_file(backup_dir):
+    path = os.path.join(backup_dir, RESUME_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def read_resume_point(backup_dir):
     """(epoch, step) where an interrupted run stopped, or (0, 0) for a new run."""
-    path = os.path.join(backup_dir, RESUME_FILE)
-    if not os.path.isfile(path):
-        return 0, 0
-    with open(path) as f:
-        state = json.load(f)
-    return int(state["epoch"]), int(state["step"])
+    state = _read_resume_file(backup_dir)
+    return (int(state["epoch"]), int(state["step"])) if state else (0, 0)
 
 
 class DecodeStatsLogger(keras.callbacks.Callback):

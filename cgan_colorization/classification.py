@@ -10,14 +10,14 @@ import tensorflow as tf
 
 from cgan_colorization import losses, zhang
 from cgan_colorization.backbones import DROPOUT_RATE, unet_backbone, upsample_head
-from cgan_colorization.pretext import Colorizer, PretextModel, compiled, load_network
+from cgan_colorization.pretext import Colorizer, PretextModel, compiled, load_network, unet_options
 
 ZHANG_STATS_FILE = "zhang_stats.json"  # bins, smoothed prior and rebalancing weights, beside the weights
 
 
 def build_classification_generator(image_size=256, base_filters=64, num_bins=None, seed=None,
                                    in_channels=1, inference_dropout=False, synchronized_bn=False,
-                                   dropout_rate=DROPOUT_RATE):
+                                   dropout_rate=DROPOUT_RATE, skip_dropout=0.0, no_skips=False):
     """The U-Net backbone with Q logits per pixel instead of tanh ab.
 
     Encoder and decoder keep the names (`enc*`, `bottleneck*`, `dec*`) and shapes of the regression
@@ -30,7 +30,8 @@ def build_classification_generator(image_size=256, base_filters=64, num_bins=Non
     if not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
         raise ValueError(f"num_bins must be an int >= 2, received num_bins={num_bins!r}.")
     features = unet_backbone(image_size, base_filters, seed=seed, synchronized_bn=synchronized_bn,
-                             dropout_rate=dropout_rate, inference_dropout=inference_dropout, in_channels=in_channels)
+                             dropout_rate=dropout_rate, inference_dropout=inference_dropout, in_channels=in_channels,
+                             skip_dropout=skip_dropout, no_skips=no_skips)
     logits = upsample_head(features.decoded, int(num_bins), "output_logits", seed=seed)
     return keras.Model(features.inputs, logits, name="classification_generator")
 
@@ -91,7 +92,8 @@ def build(config, strategy=None, train_ds=None, run_dir=None):
     bins, weights = zhang_stats(config, train_ds, run_dir)
     replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
     return compiled(config, strategy, lambda sync: ClassificationColorizer(
-        build_classification_generator(config.image_size, config.base_filters, len(bins), synchronized_bn=sync),
+        build_classification_generator(config.image_size, config.base_filters, len(bins), synchronized_bn=sync,
+                                       **unet_options(config)),
         bins, weights, config.temperature, global_batch_size=config.batch_size if replicas > 1 else None))
 
 
@@ -99,7 +101,8 @@ def load(entry, config, run_dir, weights, inference_dropout=False):
     """The logits network, decoded by the annealed mean at the run's temperature."""
     bins = zhang.load_zhang_stats(os.path.join(run_dir, ZHANG_STATS_FILE)).bins
     network = load_network(build_classification_generator(config.image_size, config.base_filters, len(bins),
-                                                          inference_dropout=inference_dropout), weights, config)
+                                                          inference_dropout=inference_dropout, **unet_options(config)),
+                           weights, config)
     bins_t = tf.constant(bins, tf.float32)
     return Colorizer(network, lambda g: zhang.annealed_mean(network(g, training=False), bins_t, config.temperature),
                      config, config.image_size, entry.color_space, entry, entry.bottleneck)

@@ -10,8 +10,14 @@ from cgan_colorization import runtime
 from cgan_colorization.config import Range, bounded, build_parser, config_from_args, load_config
 
 
-def _fail(message):
+def _fail(message, hard_exit=False):
+    """Stops with one sentence on stderr and exit status 2. `hard_exit` skips the interpreter's
+    shutdown, which can block on a multi-worker run's collectives after a peer is lost."""
     print(f"error: {message}", file=sys.stderr)
+    if hard_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
     raise SystemExit(2)
 
 
@@ -26,6 +32,7 @@ def train_main(argv=None):
     )
     args = parser.parse_args(argv)
     config = config_from_args(args)
+    from cgan_colorization.distribute import peer_failure
     from cgan_colorization.training import train  # heavy import after --help
 
     start = time.time()
@@ -33,6 +40,11 @@ def train_main(argv=None):
         run_dir = train(config)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
+    except Exception as error:  # noqa: BLE001 - a lost worker is explained; anything else is re-raised
+        message = peer_failure(error, ", and the run resumes from the chief's last backup")
+        if message is None:
+            raise
+        _fail(message, hard_exit=True)
     print(f"run folder: {run_dir} ({time.time() - start:.0f} s)")
     print(f"evaluate:   python evaluate_colorizer.py --run {run_dir}")
     print(f"colorize:   python colorize.py --weights {run_dir} PHOTO... --out colorized/")
@@ -66,13 +78,15 @@ def evaluate_main(argv=None):
     parser.add_argument("--max-images", type=bounded(int, Range(1)), default=None,
                         help="score at most this many images")
     parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=16)
+    parser.add_argument("--cache", help="decoded-image cache of the dataset at the model's size (cache_images.py): "
+                                        "score its held-out images (or all with --split all) instead of decoding")
     _add_model_flags(parser)
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json)")
     args = parser.parse_args(argv)
 
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
     from cgan_colorization.inference import load_colorizer, resolve_weights
-    from data.pipeline import parse_dataset, pretext_dataset
+    from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
     try:
         weights = resolve_weights(args.run or args.weights)
@@ -87,11 +101,15 @@ def evaluate_main(argv=None):
         if split == "all" and source.kind == "files":
             source.val_paths = source.train_paths + source.val_paths
         size = colorizer.image_size
+        if args.cache:
+            source = cached_source(source, args.cache, image_size=size, color_space=colorizer.color_space, build=False)
+            source.held_out = split
         ds = pretext_dataset(source, "val", image_size=size, batch_size=args.batch_size, seed=seed,
                              num_classes=config.num_classes if config else 6,
                              val_size=args.max_images or (config.val_size if config else 256),
                              color_space=colorizer.color_space)
-        total = len(source.val_paths) if source.kind == "files" else (config.val_size if config else 256)
+        total = len(source.val_paths) if source.kind == "files" else source.cache.count(split) \
+            if source.kind == "cache" else (config.val_size if config else 256)
         total = min(total, args.max_images or total)
         result = evaluate_colorizer(colorizer.predict_ab, ds, args.max_images, colorizer.color_space, total=total)
         result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
@@ -107,6 +125,51 @@ def evaluate_main(argv=None):
         json.dump(result, f, indent=2)
     print(f"wrote {out}")
     return result
+
+
+def cache_main(argv=None):
+    """`python cache_images.py`: decode a photo dataset once into a cache at the training size."""
+    runtime.configure()
+    parser = argparse.ArgumentParser(
+        description="Decode the photos of a folder dataset once (unreadable files skipped, greyscale ones dropped), "
+        "bring them to the training size, convert them to the model's input and target (float16) and store them "
+        "in shards that training and evaluation read with --cache DIR instead of decoding every epoch. The split into training and held-out photos is the one "
+        "train_colorizer.py makes with the same --val-fraction and --seed. Run the same command again to finish "
+        "an interrupted build.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--dataset", required=True, help="'folder:PATH' or 'coco:PATH' (comma-separated folders)")
+    parser.add_argument("--out", required=True, help="cache folder (new, empty, or an interrupted build)")
+    parser.add_argument("--image-size", type=bounded(int, Range(4)), default=256, help="square size of the images")
+    parser.add_argument("--resize-mode", choices=("resize", "crop"), default="resize",
+                        help="'resize' squashes the photo to the size (the paper); 'crop' takes the centre crop")
+    parser.add_argument("--keep-greyscale", action="store_true", help="keep greyscale photos")
+    parser.add_argument("--color-space", choices=("lab", "yuv"), default="lab",
+                        help="what the cache stores: Lab's L and ab (the U-Net pretexts) or YUV's Y and UV (MobileNetV2)")
+    parser.add_argument("--val-fraction", type=bounded(float, Range(0, 1, low_open=True, high_open=True)),
+                        default=0.05, help="fraction of the photos held out")
+    parser.add_argument("--seed", type=bounded(int, Range(0)), default=0, help="seed of the split")
+    parser.add_argument("--files-per-shard", type=bounded(int, Range(1)), default=1024,
+                        help="photos per shard file")
+    args = parser.parse_args(argv)
+
+    from data.cache import build_cache
+    from data.pipeline import parse_dataset
+
+    try:
+        source = parse_dataset(args.dataset, args.val_fraction, args.seed)
+        if source.kind != "files":
+            raise ValueError(f"--dataset must be a photo folder (folder:PATH or coco:PATH), received {args.dataset!r}.")
+        cache = build_cache(args.out, {"train": source.train_paths, "val": source.val_paths},
+                            image_size=args.image_size, source=args.dataset, resize_mode=args.resize_mode,
+                            drop_greyscale=not args.keep_greyscale, color_space=args.color_space,
+                            files_per_shard=args.files_per_shard,
+                            split_info={"val_fraction": args.val_fraction, "seed": args.seed})
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    print(f"train with: python train_colorizer.py --dataset {args.dataset} --image-size {args.image_size} "
+          f"--cache {args.out}")
+    return cache
 
 
 def colorize_main(argv=None):

@@ -19,6 +19,8 @@ PRESET_HELP = "'fast' runs on a CPU in minutes; 'paper' sets every value of the 
 STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
                  "(TF_CONFIG) or tpu")
 PRECISION_HELP = "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16"
+COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for the others in one collective "
+                           "before the run stops with an error (0: forever)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +63,8 @@ def bounded(kind, valid):
 
 
 def _option_range(option):
-    return Range(option.low, option.high, option.low_open) if option.low is not None or option.high is not None \
-        else None
+    return Range(option.low, option.high, option.low_open, option.high_open) \
+        if option.low is not None or option.high is not None else None
 
 
 _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
@@ -88,17 +90,21 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("random_crop", bool, False, "random instead of centre crops when --resize-mode crop", None),
     ("flip", bool, False, "random horizontal flips", None),
     ("keep_greyscale", bool, False, "keep greyscale photos (they carry no colour to learn)", None),
+    ("cache", str, "", "folder of a decoded-image cache of a photo --dataset (inputs and targets at the training "
+                       "size): read instead of decoding every epoch; built there first when absent, resumed when "
+                       "half-written (see cache_images.py)", None),
     ("backup_every", int, 50, "steps between backups that let a killed run resume mid-epoch", Range(1)),
     ("sample_count", int, 6, "images in the per-epoch sample grid", Range(1)),
     ("jit_compile", bool, False, "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)", None),
     ("strategy", str, "auto", STRATEGY_HELP, None),
+    ("collective_timeout", int, 600, COLLECTIVE_TIMEOUT_HELP, Range(0)),
     ("mixed_precision", str, "auto", PRECISION_HELP, None),
     ("steps_per_execution", int, 1, "train steps run per call into the compiled function", Range(1)),
 ]
 
 _HELP = {name: help for name, _, _, help, _ in _COMMON_FIELDS}
 _HELP["objective"] = "; ".join(f"{p.objective}{'' if p.backbone == 'unet' else ' --backbone ' + p.backbone}: "
-                               f"{p.summary}" for p in registry.PRETEXTS.values())
+                               f"{p.summary}" for p in registry.PRETEXTS.values() if not p.overrides)
 _HELP["backbone"] = " or ".join(registry.BACKBONES)
 RANGES = {name: valid for name, _, _, _, valid in _COMMON_FIELDS if valid is not None}
 for _name, _option in registry.options().items():  # each pretext's own options, from its registry entry
@@ -126,8 +132,10 @@ PRESETS = {
 
 
 def pretext_of(config):
-    """The registry entry of a run's objective and backbone (a one-sentence ValueError if there is none)."""
-    return registry.pretext(config.objective, config.backbone)
+    """The registry entry of a run's objective, backbone and option values (a one-sentence ValueError
+    if there is none)."""
+    return registry.pretext(config.objective, config.backbone,
+                            {name: getattr(config, name) for name in registry.options()})
 
 
 def check_config(config):
@@ -212,4 +220,10 @@ def load_config(run_dir, name="config.json"):
     with open(path) as f:
         values = json.load(f)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    values = {k: v for k, v in values.items() if k in known}
+    backbone = registry.BACKBONES.get(values.get("backbone", "unet"))
+    for name, option in registry.options().items():  # another backbone's options never applied to this run
+        owners = [b for b in registry.BACKBONES.values() if name in b.options]
+        if owners and backbone is not None and backbone not in owners:
+            values[name] = option.default
+    return TrainConfig(**values)

@@ -1,5 +1,7 @@
-"""Choosing a `tf.distribute` strategy and the precision policy from command-line names."""
+"""Choosing a `tf.distribute` strategy and the precision policy from command-line names, and what a
+multi-worker run needs besides: who writes, and how a lost worker is reported."""
 
+import hashlib
 import json
 import os
 
@@ -8,19 +10,24 @@ import tensorflow as tf
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# Seconds a multi-worker collective waits for the other workers before giving up (0: forever).
+DEFAULT_COLLECTIVE_TIMEOUT = 600
 
 
-def make_strategy(name="auto"):
+def make_strategy(name="auto", collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT):
     """Returns the strategy called `name`.
 
     auto: MirroredStrategy over all GPUs when there are several, else TensorFlow's default strategy
     (one device, the GPU if any, with no distribution machinery in the way).
     mirrored: every local GPU, or every logical CPU device when there is no GPU.
-    multiworker: MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment variable.
+    multiworker: MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment variable (see
+    `multiworker_strategy`; `collective_timeout` bounds how long a worker waits for the others).
     tpu: TPUStrategy on the TPU that TPUClusterResolver finds.
     """
     if name not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {STRATEGIES}, received {name!r}.")
+    if name == "multiworker":  # first: collectives must be configured before anything starts TensorFlow
+        return multiworker_strategy(collective_timeout)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) <= 1:
@@ -31,15 +38,61 @@ def make_strategy(name="auto"):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (see README).")
-        json.loads(os.environ["TF_CONFIG"])  # fail early, in one sentence, on malformed JSON
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def multiworker_strategy(collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT):
+    """MultiWorkerMirroredStrategy from TF_CONFIG, whose collectives give up after `collective_timeout`
+    seconds (0: never) instead of waiting forever for a worker that died.
+
+    Every all-reduce then raises `tf.errors.DeadlineExceededError` when a peer has not joined in that
+    time, so the timeout must exceed the longest stretch one worker can spend outside collectives
+    while the others wait (its start-up, a step, an epoch-end save). TensorFlow's own health check
+    (every 30 s) may abort the collectives first, with `tf.errors.UnavailableError`.
+    """
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (see README).")
+    try:
+        json.loads(text)["cluster"]["worker"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("TF_CONFIG must be JSON like {\"cluster\": {\"worker\": [\"hostA:port\", ...]}, "
+                         f"\"task\": {{\"type\": \"worker\", \"index\": 0}}}}, received {text!r}.") from None
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout or None)
+    return _MultiWorkerStrategy(communication_options=options)
+
+
+class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with the `reduce` that Keras 3's `fit` expects of it
+    (keras-team/keras#20585): `fit` reduces its first (input, target) batch with one call, which
+    MultiWorkerMirroredStrategy only does for a single tensor, and it averages every scalar loss
+    over replicas with `axis=0`, which a scalar does not have. Here a nest is reduced leaf by leaf,
+    and a scalar across replicas only."""
+
+    def reduce(self, reduce_op, value, axis):
+        reduce_one = super().reduce
+
+        def leaf(v):
+            first = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
+            scalar = getattr(first, "shape", None) is not None and first.shape.rank == 0
+            return reduce_one(reduce_op, v, None if scalar else axis)
+
+        return tf.nest.map_structure(leaf, value)
+
+
+def peer_failure(error, after_restart=""):
+    """The one sentence that replaces TensorFlow's error when a multi-worker run loses a worker
+    (`after_restart` says what a restart does), or None when `error` is not such a failure."""
+    if not isinstance(error, (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                              tf.errors.CancelledError, tf.errors.AbortedError)):
+        return None
+    if not in_cluster():
+        return None
+    return (f"worker {worker_index()} lost contact with the other worker(s) of the multi-worker run "
+            f"({type(error).__name__}): restart every worker with the same command{after_restart}.")
 
 
 def set_precision(name="auto"):
@@ -66,6 +119,21 @@ def is_chief():
                                            and "chief" not in config.get("cluster", {}))
 
 
+def in_cluster():
+    """True in a process that TF_CONFIG makes one task of a multi-worker cluster."""
+    return bool(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task"))
+
+
 def worker_index():
     """This worker's index in TF_CONFIG (0 outside a multi-worker run)."""
     return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+
+
+def weights_digest(model):
+    """SHA-256 of every weight of `model` (both nets of a GAN), in order: the workers of a multi-worker
+    run apply the same all-reduced updates, so theirs match bit for bit."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(weight.path.encode())
+        digest.update(keras.ops.convert_to_numpy(weight.value).tobytes())
+    return digest.hexdigest()

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from cgan_colorization import losses
 from cgan_colorization.models import build_discriminator, build_generator
-from cgan_colorization.pretext import PretextModel, adam, regression_colorizer
+from cgan_colorization.pretext import PretextModel, adam, regression_colorizer, unet_options
 
 GAN_METRICS = ("g_loss", "g_gan", "g_l1", "d_loss", "d_real", "d_fake")
 
@@ -34,7 +34,7 @@ class ColorizationGAN(PretextModel):
 
     @property
     def optimizer_steps(self):
-        return int(self.g_optimizer.iterations)
+        return int(self.g_optimizer.iterations.numpy())  # .numpy(): a distributed variable has no int()
 
     def compile(self, g_optimizer, d_optimizer, l1_weight=100.0, **kwargs):
         super().compile(**kwargs)
@@ -90,7 +90,7 @@ def build(config, strategy=None, train_ds=None, run_dir=None, dropout_rate=0.5):
     with strategy.scope():
         gan = ColorizationGAN(
             build_generator(config.image_size, config.base_filters, synchronized_bn=sync,
-                            dropout_rate=dropout_rate),
+                            dropout_rate=dropout_rate, **unet_options(config)),
             build_discriminator(config.image_size, config.base_filters, synchronized_bn=sync),
         )
         gan.compile(g_optimizer=adam(config), d_optimizer=adam(config), l1_weight=config.l1_weight,
@@ -101,5 +101,6 @@ def build(config, strategy=None, train_ds=None, run_dir=None, dropout_rate=0.5):
 
 def load(entry, config, run_dir, weights, inference_dropout=False):
     """The trained generator (L -> ab) of a GAN (or L1) run."""
-    network = build_generator(config.image_size, config.base_filters, inference_dropout=inference_dropout)
+    network = build_generator(config.image_size, config.base_filters, inference_dropout=inference_dropout,
+                              **unet_options(config))
     return regression_colorizer(network, weights, config, entry)

@@ -2,7 +2,7 @@
 
 from cgan_colorization import gan, losses
 from cgan_colorization.models import build_generator
-from cgan_colorization.pretext import PretextModel, compiled
+from cgan_colorization.pretext import PretextModel, compiled, unet_options
 
 
 class L1Colorizer(PretextModel):
@@ -25,7 +25,7 @@ class L1Colorizer(PretextModel):
 def build(config, strategy=None, train_ds=None, run_dir=None):
     """The generator alone with Adam, compiled and built."""
     return compiled(config, strategy, lambda sync: L1Colorizer(
-        build_generator(config.image_size, config.base_filters, synchronized_bn=sync)))
+        build_generator(config.image_size, config.base_filters, synchronized_bn=sync, **unet_options(config))))
 
 
 def load(entry, config, run_dir, weights, inference_dropout=False):

@@ -12,13 +12,16 @@ from cgan_colorization.backbones import DROPOUT_RATE, batch_norm, gaussian_init,
 
 
 def build_generator(image_size=256, base_filters=64, in_channels=1, out_channels=2, seed=None,
-                    inference_dropout=False, synchronized_bn=False, dropout_rate=DROPOUT_RATE):
+                    inference_dropout=False, synchronized_bn=False, dropout_rate=DROPOUT_RATE, skip_dropout=0.0,
+                    no_skips=False):
     """The U-Net colorization generator: normalized L [-1, 1] in, normalized ab [-1, 1] out.
 
     At image_size=256 and base_filters=64 it has 8 levels and about 54.42 M parameters, as pix2pix.
+    `skip_dropout` and `no_skips` gate its skips (`backbones.SkipGate`).
     """
     features = unet_backbone(image_size, base_filters, seed=seed, synchronized_bn=synchronized_bn,
-                             dropout_rate=dropout_rate, inference_dropout=inference_dropout, in_channels=in_channels)
+                             dropout_rate=dropout_rate, inference_dropout=inference_dropout, in_channels=in_channels,
+                             skip_dropout=skip_dropout, no_skips=no_skips)
     outputs = upsample_head(features.decoded, out_channels, "output", "tanh", seed=seed)
     return keras.Model(features.inputs, outputs, name="generator")
 

@@ -29,8 +29,9 @@ import tensorflow as tf
 from cgan_colorization import losses
 from cgan_colorization.backbones import (DROPOUT_RATE, MOBILENET_DECODER_FILTERS, mobilenet_backbone,
                                          unet_backbone, upsample_head)
+from cgan_colorization.constants import MOBILENET_BN_MOMENTUM
 from cgan_colorization.models import build_generator
-from cgan_colorization.pretext import PretextModel, compiled, regression_colorizer
+from cgan_colorization.pretext import PretextModel, compiled, regression_colorizer, unet_options
 from data.masks import VOID
 from data.pets import NUM_CLASSES as PETS_CLASSES
 
@@ -51,7 +52,7 @@ def _check_classes(num_classes, what):
 
 
 def build_multitask_unet(image_size, base_filters, num_seg_classes, seed=None,
-                         synchronized_bn=False, dropout_rate=DROPOUT_RATE):
+                         synchronized_bn=False, dropout_rate=DROPOUT_RATE, skip_dropout=0.0, no_skips=False):
     """The pix2pix U-Net with a colour head and a segmentation head on one trunk.
 
     Args:
@@ -68,7 +69,7 @@ def build_multitask_unet(image_size, base_filters, num_seg_classes, seed=None,
     """
     _check_classes(num_seg_classes, "num_seg_classes")
     features = unet_backbone(image_size, base_filters, seed=seed, synchronized_bn=synchronized_bn,
-                             dropout_rate=dropout_rate)
+                             dropout_rate=dropout_rate, skip_dropout=skip_dropout, no_skips=no_skips)
     ab = upsample_head(features.decoded, 2, "output", "tanh", seed=seed)
     seg = upsample_head(features.decoded, num_seg_classes, "mt_seg", "softmax", seed=seed)
     return keras.Model(features.inputs, {"ab": ab, SEG_KEY: seg}, name="multitask_unet")
@@ -80,7 +81,8 @@ def build_multitask_unet(image_size, base_filters, num_seg_classes, seed=None,
 
 
 def build_mobilenet_unet(image_size=128, num_outputs=2, weights=None, seg_classes=None,
-                         freeze_encoder=False, decoder_filters=MOBILENET_DECODER_FILTERS, seed=None):
+                         freeze_encoder=False, decoder_filters=MOBILENET_DECODER_FILTERS, seed=None,
+                         bn_momentum=MOBILENET_BN_MOMENTUM):
     """The seed's U-Net colorizer on a MobileNetV2 encoder, optionally with a segmentation head.
 
     Args:
@@ -93,6 +95,7 @@ def build_mobilenet_unet(image_size=128, num_outputs=2, weights=None, seg_classe
             ImageNet weights).
         decoder_filters: Filters of the 4 decoder blocks, innermost first.
         seed: Initializer seed of the decoder and heads.
+        bn_momentum: Momentum of every BatchNorm (Keras' MobileNetV2 uses 0.999; see `mobilenet_encoder`).
 
     Returns:
         Functional `keras.Model` "mobilenet_unet": Y [B,S,S,1] in [0, 1] -> {"uv" or "yuv":
@@ -103,7 +106,7 @@ def build_mobilenet_unet(image_size=128, num_outputs=2, weights=None, seg_classe
     if seg_classes is not None:
         _check_classes(seg_classes, "seg_classes")
     features = mobilenet_backbone(image_size, weights=weights, freeze_encoder=freeze_encoder,
-                                  decoder_filters=decoder_filters, seed=seed)
+                                  decoder_filters=decoder_filters, seed=seed, bn_momentum=bn_momentum)
     color = upsample_head(features.decoded, num_outputs, "mnv2_color", "linear", kernel_size=3, seed=seed)
     outputs = {"uv" if num_outputs == 2 else "yuv": color}
     if seg_classes is not None:
@@ -272,10 +275,11 @@ def build(config, strategy=None, train_ds=None, run_dir=None):
     def make(sync):
         if config.backbone == "mobilenetv2":  # the seed's model: Y in, UV and the mask out, MSE
             network = build_mobilenet_unet(config.image_size, num_outputs=2, weights=config.backbone_weights or None,
-                                           seg_classes=segmentation_classes(config), seed=config.seed)
+                                           seg_classes=segmentation_classes(config), seed=config.seed,
+                                           bn_momentum=config.bn_momentum)
         else:
             network = build_multitask_unet(config.image_size, config.base_filters, segmentation_classes(config),
-                                           synchronized_bn=sync)
+                                           synchronized_bn=sync, **unet_options(config))
         return MultitaskColorizer(network)
 
     return compiled(config, strategy, make, color_weight=config.color_weight, seg_weight=config.seg_weight)
@@ -285,8 +289,9 @@ def load(entry, config, run_dir, weights, inference_dropout=False):
     """The colour branch (trunk + colour head), as saved: L -> ab for the U-Net (it is the generator's
     architecture), Y -> UV for the MobileNetV2 model."""
     if config.backbone == "mobilenetv2":
-        network = build_mobilenet_unet(config.image_size, num_outputs=2)
+        network = build_mobilenet_unet(config.image_size, num_outputs=2, bn_momentum=config.bn_momentum)
         network = keras.Model(network.input, network.output["uv"], name="generator")
     else:
-        network = build_generator(config.image_size, config.base_filters, inference_dropout=inference_dropout)
+        network = build_generator(config.image_size, config.base_filters, inference_dropout=inference_dropout,
+                                  **unet_options(config))
     return regression_colorizer(network, weights, config, entry)

@@ -56,7 +56,7 @@ class PretextModel(keras.Model):
 
     @property
     def optimizer_steps(self):
-        return int(self.optimizer.iterations)
+        return int(self.optimizer.iterations.numpy())  # .numpy(): a distributed variable has no int()
 
     def build(self, input_shape=None):
         """Builds the optimizer's slots, so that a backup restores into a model that never stepped."""
@@ -110,6 +110,11 @@ def adam(config):
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def unet_options(config):
+    """The U-Net backbone's own options of a run (its skip gating; see `backbones.SkipGate`)."""
+    return {"skip_dropout": config.skip_dropout, "no_skips": config.no_skips}
 
 
 def compiled(config, strategy, make_model, **compile_kwargs):

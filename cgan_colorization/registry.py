@@ -15,7 +15,7 @@ this one: they are handed their entry.
 import dataclasses
 import importlib
 
-from cgan_colorization.constants import ZHANG_TEMPERATURE
+from cgan_colorization.constants import KERAS_MOBILENET_BN_MOMENTUM, MOBILENET_BN_MOMENTUM, ZHANG_TEMPERATURE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Option:
     low: float = None
     high: float = None
     low_open: bool = False
+    high_open: bool = False
 
 
 def _resolve(target):
@@ -75,6 +76,7 @@ class Pretext:
     summary: str
     options: dict = dataclasses.field(default_factory=dict)
     needs_masks: bool = False  # trains on (input, {colour, mask}) pairs: synthetic scenes or pets
+    overrides: dict = dataclasses.field(default_factory=dict)  # a variant: option values it sets
 
     @property
     def color_space(self):
@@ -96,13 +98,27 @@ class Pretext:
 BACKBONES = {
     "unet": Backbone(
         "unet", "cgan_colorization.backbones:unet_backbone", "lab", "U-Net", "random", "random",
-        power_of_two=True, bottleneck="bottleneck_relu"),
+        power_of_two=True, bottleneck="bottleneck_relu",
+        options={
+            "skip_dropout": Option(0.0, "U-Net pretexts: per-example probability of zeroing each skip in training, so "
+                                        "the colour must also come through the bottleneck (0: the paper)",
+                                   low=0, high=1, high_open=True),
+            "no_skips": Option(False, "U-Net pretexts: zero every skip, in training and at inference (the ablation "
+                                      "without skips; only its encoder transfers downstream)"),
+        }),
     "mobilenetv2": Backbone(
         "mobilenetv2", "cgan_colorization.backbones:mobilenet_backbone", "yuv", "MobileNetV2",
         "random-mobilenetv2", "random (MobileNetV2)", size_multiple=32,
-        options={"backbone_weights": Option(
-            "", "a local MobileNetV2 weights file (e.g. Keras' ..._no_top.h5) to start from; empty: random "
-                "init (nothing is downloaded)")}),
+        options={
+            "backbone_weights": Option(
+                "", "a local MobileNetV2 weights file (e.g. Keras' ..._no_top.h5) to start from; empty: random "
+                    "init (nothing is downloaded)"),
+            "bn_momentum": Option(
+                MOBILENET_BN_MOMENTUM, "momentum of every BatchNorm of the MobileNetV2 U-Net (encoder and decoder); "
+                f"Keras' own {KERAS_MOBILENET_BN_MOMENTUM} keeps 0.999^n of the initial statistics after n steps, "
+                "which suits long runs from ImageNet weights, not a few hundred steps from scratch (README)",
+                low=0, high=1, high_open=True),
+        }),
 }
 
 PRETEXTS = {p.name: p for p in (
@@ -127,16 +143,44 @@ PRETEXTS = {p.name: p for p in (
             needs_masks=True),
 )}
 
+
+def _variant(base, name, summary, **overrides):
+    """A registered pretext with some of its options set: its own name, the base's module and options."""
+    return dataclasses.replace(PRETEXTS[base], name=name, summary=summary, overrides=overrides)
+
+
+# Variants that push the colour through the bottleneck (see README, "Why the deep layers die").
+PRETEXTS.update((v.name, v) for v in (
+    _variant("gan", "gan-skipdrop", "the paper's cGAN with each skip zeroed for half the training examples",
+             skip_dropout=0.5),
+    _variant("gan", "gan-noskip", "the paper's cGAN without skips (ablation; only the encoder transfers)",
+             no_skips=True),
+    _variant("classification", "classification-skipdrop",
+             "Zhang et al.'s classifier with each skip zeroed for half the training examples", skip_dropout=0.5),
+))
+
 OBJECTIVES = tuple(dict.fromkeys(p.objective for p in PRETEXTS.values()))
 
 
-def pretext(objective, backbone="unet"):
-    """The registry entry of an objective on a backbone, or a one-sentence ValueError."""
+def pretext(objective, backbone="unet", values=None):
+    """The registry entry of an objective on a backbone, or a one-sentence ValueError. With `values`
+    (a run's option values), the variant whose overrides they match (the most specific one), named
+    with any other option that differs from its value, e.g. "gan[skip_dropout=0.3]"."""
     if backbone not in BACKBONES:
         raise ValueError(f"--backbone must be one of {tuple(BACKBONES)}, received {backbone!r}.")
-    for entry in PRETEXTS.values():
-        if entry.objective == objective and entry.backbone == backbone:
-            return entry
+    matches = [e for e in PRETEXTS.values() if e.objective == objective and e.backbone == backbone
+               and all((values or {}).get(k, options()[k].default) == v for k, v in e.overrides.items())]
+    if matches:
+        entry = max(matches, key=lambda e: len(e.overrides))
+        if values:
+            owned = {**BACKBONES[backbone].options, **entry.options}
+            other = {k: values[k] for k in sorted(owned) if k in values and k != "backbone_weights"
+                     and values[k] != entry.overrides.get(k, owned[k].default)}
+            if other:
+                label = ",".join(f"{k}={v}" for k, v in other.items())
+                entry = dataclasses.replace(entry, name=f"{entry.name}[{label}]",
+                                            overrides={**entry.overrides, **other})
+        return entry
     if objective not in OBJECTIVES:
         raise ValueError(f"--objective must be one of {OBJECTIVES}, received {objective!r}.")
     offered = [p.objective for p in PRETEXTS.values() if p.backbone == backbone]

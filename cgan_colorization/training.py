@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from cgan_colorization import callbacks as cb
 from cgan_colorization.config import check_config, save_config
-from cgan_colorization.distribute import is_chief, make_strategy, set_precision, worker_index
+from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
+                                         worker_index)
 from cgan_colorization.plots import read_csv_log, save_loss_curves
-from data.pipeline import parse_dataset, pretext_dataset
+from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
 
 SUMMARY_FILE = "train_summary.json"
@@ -67,23 +68,36 @@ def train(config, extra_callbacks=(), verbose="auto"):
 
     A run folder that holds a backup is resumed at the step of its last backup; otherwise the run
     starts afresh. Returns the path of the run folder.
+
+    In a multi-worker run only the chief writes `config.out`. Every other worker runs the same
+    program (its saves read synchronized variables together with the chief's) into a scratch folder
+    `OUT/.worker-N`, removed when the run ends, and resumes from the chief's backup, so that all
+    workers restart at the same step.
     """
     check_config(config)
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.strategy, config.collective_timeout)
     precision = set_precision(config.mixed_precision)
-    # Only the chief writes the run folder; other workers of a multi-worker run write beside it.
-    run_dir = config.out if is_chief() else os.path.join(config.out, f".worker-{worker_index()}")
-    summary_path = os.path.join(run_dir, SUMMARY_FILE)
-    backup_dir = os.path.join(run_dir, "backup")
+    chief = is_chief()
+    run_dir = config.out if chief else os.path.join(config.out, f".worker-{worker_index()}")
+    summary_path = os.path.join(config.out, SUMMARY_FILE)
+    backup_dir = os.path.join(config.out, "backup")  # the chief's: the one every worker resumes from
     if os.path.isfile(summary_path) and not os.path.isdir(backup_dir):
-        raise ValueError(f"{run_dir} already holds a finished run: pass another --out, or delete the folder "
+        raise ValueError(f"{config.out} already holds a finished run: pass another --out, or delete the folder "
                          "to train again.")
     # Finite validation sets of unknown length make Keras warn once per fit; that is expected here.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     keras.utils.set_random_seed(config.seed)
     source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+    if config.cache:  # a multi-worker run reads a cache, it does not build one
+        source = cached_source(source, config.cache, image_size=config.image_size, resize_mode=config.resize_mode,
+                               drop_greyscale=not config.keep_greyscale, color_space=check_config(config).color_space,
+                               build=not in_cluster(), val_fraction=config.val_fraction, seed=config.seed)
     steps = steps_per_epoch(config, source)
     epoch, step = cb.read_resume_point(backup_dir)
+    if not chief:  # restore from a copy of the chief's backup; keep writing backups beside it
+        shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+        if os.path.isdir(backup_dir):
+            shutil.copytree(backup_dir, os.path.join(run_dir, "backup"))
     if step >= steps:  # the backup was taken at the very end of an epoch
         epoch, step = epoch + 1, 0
     if (epoch, step) == (0, 0):
@@ -93,7 +107,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
     else:
         print(f"Resuming {run_dir} at epoch {epoch + 1}, step {step} of {steps}.")
     save_config(config, run_dir, steps_per_epoch_resolved=steps, precision=precision,
-                replicas=strategy.num_replicas_in_sync)
+                replicas=strategy.num_replicas_in_sync,
+                **({"cache_manifest": source.cache.manifest} if source.kind == "cache" else {}))
 
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
     gan = build_colorizer(config, strategy, train_ds, run_dir)
@@ -112,12 +127,19 @@ def train(config, extra_callbacks=(), verbose="auto"):
     if gan.saves_keras_model:  # a plain L -> ab generator, loadable without any config
         gan.network.save(os.path.join(run_dir, "generator.keras"))
     _plot_losses(run_dir)
+    digest = weights_digest(gan)
+    print(f"worker {worker_index()}: final weights sha256 {digest}")  # equal on every worker of a run
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return config.out
     with open(summary_path, "w") as f:
         json.dump({"epochs": config.epochs, "steps_per_epoch": steps,
-                   "optimizer_steps": int(gan.optimizer_steps),
+                   "optimizer_steps": int(gan.optimizer_steps), "weights_sha256": digest,
+                   "replicas": strategy.num_replicas_in_sync,
                    "seconds_last_session": round(time.time() - start, 1)}, f, indent=2)
     shutil.rmtree(backup_dir, ignore_errors=True)
     return run_dir
+
 
 
 def _plot_losses(run_dir):

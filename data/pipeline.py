@@ -7,6 +7,9 @@ Sources (the `--dataset` flag):
   folder:PATH        any folder of photos, searched recursively
   folder:A,B         several folders (also for coco:)
   pets               TFDS `oxford_iiit_pet` with its trimaps (for the multitask objective)
+
+A photo source can be read from a decoded-image cache instead (`cached_source`, `--cache DIR`):
+the same images, decoded and resized once (see `data.cache`).
 """
 
 import dataclasses
@@ -15,6 +18,7 @@ import os
 import tensorflow as tf
 
 from data.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
+from data import cache as image_cache
 from data import images, pets, synthetic
 from data.tfds_sources import prepared_builder
 from data.transforms import RESIZE_MODES, fit_to_size  # RESIZE_MODES: re-exported
@@ -33,16 +37,20 @@ class PretextSource:
     """A parsed `--dataset` value: where the photos come from and how many there are."""
 
     spec: str
-    kind: str  # "synthetic", "tfds" or "files"
+    kind: str  # "synthetic", "tfds", "files" or "cache"
     train_paths: list = dataclasses.field(default_factory=list)
     val_paths: list = dataclasses.field(default_factory=list)
     stats: images.DecodeStats = None
+    cache: image_cache.Cache = None  # kind "cache": the decoded images
+    held_out: str = "val"  # kind "cache": the split that the "val" stream reads ("val" or "all")
 
     @property
     def num_train(self):
         """Training images per pass, or None for the endless synthetic stream."""
         if self.kind == "files":
             return len(self.train_paths)
+        if self.kind == "cache":
+            return self.cache.count("train")
         if self.kind == "tfds":
             return 82_783
         return None
@@ -93,6 +101,31 @@ def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
     return parse(spec, path, val_fraction=val_fraction, seed=seed, tfds_data_dir=tfds_data_dir)
 
 
+def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_greyscale=True, color_space="lab",
+                  build=True, val_fraction=None, seed=None, log=print):
+    """The photo source `source` read from the decoded-image cache at `cache_dir`.
+
+    A complete cache is used as it is (its own train / held-out split, fixed when it was built),
+    after checking that it holds images of this size, resize mode, greyscale policy and colour
+    space. Otherwise, with `build`, the cache is built (or a half-written one finished) from
+    `source`'s files first.
+    """
+    if not os.path.isfile(os.path.join(cache_dir, image_cache.MANIFEST)):
+        if not build:
+            raise ValueError(f"the cache {cache_dir} is not complete: build it first (cache_images.py, or one "
+                             "single-process run with --cache), then start every worker.")
+        if source.kind != "files":
+            raise ValueError(f"--cache stores the photos of a folder dataset (folder:PATH or coco:PATH), "
+                             f"received --dataset {source.spec}.")
+        image_cache.build_cache(cache_dir, {"train": source.train_paths, "val": source.val_paths},
+                                image_size=image_size, source=source.spec, resize_mode=resize_mode,
+                                drop_greyscale=drop_greyscale, color_space=color_space, log=log,
+                                split_info={"val_fraction": val_fraction, "seed": seed})
+    cache = image_cache.open_cache(cache_dir)
+    cache.check(image_size, resize_mode, drop_greyscale, color_space)
+    return PretextSource(cache.manifest["source"] or source.spec, "cache", cache=cache)
+
+
 def _batch_to_pairs(ds, batch_size, drop_remainder, color_space="lab"):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     return ds.map(lambda rgb: split_rgb(rgb, color_space), num_parallel_calls=AUTOTUNE)
@@ -115,6 +148,10 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
     if with_masks and source.kind not in ("synthetic", "pets"):
         raise ValueError(f"the multitask objective needs segmentation masks: use --dataset synthetic or pets, "
                          f"received {source.spec!r}.")
+    if source.kind == "cache":
+        return _cached_pairs(source, training, image_size=image_size, batch_size=batch_size, seed=seed,
+                             resize_mode=resize_mode, random_crop=random_crop, flip=flip,
+                             drop_greyscale=drop_greyscale, skip=skip, color_space=color_space)
     if source.kind == "pets":
         ds = pets.pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
                                training=training, color_space=color_space)
@@ -158,3 +195,24 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         num_parallel_calls=AUTOTUNE,
     )
     return _batch_to_pairs(ds, batch_size, training, color_space).prefetch(AUTOTUNE)
+
+
+def _cached_pairs(source, training, *, image_size, batch_size, seed, resize_mode, random_crop, flip, drop_greyscale,
+                  skip, color_space):
+    """`pretext_dataset` on a cache: its records are already the model's input and target at the size,
+    so only flips remain to do."""
+    source.cache.check(image_size, resize_mode, drop_greyscale, color_space)
+    if training and random_crop:
+        raise ValueError("--random-crop needs each photo's whole frame, which a cache does not keep: train without "
+                         "--cache, or without --random-crop.")
+    ds = image_cache.cache_dataset(source.cache, "train" if training else source.held_out, shuffle=training,
+                                   seed=seed, repeat=training, skip=skip)
+    if training and flip:  # the flip of the n-th image of the stream, also when resumed past it
+        counter = tf.data.Dataset.counter(start=skip).map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
+        ds = tf.data.Dataset.zip(ds, counter).map(
+            lambda packed, s: tf.image.stateless_random_flip_left_right(packed, seed=s[::-1]),
+            num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda packed: (tf.cast(packed[..., :1], tf.float32), tf.cast(packed[..., 1:], tf.float32)),
+                num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -58,3 +58,23 @@ def test_generator_output_is_bounded_and_rejects_bad_sizes():
     assert out.shape == (2, 32, 32, 2) and float(keras.ops.max(keras.ops.abs(out))) <= 1.0
     with pytest.raises(ValueError, match="image_size=48"):
         build_generator(48)
+
+
+def test_skip_gates_keep_every_weight_and_change_the_forward_pass_only_in_training():
+    keras.utils.set_random_seed(0)
+    plain = build_generator(32, 4, dropout_rate=0.0)
+    gated = build_generator(32, 4, dropout_rate=0.0, skip_dropout=0.5)
+    no_skips = build_generator(32, 4, dropout_rate=0.0, no_skips=True)
+    weighted = lambda model: [(layer.name, [tuple(w.shape) for w in layer.weights])  # noqa: E731
+                              for layer in model.layers if layer.weights]
+    assert weighted(gated) == weighted(plain) == weighted(no_skips)
+    assert {f"dec{k}_skipgate" for k in range(1, 5)} <= {layer.name for layer in gated.layers}
+    gated.set_weights(plain.get_weights())
+    no_skips.set_weights(plain.get_weights())
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(gated(x, training=False), plain(x, training=False), atol=1e-6)
+    per_example = np.abs(np.asarray(gated(x, training=True)) - np.asarray(plain(x, training=True))).max(axis=(1, 2, 3))
+    assert (per_example > 1e-4).any()  # some examples lost skips in training...
+    assert not np.allclose(no_skips(x, training=False), plain(x, training=False), atol=1e-4)  # ...none kept here
+    with pytest.raises(ValueError, match="rate must lie in"):
+        build_generator(32, 4, skip_dropout=1.0)

@@ -16,7 +16,18 @@ def test_every_pretext_module_defines_build_and_load():
         module = entry.implementation()
         assert callable(module.build) and callable(module.load), entry.name
         assert entry.backbone in registry.BACKBONES
-        assert registry.pretext(entry.objective, entry.backbone) is entry
+        values = {name: option.default for name, option in registry.options().items()}
+        assert registry.pretext(entry.objective, entry.backbone, {**values, **entry.overrides}) is entry
+        if not entry.overrides:
+            assert registry.pretext(entry.objective, entry.backbone) is entry
+
+
+def test_variants_are_named_by_their_settings():
+    values = {name: option.default for name, option in registry.options().items()}
+    assert registry.pretext("gan", "unet", dict(values, skip_dropout=0.5)).name == "gan-skipdrop"
+    assert registry.pretext("gan", "unet", dict(values, no_skips=True)).name == "gan-noskip"
+    odd = registry.pretext("gan", "unet", dict(values, skip_dropout=0.3, l1_weight=10.0))
+    assert odd.name == "gan[l1_weight=10.0,skip_dropout=0.3]" and odd.floor == "random"
 
 
 def test_every_option_is_a_config_field_with_its_registry_default_and_range():
@@ -54,8 +65,8 @@ def test_console_entry_points_name_real_functions():
     setup.read(ROOT / "setup.cfg")
     scripts = setup["options.entry_points"]["console_scripts"].strip().splitlines()
     targets = dict(map(str.strip, line.split("=")) for line in scripts)
-    assert set(targets) == {"cgan-train", "cgan-evaluate", "cgan-colorize", "cgan-finetune-classifier",
-                            "cgan-finetune-segmenter", "cgan-reproduce"}
+    assert {"cgan-train", "cgan-evaluate", "cgan-colorize", "cgan-finetune-classifier", "cgan-finetune-segmenter",
+            "cgan-reproduce", "cgan-evaluate-features"} <= set(targets)
     for target in targets.values():
         module, _, name = target.strip().partition(":")
         assert callable(getattr(importlib.import_module(module), name)), target
@@ -89,3 +100,16 @@ def test_an_epoch_of_an_endless_stream_is_a_clear_error(tmp_path, args):
     result = run_script("train_colorizer.py", *args, "--out", str(tmp_path / "run"), timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "endless stream" in result.stderr and "--steps-per-epoch N" in result.stderr
+
+
+def test_a_run_folder_ignores_the_options_of_another_backbone(tmp_path):
+    import json
+
+    from cgan_colorization.config import load_config
+
+    values = dataclasses.asdict(TrainConfig())
+    foreign = {name: (not option.default if isinstance(option.default, bool) else "x" if isinstance(option.default, str)
+                      else option.default + 1)
+               for name, option in registry.BACKBONES["mobilenetv2"].options.items()}
+    (tmp_path / "config.json").write_text(json.dumps(dict(values, **foreign)))
+    assert check_config(load_config(tmp_path)).name == "gan"

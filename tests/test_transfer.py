@@ -68,7 +68,7 @@ def test_two_phase_finetune_freezes_then_unfreezes(tmp_path):
     history = two_phase_finetune(
         model, _data(), _data(seed=1), [Phase(2, 1e-3, frozen=True), Phase(1, 1e-3, frozen=False)],
         loss="binary_crossentropy", metrics_factory=lambda: [], transferred=transferred,
-        log_dir=str(tmp_path), verbose=0, extra_callbacks=[Probe()])
+        log_dir=str(tmp_path), verbose=0, extra_callbacks=[Probe()], unfrozen_bn="train")
     for name in transferred:  # weights and BatchNorm moving statistics untouched while frozen
         for now, then in zip(after_phase1[name], start[name]):
             np.testing.assert_array_equal(now, then)
@@ -91,3 +91,45 @@ def test_transfer_is_strict_about_layers_that_are_neither_copied_nor_declared_he
     with pytest.raises(ValueError, match=r"\['dec1_deconv', 'dec1_bn'.*neither in the colorizer nor declared heads"
                                          r".*without a place: \['cls_dense1', 'cls_dense2', 'cls_output'\]"):
         transfer_weights(encoder_only, segmenter)
+
+
+def test_a_colorizer_without_skips_transfers_only_its_encoder(tmp_path):
+    import dataclasses
+    import json
+
+    from cgan_colorization.config import TrainConfig
+    from transfer.config import FinetuneConfig
+    from transfer.experiment import run_finetune
+
+    keras.utils.set_random_seed(0)
+    run = tmp_path / "colorizer"
+    run.mkdir()
+    config = dataclasses.replace(TrainConfig(), image_size=32, base_filters=4, no_skips=True)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
+    build_generator(32, 4, no_skips=True).save_weights(run / "generator.weights.h5")
+    result = run_finetune(FinetuneConfig(task="segmentation", colorizer=str(run), out=str(tmp_path / "seg"),
+                                         train_size=8, val_size=8, test_size=8, batch_size=8, frozen_epochs=1,
+                                         unfrozen_epochs=0), verbose=0, log=lambda *_: None)
+    assert result["pretext"] == "gan-noskip"
+    copied, kept = result["transfer"]["copied"], result["transfer"]["kept"]
+    assert "bottleneck_conv" in copied and not any(name.startswith("dec") for name in copied)
+    assert {"dec1_deconv", "dec1_bn", "seg_output_deconv"} <= set(kept)
+
+
+def test_label_fractions_nest_and_keep_the_test_set():
+    from data import labelled
+    from tests.conftest import realdata
+    from transfer.config import FinetuneConfig
+    from transfer.experiment import label_subset
+
+    camvid = realdata("camvid")
+    spec = f"seg-folder:{camvid}/train,{camvid}/trainannot;{camvid}/val,{camvid}/valannot"
+    source = labelled.parse_labelled(spec, "segmentation", seed=3, void_index=11, verbose=False)
+    chosen = {}
+    for fraction in (0.1, 0.25, 1.0):
+        used, full = label_subset(source, FinetuneConfig(task="segmentation", label_fraction=fraction))
+        chosen[fraction] = source.items("train", used)
+        assert full == source.split_size("train") and used == -(-int(fraction * 1000) * full // 1000)
+    assert set(chosen[0.1]) < set(chosen[0.25]) < set(chosen[1.0])
+    full = source.split_size("train")
+    assert len(chosen[1.0]) == full > 300 and len(chosen[0.1]) == -(-full // 10)

@@ -77,3 +77,24 @@ def test_reproduce_writes_a_report_with_both_tables_and_spread_over_seeds(tmp_pa
     result = _script(*args, timeout=300)
     assert result.returncode == 0 and "reusing the finished colorizer" in result.stdout
     assert all(p.stat().st_mtime == t for p, t in before.items())
+
+
+@pytest.mark.slow
+def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
+    out = tmp_path / "study"
+    result = _script("reproduce.py", "--out", str(out), "--seeds", "1", "--image-size", "32", "--base-filters", "4",
+                     "--pretext-epochs", "1", "--pretext-steps", "2", "--train-size", "16", "--eval-size", "16",
+                     "--downstream-scale", "0.25", "--pretexts", "gan-skipdrop", "--label-fractions", "0.5,1",
+                     "--probes", "--probe-train-size", "32", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "## Label efficiency" in report and "| 50 % of the labels | 100 % of the labels |" in report
+    assert "## Linear probes on frozen features" in report and "| gan-skipdrop |" in report
+    assert "`gan-skipdrop`: the paper's cGAN with each skip zeroed" in report
+    for figure in ("classification_label_efficiency.png", "segmentation_label_efficiency.png", "probes.png",
+                   "low_shot.png"):
+        assert (out / "figures" / figure).stat().st_size > 0
+    half = json.loads((out / "seed0" / "segmentation" / "gan-skipdrop-labels50" / "metrics.json").read_text())
+    assert half["label_fraction"] == 0.5 and half["num_train"] == 8 and half["pretext"] == "gan-skipdrop"
+    config = json.loads((out / "colorizer-gan-skipdrop" / "config.json").read_text())
+    assert config["skip_dropout"] == 0.5 and config["objective"] == "gan"

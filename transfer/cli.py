@@ -1,10 +1,14 @@
 """Command-line entry points of the downstream scripts."""
 
+import argparse
 import json
+import os
 import sys
 
 from cgan_colorization import registry, runtime
-from cgan_colorization.config import PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, build_parser, config_from_args
+from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, Range,
+                                      bounded, build_parser,
+                                      config_from_args)
 from transfer.config import RANGES, TASK_PRESETS, FinetuneConfig
 
 _HELP = {
@@ -35,10 +39,20 @@ _HELP = {
     "scale_shorter": "segmentation: first scale image and mask so the shorter side has this many pixels "
                      "(0: the input size, so crops cover the scene; unset: the stored resolution, as the paper)",
     "run_name": "name of this run's folder under --out (default: the init)",
+    "label_fraction": "train on this share of the training labels, the first ones of the split's seeded order (so "
+                      "smaller shares nest in larger ones), repeated so that every share takes as many steps",
     "strategy": STRATEGY_HELP,
+    "collective_timeout": COLLECTIVE_TIMEOUT_HELP,
     "mixed_precision": PRECISION_HELP,
     "backbone": " or ".join(f"{b.name} (the {b.label}, reading {'Lab L' if b.color_space == 'lab' else 'YUV Y'})"
                             for b in registry.BACKBONES.values()) + "; by default the colorizer's",
+    "bn_momentum": "MobileNetV2: momentum of every BatchNorm (unset: 0.9, which suits these short schedules; "
+                   "Keras' own 0.999 is for long runs from ImageNet weights, or add --recalibrate-bn)",
+    "unfrozen_bn": "phase 2: the transferred BatchNorm layers stay in 'inference' mode with the colorizer's "
+                   "statistics and scale (Keras' guide; measured better, README) or 'train' (normalize with each "
+                   "batch, update their statistics and scale)",
+    "recalibrate_bn": "before the test, re-estimate the moving statistics of the BatchNorm layers that trained "
+                      "on this many training batches (0: keep the moving averages of training)",
 }
 
 
@@ -73,6 +87,7 @@ def finetune_main(task, argv=None):
     args = parser.parse_args(argv)
     config = config_from_args(args, FinetuneConfig, presets)
     config.task = task
+    from cgan_colorization.distribute import peer_failure
     from transfer.experiment import run_finetune
 
     try:
@@ -80,5 +95,70 @@ def finetune_main(task, argv=None):
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2)
+    except Exception as error:  # noqa: BLE001 - a lost worker is explained; anything else is re-raised
+        message = peer_failure(error, " (the run starts over)")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)  # the interpreter's shutdown can block on the lost worker's collectives
     print(json.dumps({k: v for k, v in result["test"].items() if not isinstance(v, (dict, list))}, indent=2))
     return result
+
+
+def _shots(text):
+    try:
+        shots = tuple(int(k) for k in text.split(",") if k)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, received {text!r}") from None
+    if any(k < 1 for k in shots):
+        raise argparse.ArgumentTypeError(f"every k must be >= 1, received {text!r}")
+    return shots
+
+
+def features_main(argv=None):
+    """`python evaluate_features.py` (`cgan-evaluate-features`): linear probes per encoder level."""
+    runtime.configure()
+    from transfer.feature_eval import ProbeConfig
+
+    defaults = ProbeConfig()
+    parser = argparse.ArgumentParser(
+        description="Linear probes on frozen features (Goyal et al. 2019): for every encoder level of each "
+        "colorizer and of the random init of its backbone, one linear SVM per class on pooled, L2-normalized "
+        "features, cost by 3-fold cross-validation; test mAP per level, and low-shot curves. Writes "
+        "OUT/probes.json, OUT/probes.png and OUT/low_shot.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    count = bounded(int, Range(0))
+    parser.add_argument("--colorizer", action="append", default=[],
+                        help="a colorizer run folder (repeat for several); none: the random floor alone")
+    parser.add_argument("--dataset", default=defaults.dataset, help=_HELP["dataset"])
+    parser.add_argument("--out", default=defaults.out, help="output folder")
+    parser.add_argument("--seed", type=count, default=defaults.seed, help="seed of splits, draws and random init")
+    parser.add_argument("--random-seeds", type=bounded(int, Range(1)), default=defaults.random_seeds,
+                        help="random inits of each backbone (the floor's spread)")
+    parser.add_argument("--train-size", type=count, default=defaults.train_size,
+                        help="at most this many training (train + val) images; 0: all")
+    parser.add_argument("--test-size", type=count, default=defaults.test_size,
+                        help="at most this many test images; 0: all")
+    parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=defaults.batch_size)
+    parser.add_argument("--shots", type=_shots, default=defaults.shots,
+                        help="low-shot positives per class, comma-separated (empty: no low-shot)")
+    parser.add_argument("--draws", type=bounded(int, Range(1)), default=defaults.draws,
+                        help="random draws per low-shot k")
+    parser.add_argument("--split-mode", choices=("paper", "official"), default=defaults.split_mode,
+                        help=_HELP["split_mode"])
+    parser.add_argument("--void-index", type=bounded(int, RANGES["void_index"]),
+                        help=_HELP["void_index"])
+    parser.add_argument("--min-fraction", type=bounded(float, RANGES["min_fraction"]),
+                        default=defaults.min_fraction, help=_HELP["min_fraction"])
+    args = parser.parse_args(argv)
+    config = ProbeConfig(colorizers=tuple(args.colorizer), dataset=args.dataset, out=args.out, seed=args.seed,
+                         random_seeds=args.random_seeds, train_size=args.train_size, test_size=args.test_size,
+                         batch_size=args.batch_size, shots=args.shots, draws=args.draws,
+                         split_mode=args.split_mode, void_index=args.void_index, min_fraction=args.min_fraction)
+    from transfer.feature_eval import check_inits, run_probes
+
+    try:
+        return run_probes(check_inits(config))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)

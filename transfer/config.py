@@ -36,8 +36,13 @@ class FinetuneConfig:
     scale_shorter: int = None  # segmentation: scale pairs so the shorter side has this many pixels
     run_name: str = None  # folder under --out; None: the init's name
     strategy: str = "auto"
+    collective_timeout: int = 600  # --strategy multiworker: seconds a collective waits for the other workers
     mixed_precision: str = "auto"
     backbone: str = None  # None: the colorizer's (unet without one); mobilenetv2 reads YUV's Y
+    bn_momentum: float = None  # MobileNetV2's BatchNorm momentum; None: its registry default (0.9)
+    unfrozen_bn: str = "inference"  # phase 2: transferred BatchNorm layers stay in "inference" mode or "train" (README)
+    recalibrate_bn: int = 0  # training batches that re-estimate the BatchNorm statistics before the test (0: none)
+    label_fraction: float = 1.0  # train on this share of the training labels (the first ones of the split's order)
 
 
 # SPEC section 2. The paper gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).
@@ -62,4 +67,7 @@ RANGES = {
     "unfrozen_lr": Range(0, low_open=True), "dense_units": Range(1), "seed": Range(0), "void_index": Range(0, 255),
     "min_fraction": Range(0, 1), "num_classes": Range(2), "synthetic_classes": Range(1, 8),
     "train_size": Range(0), "val_size": Range(0), "test_size": Range(0), "scale_shorter": Range(0),
+    "collective_timeout": Range(0),
+    "label_fraction": Range(0, 1, low_open=True),
+    "bn_momentum": Range(0, 1, high_open=True), "recalibrate_bn": Range(0),
 }

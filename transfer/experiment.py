@@ -4,15 +4,18 @@ two phases, score it on the test split, and write everything to a run folder."""
 import dataclasses
 import functools
 import json
+import math
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 
 from cgan_colorization import registry
+from cgan_colorization.batchnorm import batchnorm_layers
 from cgan_colorization.config import TrainConfig, check_config, load_config
-from cgan_colorization.distribute import make_strategy, set_precision
+from cgan_colorization.distribute import is_chief, make_strategy, set_precision, weights_digest, worker_index
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.training import train
@@ -20,7 +23,7 @@ from data import labelled
 from data.labelled import TASKS
 from data.masks import VOID
 from transfer import metrics as tm
-from transfer.finetune import Phase, two_phase_finetune
+from transfer.finetune import UNFROZEN_BN, Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
 INITS = ("colorization", "random")
@@ -78,13 +81,30 @@ def pretext_name(config, colorizer, backbone):
     return colorizer.pretext.name if colorizer.pretext else "gan"
 
 
+def backbone_options(config, backbone):
+    """The options of `backbone` that `config` sets (e.g. MobileNetV2's `bn_momentum`; unset ones take
+    the registry's default); an option of another backbone is a one-sentence ValueError."""
+    options = {}
+    for spec in registry.BACKBONES.values():
+        for name in spec.options:
+            value = getattr(config, name, None)
+            if value is None:
+                continue
+            if spec.name != backbone:
+                raise ValueError(f"--{name.replace('_', '-')} is an option of the {spec.label}: it needs --backbone "
+                                 f"{spec.name}, received --backbone {backbone}.")
+            options[name] = value
+    return options
+
+
 def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet"):
     """The task's model on `backbone`, from N(0, 0.02) (the heads always; the rest until a transfer)."""
+    options = backbone_options(config, backbone)
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
-                                synchronized_bn=synchronized_bn, backbone=backbone)
+                                synchronized_bn=synchronized_bn, backbone=backbone, backbone_options=options)
     return build_segmenter(image_size, base_filters, num_classes, seed=config.seed,
-                           synchronized_bn=synchronized_bn, backbone=backbone)
+                           synchronized_bn=synchronized_bn, backbone=backbone, backbone_options=options)
 
 
 def _scores(model, dataset):
@@ -109,8 +129,16 @@ def evaluate_model(model, config, source, dataset):
     return dict(tm.segmentation_report(cm, class_names=source.class_names), num_images=images)
 
 
+def label_subset(source, config):
+    """(training images used, training images of the full split): the first `label_fraction` of the
+    split's seeded order, so the subsets of smaller fractions nest in those of larger ones."""
+    full = source.split_size("train", config.train_size or None)
+    return max(1, math.ceil(config.label_fraction * full)), full
+
+
 def _datasets(config, source, image_size, color_space="lab"):
-    sizes = dict(train=config.train_size or None, val=config.val_size or None, test=config.test_size or None)
+    used, _ = label_subset(source, config)
+    sizes = dict(train=used, val=config.val_size or None, test=config.test_size or None)
     if config.task == "classification":
         make = labelled.classification_dataset
     else:  # scale_shorter 0 means "the input size": crops then cover the whole short side of the scene
@@ -129,13 +157,17 @@ def _loss_and_metrics(config):
     return keras.losses.SparseCategoricalCrossentropy(ignore_class=VOID), lambda: []
 
 
-def run_finetune(config, verbose="auto", log=print):
-    """Runs one downstream experiment and returns its `metrics.json` content."""
+def run_finetune(config, verbose="auto", log=print, inspect=None):
+    """Runs one downstream experiment and returns its `metrics.json` content. `inspect(model, datasets,
+    source)`, called after training and before the test, may add a dict to it as "inspection" (e.g.
+    `transfer.bn_diagnosis`)."""
     if config.task not in TASKS or config.init not in INITS:
         raise ValueError(f"task must be one of {TASKS} and init one of {INITS}, received "
                          f"task={config.task!r}, init={config.init!r}.")
+    if config.unfrozen_bn not in UNFROZEN_BN:
+        raise ValueError(f"--unfrozen-bn must be one of {UNFROZEN_BN}, received {config.unfrozen_bn!r}.")
+    strategy = make_strategy(config.strategy, config.collective_timeout)  # first: it may configure collectives
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
     set_precision(config.mixed_precision)
     start = time.time()
     colorizer = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
@@ -150,32 +182,52 @@ def run_finetune(config, verbose="auto", log=print):
                             synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone)
     report, transferred = None, []
     if config.init == "colorization":
-        report = transfer_weights(colorizer.network, model)
+        # A colorizer trained without skips has a decoder that never saw them: only its encoder transfers.
+        no_skips = colorizer.config is not None and getattr(colorizer.config, "no_skips", False)
+        report = transfer_weights(colorizer.network, model,
+                                  exclude=getattr(model, "decoder_layers", ()) if no_skips else ())
         transferred = report.copied
         log(report.summary())
 
     run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
                            config.run_name or config.init)
+    chief = is_chief()
+    if not chief:  # other workers of a multi-worker run write the same files into a scratch folder, removed at the end
+        run_dir = os.path.join(run_dir, f".worker-{worker_index()}")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
                        base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
     data = _datasets(config, source, image_size, registry.BACKBONES[backbone].color_space)
     loss, metrics_factory = _loss_and_metrics(config)
-    history = two_phase_finetune(model, data["train"], data["val"], phases(config), loss=loss,
+    used, full = label_subset(source, config)
+    train, steps = data["train"], None
+    if used < full:  # a share of the labels, repeated: every share takes the full split's steps per epoch
+        train, steps = train.repeat(), math.ceil(full / config.batch_size)
+    history = two_phase_finetune(model, train, data["val"], phases(config), loss=loss,
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
-                                 verbose=verbose)
+                                 steps_per_epoch=steps, verbose=verbose, unfrozen_bn=config.unfrozen_bn,
+                                 recalibrate_batches=config.recalibrate_bn)
     result = {
         "task": config.task, "init": config.init, "pretext": pretext_name(config, colorizer, backbone),
-        "dataset": config.dataset, "seed": config.seed,
+        "dataset": config.dataset, "seed": config.seed, "label_fraction": config.label_fraction,
+        "num_train": used,
         "image_size": image_size, "base_filters": base_filters, "backbone": backbone,
+        "bn_momenta": sorted({float(layer.momentum) for layer in batchnorm_layers(model)}),
+        "inspection": inspect(model, data, source) if inspect else None,
         "test": evaluate_model(model, config, source, data["test"]),
         "history": history,
         "transfer": dataclasses.asdict(report) if report else None,
         "seconds": round(time.time() - start, 1),
+        "weights_sha256": weights_digest(model),
     }
+    model.save_weights(os.path.join(run_dir, "model.weights.h5"))
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=float)
+    log(f"worker {worker_index()}: final weights sha256 {result['weights_sha256']}")  # equal on every worker
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return result
     plot_comparison(os.path.dirname(run_dir), config.task)
     return result
 

@@ -9,7 +9,8 @@ transfer into them.
 
 The backbone's layers carry the colorizer's names (`enc2_conv`, `bottleneck_conv`, `dec3_bn`,
 `mnv2_encoder`, `mnv2_dec1_bn`, ...), so weights move by name; each model lists its new head layers
-in `model.head_layers`, the only layers a transfer may leave at their initial values.
+in `model.head_layers`, the only layers a transfer may leave at their initial values (the segmenter
+also lists its `decoder_layers`, which a colorizer trained without skips does not transfer).
 """
 
 import dataclasses
@@ -58,44 +59,61 @@ def _with_heads(model, backbone_model_names):
     return model
 
 
-def _backbone(backbone, image_size, base_filters, seed, synchronized_bn, decoder, weights):
+def _backbone(backbone, image_size, base_filters, seed, synchronized_bn, decoder, weights, options=None):
     if backbone not in registry.BACKBONES:
         raise ValueError(f"--backbone must be one of {tuple(registry.BACKBONES)}, received {backbone!r}.")
     spec = registry.BACKBONES[backbone]
     spec.check_size(image_size)
+    unknown = sorted(set(options or {}) - set(spec.options))
+    if unknown:
+        raise ValueError(f"backbone_options {unknown} are not options of the {spec.label} (it takes "
+                         f"{sorted(spec.options) or 'none'}).")
     features = spec.build(image_size, base_filters, seed=seed, synchronized_bn=synchronized_bn, decoder=decoder,
-                          weights=weights)
+                          weights=weights, **(options or {}))
     trunk = keras.Model(features.inputs, [*features.skips] + ([features.decoded] if decoder else []))
     return features, {layer.name for layer in trunk.layers}
 
 
+def _decoder_layers(features):
+    """The names of the decoder's layers with weights (those not in the encoder)."""
+    encoder = {layer.name for layer in keras.Model(features.inputs, list(features.skips)).layers}
+    decoder = keras.Model(features.inputs, features.decoded)
+    return tuple(layer.name for layer in decoder.layers if layer.weights and layer.name not in encoder)
+
+
 def build_classifier(image_size=256, base_filters=64, num_classes=20, dense_units=4096, dropout=None, seed=None,
-                     synchronized_bn=False, backbone="unet", backbone_weights=None):
+                     synchronized_bn=False, backbone="unet", backbone_weights=None, backbone_options=None):
     """The backbone's encoder with its classification head, multi-label (sigmoid); every new layer
     starts from N(0, 0.02), the paper's from-scratch baseline. `dropout` defaults to the head's own
-    (0.5 for the paper's MLP, 0.2 for MobileNetV2's pooled head)."""
+    (0.5 for the paper's MLP, 0.2 for MobileNetV2's pooled head). `backbone_options`: the backbone's
+    own registry options (e.g. MobileNetV2's `bn_momentum`)."""
     _check_count("num_classes", num_classes, 1)
     _check_count("dense_units", dense_units, 1)
     head, default_dropout = CLASSIFIER_HEADS[backbone] if backbone in CLASSIFIER_HEADS else (None, None)
     dropout = default_dropout if dropout is None else dropout
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), received dropout={dropout!r}.")
-    features, trunk = _backbone(backbone, image_size, base_filters, seed, synchronized_bn, False, backbone_weights)
+    features, trunk = _backbone(backbone, image_size, base_filters, seed, synchronized_bn, False, backbone_weights,
+                                backbone_options)
     outputs = head(features.deepest, num_classes, dense_units, dropout, seed)
     prefix = "" if backbone == "unet" else f"{backbone}_"
     return _with_heads(keras.Model(features.inputs, outputs, name=f"{prefix}classifier"), trunk)
 
 
 def build_segmenter(image_size=256, base_filters=64, num_classes=21, seed=None, synchronized_bn=False,
-                    backbone="unet", backbone_weights=None):
-    """The whole backbone (encoder, decoder, skips) with a new softmax head of `num_classes`."""
+                    backbone="unet", backbone_weights=None, backbone_options=None):
+    """The whole backbone (encoder, decoder, skips) with a new softmax head of `num_classes`
+    (`backbone_options` as in `build_classifier`)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"a segmenter needs num_classes >= 2, received num_classes={num_classes!r}.")
-    features, trunk = _backbone(backbone, image_size, base_filters, seed, synchronized_bn, True, backbone_weights)
+    features, trunk = _backbone(backbone, image_size, base_filters, seed, synchronized_bn, True, backbone_weights,
+                                backbone_options)
     name, kernel = SEGMENTER_HEADS[backbone]
     outputs = upsample_head(features.decoded, num_classes, name, "softmax", kernel_size=kernel, seed=seed)
     prefix = "" if backbone == "unet" else f"{backbone}_"
-    return _with_heads(keras.Model(features.inputs, outputs, name=f"{prefix}segmenter"), trunk)
+    model = _with_heads(keras.Model(features.inputs, outputs, name=f"{prefix}segmenter"), trunk)
+    model.decoder_layers = _decoder_layers(features)  # what a colorizer without skips does not transfer
+    return model
 
 
 @dataclasses.dataclass

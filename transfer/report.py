@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 
 from cgan_colorization import registry
-from cgan_colorization.plots import save_loss_curves
+from cgan_colorization.plots import plt, save_loss_curves
+from transfer.feature_eval import format_table as format_probe_table
 from data.labelled import TASKS
 
 PAPER_PRETEXT = "gan"
@@ -54,8 +55,43 @@ def _inits(pretexts):
     return list(dict.fromkeys(_floor(p) for p in pretexts)) + list(pretexts)
 
 
-def _by(results, task, pretext):
-    return sorted((r for r in results if r["task"] == task and _pretext(r) == pretext), key=lambda r: r["seed"])
+def _by(results, task, pretext, fraction=1.0):
+    """The runs of one task and init on `fraction` of the training labels, by seed."""
+    return sorted((r for r in results if r["task"] == task and _pretext(r) == pretext
+                   and r.get("label_fraction", 1.0) == fraction), key=lambda r: r["seed"])
+
+
+def label_efficiency(results, task, pretexts, figures):
+    """The task's main measure by share of training labels, one row per init (mean ± std over
+    seeds), and its plot; None when every run used all the labels."""
+    fractions = sorted({r.get("label_fraction", 1.0) for r in results if r["task"] == task})
+    if len(fractions) < 2:
+        return None
+    key, label = TASK_METRICS[task][0]
+    rows = ["| init | " + " | ".join(f"{100 * f:g} % of the labels" for f in fractions) + " |",
+            "|---|" + "---|" * len(fractions)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in _inits(pretexts):
+        cells, means, stds = [], [], []
+        for fraction in fractions:
+            values = [r["test"].get(key) for r in _by(results, task, name, fraction)]
+            cells.append(_mean_std(values))
+            finite = [v for v in values if v is not None and np.isfinite(v)]
+            means.append(100 * np.mean(finite) if finite else np.nan)
+            stds.append(100 * np.std(finite, ddof=1) if len(finite) > 1 else 0.0)
+        rows.append(f"| {_label(name, len(pretexts) == 1)} | " + " | ".join(cells) + " |")
+        ax.errorbar([100 * f for f in fractions], means, yerr=stds, marker="o", capsize=3,
+                    label=_label(name, len(pretexts) == 1), linestyle="--" if name in _FLOOR_LABELS else "-")
+    ax.set_xscale("log")
+    ax.set_xlabel("% of the training labels")
+    ax.set_ylabel(f"test {label} (%)")
+    ax.set_title(f"{task}: label efficiency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(figures, f"{task}_label_efficiency.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return "\n".join(rows), os.path.relpath(path, os.path.dirname(figures))
 
 
 def table3(results, scored_on=None):
@@ -102,8 +138,8 @@ def table4(results, task, pretexts):
         paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == PAPER_PRETEXT else ""
         rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | " + " | ".join(_mean_std(g) for g in gains) +
                     f" | {len(pairs)} | {paper} |")
-    sizes = sorted({r["test"].get("num_images", r["test"].get("num_samples")) for r in results if r["task"] == task}
-                   - {None})
+    sizes = sorted({r["test"].get("num_images", r["test"].get("num_samples")) for r in results
+                    if r["task"] == task and r.get("label_fraction", 1.0) == 1.0} - {None})
     if sizes:
         n = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         rows.append(f"\nn = {n} test images per run" + (" (too few for these figures to mean much)"
@@ -130,7 +166,7 @@ def _mean_curves(results, task, figures, pretexts):
     return os.path.relpath(path, os.path.dirname(figures))
 
 
-def write_report(plan, colorizers, table3_results, results, seconds):
+def write_report(plan, colorizers, table3_results, results, seconds, probes=None):
     """Writes OUT/report.md (and OUT/figures/) and returns its path. `colorizers` maps each pretext
     objective to its run folder and `table3_results` to its evaluation (a single folder and result
     stand for the paper's GAN)."""
@@ -173,6 +209,28 @@ def write_report(plan, colorizers, table3_results, results, seconds):
     for task in TASKS:
         lines += [f"### {task.capitalize()}", "", table4(results, task, pretexts), "",
                   f"![{task} loss curves]({_mean_curves(results, task, figures, pretexts)})", ""]
+    efficiency = {task: label_efficiency(results, task, pretexts, figures) for task in TASKS}
+    if any(efficiency.values()):
+        lines += ["## Label efficiency", "",
+                  "Test scores (%) when fine-tuning on a share of the training labels (the first ones of the "
+                  "split's seeded order, so the shares nest; each share is repeated to take as many steps as all "
+                  "the labels), mean ± standard deviation over seeds.", ""]
+        for task, outcome in efficiency.items():
+            if outcome:
+                lines += [f"### {task.capitalize()} ({TASK_METRICS[task][0][1]})", "", outcome[0], "",
+                          f"![{task} label efficiency]({outcome[1]})", ""]
+    if probes:
+        for name in ("probes.png", "low_shot.png"):
+            source = os.path.join(out, "probes", name)
+            if os.path.isfile(source):
+                shutil.copy(source, os.path.join(figures, name))
+        lines += ["## Linear probes on frozen features", "",
+                  "Goyal et al. 2019's benchmark on the classification data: for each encoder level, one linear SVM "
+                  "per class on the frozen, pooled, L2-normalized features; test mAP (%). Random floors: mean ± "
+                  "standard deviation over their seeds.", "", format_probe_table(probes), "",
+                  "![test mAP by encoder level](figures/probes.png)", "",
+                  "![low-shot linear probe](figures/low_shot.png)", ""]
+    lines += ["## Pretexts", ""] + [f"- `{name}`: {registry.PRETEXTS[name].summary}" for name in pretexts] + [""]
     lines += ["The paper's classification 'Acc' (47.18 / 52.83 %) is not defined there; mAP, exact-match "
               "accuracy, per-label accuracy and sample F1 are all given above so that its numbers can be "
               "matched on Pascal VOC. Per-label accuracy on VOC is dominated by absent labels (above 90 % "

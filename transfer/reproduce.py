@@ -3,6 +3,7 @@ several seeds, then `report.md` with the paper's Table 3 and Table 4 shapes and 
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -16,7 +17,9 @@ from cgan_colorization.training import SUMMARY_FILE, train
 from data.labelled import TASKS
 from data.pipeline import parse_dataset, pretext_dataset
 from transfer.config import TASK_PRESETS, FinetuneConfig
+from transfer import feature_eval
 from transfer.experiment import run_finetune
+from transfer.feature_eval import ProbeConfig
 from transfer.report import write_report
 
 PRESETS = {
@@ -59,7 +62,25 @@ def build_parser():
     parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
     parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
     parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
+    parser.add_argument("--label-fractions", type=_fractions, default=(1.0,),
+                        help="fine-tune on these shares of the training labels too, e.g. 0.1,1 (label efficiency: "
+                             "the smaller shares nest in the larger ones and take as many steps)")
+    parser.add_argument("--probes", action="store_true",
+                        help="also run the linear probes per encoder level and low-shot (evaluate_features.py) on "
+                             "the classification data, for every colorizer and the random floors over the seeds")
+    parser.add_argument("--probe-train-size", type=bounded(int, Range(0)), default=512,
+                        help="training images of the probes (0: all)")
     return parser
+
+
+def _fractions(text):
+    try:
+        values = tuple(sorted({float(f) for f in text.split(",") if f}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated shares in (0, 1], received {text!r}") from None
+    if not values or any(not 0 < f <= 1 for f in values):
+        raise argparse.ArgumentTypeError(f"every share must lie in (0, 1], received {text!r}")
+    return values
 
 
 def resolve(args):
@@ -85,6 +106,8 @@ def resolve(args):
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
+                  label_fractions=list(args.label_fractions), probes=args.probes,
+                  probe_train_size=args.probe_train_size,
                   eval_size=args.eval_size, base_filters=args.base_filters)
     return values
 
@@ -96,7 +119,7 @@ def run_pretext(plan, name="gan", log=print):
     run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if name == "gan" else f"colorizer-{name}")
     config = TrainConfig(**{**dataclasses.asdict(TrainConfig()), **TRAIN_PRESETS[plan["preset"]]})
     dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
-    overrides = dict(objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
+    overrides = dict(entry.overrides, objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
                      image_size=plan["image_size"], base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -148,22 +171,43 @@ def run_downstream(plan, colorizers, log=print):
             runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone)
                     for backbone, path in floors.items()]
             runs += [("colorization", name, path, None) for name, path in colorizers.items()]
-            for init, name, colorizer_dir, backbone in runs:
+            fractions = plan.get("label_fractions") or [1.0]
+            for (init, name, colorizer_dir, backbone), fraction in itertools.product(runs, fractions):
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
                 folder = "colorization" if name == "gan" else name  # the paper's pretext keeps its name
+                if fraction < 1:
+                    folder += f"-labels{100 * fraction:g}"
                 metrics_path = os.path.join(parent, folder, "metrics.json")
                 if os.path.isfile(metrics_path):
                     with open(metrics_path) as f:
                         results.append(json.load(f))
                     continue
-                log(f"[downstream] seed {seed}, {task}, {name} init")
+                log(f"[downstream] seed {seed}, {task}, {name} init"
+                    + (f", {100 * fraction:g} % of the labels" if fraction < 1 else ""))
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
                                         run_name=folder,
                                         void_index=plan["void_index"], image_size=architecture.image_size,
-                                        base_filters=architecture.base_filters, backbone=backbone, **values)
+                                        base_filters=architecture.base_filters, backbone=backbone,
+                                        label_fraction=fraction, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
     return results
+
+
+def run_probes(plan, colorizers, log=print):
+    """The linear probes of every colorizer and of the random floors (one per seed) on the
+    classification data, in OUT/probes (read back when finished)."""
+    out = os.path.join(plan["out"], "probes")
+    path = os.path.join(out, "probes.json")
+    if os.path.isfile(path):
+        log(f"[probes] reusing {path}")
+        with open(path) as f:
+            return json.load(f)
+    log("[probes] linear probes per encoder level")
+    config = ProbeConfig(colorizers=tuple(colorizers.values()), dataset=plan["classification_dataset"], out=out,
+                         random_seeds=plan["seeds"], train_size=plan["probe_train_size"],
+                         test_size=plan["eval_size"] or ProbeConfig.test_size, void_index=plan["void_index"])
+    return feature_eval.run_probes(config, log=log)
 
 
 def main(argv=None):
@@ -178,7 +222,8 @@ def main(argv=None):
         for name in plan["pretexts"]:
             colorizers[name], table3[name] = run_pretext(plan, name)
         results = run_downstream(plan, colorizers)
-        path = write_report(plan, colorizers, table3, results, seconds=time.time() - start)
+        probes = run_probes(plan, colorizers) if plan.get("probes") else None
+        path = write_report(plan, colorizers, table3, results, seconds=time.time() - start, probes=probes)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}")
     print(f"report: {path}")

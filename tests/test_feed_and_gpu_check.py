@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from cgan_colorization import gpu_check
+from tests.conftest import run_script
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def test_datasheet_peaks_are_found_by_device_name_and_unknown_devices_have_none():
+    assert gpu_check.datasheet_peak("NVIDIA H100 PCIe")["bfloat16"] == 756e12
+    assert gpu_check.datasheet_peak("NVIDIA H100 80GB HBM3")["bfloat16"] == 989.4e12
+    assert gpu_check.datasheet_peak("NVIDIA H200")["float32"] == 494.7e12
+    assert gpu_check.datasheet_peak("CPU (x86_64, 2 cores)") is None
+
+
+def test_a_measurement_after_the_budget_is_recorded_as_skipped_and_not_run():
+    runs, ran = [], []
+    budget = gpu_check._Budget(0)
+    entry = gpu_check._measure(runs, budget, lambda *_: None, {"batch": 64}, lambda: ran.append(1) or {})
+    assert entry == {"batch": 64, "skipped": "time budget spent"} and runs == [entry] and not ran
+
+
+@pytest.mark.slow
+def test_benchmark_feed_reports_folder_and_cache_rates_per_core(tmp_path):
+    gpu_check.synthetic_jpegs(str(tmp_path / "photos"), 12, size=(60, 80))
+    out = tmp_path / "feed.json"
+    result = run_script("benchmarks/benchmark.py", "--feed", f"folder:{tmp_path / 'photos'}", "--sizes", "32",
+                        "--batch-size", "4", "--feed-batches", "2", "--cache-dir", str(tmp_path / "cache"),
+                        "--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row["image_size"] == 32 and row["cache_images"] == 12 and row["files"] == 12
+    for kind in ("folder", "cache"):
+        rates = row[kind]
+        assert rates["images_per_s_per_core"] == pytest.approx(rates["images_per_s"] / row["host_cores"])
+        assert rates["cores_for_target"] * rates["images_per_s_per_core"] >= 1000
+    assert row["cache_over_folder"] == pytest.approx(row["cache"]["images_per_s"] / row["folder"]["images_per_s"])
+    assert (tmp_path / "cache" / "manifest.json").is_file() and "cache/folder" in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_path):
+    out = tmp_path / "check.json"
+    result = run_script("benchmarks/gpu_check.py", "--tiny", "--json", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = json.loads(out.read_text())
+    assert not check["gpu"] and check["datasheet_peak_flops_per_s"] is None
+    measured = {(r["precision"], r["xla"], r["batch"]): r for r in check["runs"] if "images_per_s" in r}
+    errors = [r for r in check["runs"] if "images_per_s" not in r]
+    assert not errors, errors
+    # Batch 2 in every precision with and without XLA; the search doubles to the cap, 8, then XLA there.
+    assert set(measured) == {(p, x, b) for p in PRECISIONS for x, b in
+                             ((False, 2), (True, 2), (False, 4), (False, 8), (True, 8))}
+    assert check["largest_batch"] == {p: 8 for p in PRECISIONS}
+    flops = check["train_flops_per_image"]
+    assert 1e6 < flops < 1e9
+    for (precision, _, _), run in measured.items():
+        peak = check["measured_matmul_peak_flops_per_s"][gpu_check.MATMUL_DTYPE[precision]]
+        assert run["achieved_flops_per_s"] == pytest.approx(run["images_per_s"] * flops)
+        assert run["fraction_of_measured_peak"] == pytest.approx(run["achieved_flops_per_s"] / peak)
+    assert check["best"]["images_per_s"] == max(r["images_per_s"] for r in measured.values())
+    feed = check["feed"]
+    assert feed["cache_images"] > 0 and feed["cache"]["images_per_s"] > 0 and feed["folder"]["images_per_s"] > 0
+    assert feed["cores_to_feed_best_step"] >= 1 and "best:" in result.stdout
