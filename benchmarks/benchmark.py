@@ -55,7 +55,7 @@ def main(argv=None):
                              "folder (folder:PATH or coco:PATH) and from its decoded-image cache")
     parser.add_argument("--cache-dir", default=None,
                         help="with --feed: the cache folder (built there when absent; default runs/feed-cache-SIZE)")
-    parser.add_argument("--feed-batches", type=positive, default=20, help="with --feed: timed batches of each pipeline")
+    parser.add_argument("--feed-batches", type=positive, default=50, help="with --feed: timed batches of each pipeline")
     parser.add_argument("--target", type=positive, default=1000,
                         help="with --feed: the images/s to feed (cores needed for it are reported)")
     args = parser.parse_args(argv)

@@ -109,11 +109,13 @@ def recalibrate_batchnorm(model, batches, steps=50, layers=None):
     return used
 
 
-def _snapshot(layers):
+def snapshot_statistics(layers):
+    """Copies of the moving mean and variance of each BatchNorm layer in `layers`."""
     return [(layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy()) for layer in layers]
 
 
-def _restore(layers, snapshot):
+def restore_statistics(layers, snapshot):
+    """Puts back the statistics `snapshot_statistics` copied."""
     for layer, (mean, variance) in zip(layers, snapshot):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
@@ -127,10 +129,10 @@ def statistics_gap(model, batches, steps=20):
     look like (|moving - data| / |init - data|, channel median; 1 = never moved, 0 = on the data).
     Frozen BatchNorm layers are skipped."""
     layers = [layer for layer in batchnorm_layers(model) if layer.trainable]
-    before = _snapshot(layers)
+    before = snapshot_statistics(layers)
     recalibrate_batchnorm(model, batches, steps)
-    data = _snapshot(layers)
-    _restore(layers, before)
+    data = snapshot_statistics(layers)
+    restore_statistics(layers, before)
     rows = []
     for layer, (mean, var), (data_mean, data_var) in zip(layers, before, data):
         std = np.sqrt(data_var + layer.epsilon)

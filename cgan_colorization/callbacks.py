@@ -70,17 +70,17 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     saved and restored too, so a resumed run draws the dropout masks the uninterrupted one would.
     """
 
+    def __init__(self, backup_dir, save_freq, steps_done=0):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self._steps_offset = steps_done
+        self._steps_in_epoch = steps_done
+
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         saved = _read_resume_file(self.backup_dir).get("random_state")
         if saved:
             for variable, value in zip(random_state(self.model), saved, strict=True):
                 variable.assign(np.asarray(value, dtype=variable.dtype))
-
-    def __init__(self, backup_dir, save_freq, steps_done=0):
-        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
-        self._steps_offset = steps_done
-        self._steps_in_epoch = steps_done
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch

@@ -133,9 +133,9 @@ def cache_main(argv=None):
     parser = argparse.ArgumentParser(
         description="Decode the photos of a folder dataset once (unreadable files skipped, greyscale ones dropped), "
         "bring them to the training size, convert them to the model's input and target (float16) and store them "
-        "in shards that training and evaluation read with --cache DIR instead of decoding every epoch. The split into training and held-out photos is the one "
-        "train_colorizer.py makes with the same --val-fraction and --seed. Run the same command again to finish "
-        "an interrupted build.",
+        "in shards that training and evaluation read with --cache DIR instead of decoding every epoch. The split "
+        "into training and held-out photos is the one train_colorizer.py makes with the same --val-fraction and "
+        "--seed. Run the same command again to finish an interrupted build.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--dataset", required=True, help="'folder:PATH' or 'coco:PATH' (comma-separated folders)")
@@ -145,7 +145,8 @@ def cache_main(argv=None):
                         help="'resize' squashes the photo to the size (the paper); 'crop' takes the centre crop")
     parser.add_argument("--keep-greyscale", action="store_true", help="keep greyscale photos")
     parser.add_argument("--color-space", choices=("lab", "yuv"), default="lab",
-                        help="what the cache stores: Lab's L and ab (the U-Net pretexts) or YUV's Y and UV (MobileNetV2)")
+                        help="what the cache stores: Lab's L and ab (the U-Net pretexts) or YUV's Y and UV "
+                             "(MobileNetV2)")
     parser.add_argument("--val-fraction", type=bounded(float, Range(0, 1, low_open=True, high_open=True)),
                         default=0.05, help="fraction of the photos held out")
     parser.add_argument("--seed", type=bounded(int, Range(0)), default=0, help="seed of the split")

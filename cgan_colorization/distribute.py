@@ -50,8 +50,9 @@ def multiworker_strategy(collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT):
 
     Every all-reduce then raises `tf.errors.DeadlineExceededError` when a peer has not joined in that
     time, so the timeout must exceed the longest stretch one worker can spend outside collectives
-    while the others wait (its start-up, a step, an epoch-end save). TensorFlow's own health check
-    (every 30 s) may abort the collectives first, with `tf.errors.UnavailableError`.
+    while the others wait (its start-up, a step, an epoch-end save). A worker whose process dies is
+    noticed sooner by TensorFlow's coordination service, when its heartbeats stop (about 10 s), and
+    the collectives then fail with `tf.errors.UnavailableError`.
     """
     text = os.environ.get("TF_CONFIG")
     if not text:

@@ -51,7 +51,7 @@ class CheckConfig:
     feed_batches: int = 20
     cache_dir: str = ""  # '' : a temporary folder
     target: int = 1000  # images/s the train step and the pipeline should reach
-    budget_s: float = 270.0  # no new measurement starts after this
+    budget_s: float = 240.0  # no measurement starts that would end after this (judged by the longest of its kind)
     matmul_n: int = 8192
 
 
@@ -81,11 +81,20 @@ def synthetic_jpegs(folder, count, size=(360, 480), seed=0):
 
 
 class _Budget:
+    """The seconds left, and the longest measurement of each kind so far (with or without XLA): one
+    that would not end in the time left does not start."""
+
     def __init__(self, seconds):
-        self.start, self.seconds = time.perf_counter(), seconds
+        self.start, self.seconds, self.longest = time.perf_counter(), seconds, {}
 
     def left(self):
         return self.seconds - (time.perf_counter() - self.start)
+
+    def allows(self, kind):
+        return self.left() > self.longest.get(kind, 0.0)
+
+    def spent(self, kind, seconds):
+        self.longest[kind] = max(self.longest.get(kind, 0.0), seconds)
 
 
 def _step_rate(check, precision, xla, batch, flops_per_image, peaks, datasheet):
@@ -98,18 +107,43 @@ def _step_rate(check, precision, xla, batch, flops_per_image, peaks, datasheet):
     gray = tf.constant(rng.uniform(-1, 1, (batch, check.image_size, check.image_size, 1)), tf.float32)
     ab = tf.constant(rng.uniform(-0.5, 0.5, (batch, check.image_size, check.image_size, 2)), tf.float32)
     data = tf.data.Dataset.from_tensors((gray, ab)).repeat()
+    gpu = tf.config.list_logical_devices("GPU")
+    if gpu:
+        tf.config.experimental.reset_memory_stats(gpu[0].name)
     rate = train_rate(gan, data, check.steps)
     dtype = MATMUL_DTYPE[precision]
     achieved = rate * flops_per_image
     return dict(images_per_s=rate, achieved_flops_per_s=achieved,
                 fraction_of_measured_peak=achieved / peaks[dtype],
-                fraction_of_datasheet_peak=achieved / datasheet[dtype] if datasheet else None)
+                fraction_of_datasheet_peak=achieved / datasheet[dtype] if datasheet else None,
+                peak_memory_bytes=tf.config.experimental.get_memory_info(gpu[0].name)["peak"] if gpu else None)
+
+
+def gpu_memory_limit():
+    """Bytes of GPU memory TensorFlow's allocator may use, or None without a GPU."""
+    from tensorflow.python.client import device_lib
+
+    limits = [d.memory_limit for d in device_lib.list_local_devices() if d.device_type == "GPU"]
+    return limits[0] if limits else None
+
+
+def first_guess(batch, peak_bytes, limit_bytes, max_batch, headroom=0.85):
+    """The largest power-of-two multiple of `batch` whose memory, scaled from the peak of a run at
+    `batch` (which overstates it: the weights do not grow with the batch), stays within `headroom`
+    of the limit; `batch` itself when nothing is known."""
+    if not peak_bytes or not limit_bytes:
+        return batch
+    guess = batch
+    while guess * 2 <= max_batch and peak_bytes * guess * 2 / batch <= headroom * limit_bytes:
+        guess *= 2
+    return guess
 
 
 def _measure(runs, budget, log, label, fn):
     """Runs `fn()` unless the budget is spent; records its figures, an out-of-memory or the skip."""
     entry = dict(label)
-    if budget.left() <= 0:
+    kind = label.get("xla")
+    if not budget.allows(kind):
         entry["skipped"] = "time budget spent"
     else:
         start = time.perf_counter()
@@ -120,6 +154,7 @@ def _measure(runs, budget, log, label, fn):
         except Exception as error:  # noqa: BLE001 - one failed measurement is recorded; the others still run
             entry["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error) else ''}"
         entry["seconds"] = round(time.perf_counter() - start, 1)
+        budget.spent(kind, entry["seconds"])
     runs.append(entry)
     figures = f"{entry['images_per_s']:.1f} images/s" if "images_per_s" in entry else \
         ("out of memory" if entry.get("out_of_memory") else entry.get("skipped") or entry.get("error"))
@@ -150,22 +185,20 @@ def run_check(check, log=print):
         return _measure(runs, budget, log, label,
                         lambda: _step_rate(check, precision, xla, batch, flops, peaks, datasheet))
 
-    for precision in check.precisions:  # 1. batch 32, every precision, with and without XLA
-        for xla in check.xla:
-            step(precision, xla, check.batch_size)
+    first = {}
+    for precision in check.precisions:  # 1. batch 32 without XLA (quick to build), every precision
+        first[precision] = step(precision, False, check.batch_size) if False in check.xla else {}
     result["feed"] = _feed(check, budget, log)  # 2. the pipeline from the cache, every host core
+    if True in check.xla:  # 3. batch 32 with XLA (compiling takes longer)
+        for precision in check.precisions:
+            step(precision, True, check.batch_size)
+    result["gpu_memory_limit_bytes"] = limit = gpu_memory_limit() if gpus else None
     largest = {}
-    for precision in check.precisions:  # 3. the largest batch that fits, doubling, without XLA
-        batch, fits = check.batch_size, check.batch_size
-        while batch * 2 <= check.max_batch and budget.left() > 0:
-            batch *= 2
-            entry = step(precision, False, batch)
-            if "images_per_s" not in entry:
-                break
-            fits = batch
-        largest[precision] = fits
-        if fits > check.batch_size and True in check.xla:  # 4. ... and with XLA
-            step(precision, True, fits)
+    for precision in check.precisions:  # 4. the largest batch that fits
+        largest[precision] = _largest_batch(check, step, precision, first[precision].get("peak_memory_bytes"),
+                                            limit, budget)
+        if largest[precision] and largest[precision] > check.batch_size and True in check.xla:  # 5. ... with XLA
+            step(precision, True, largest[precision])
     result["largest_batch"] = largest
     done = [r for r in runs if "images_per_s" in r]
     best = max(done, key=lambda r: r["images_per_s"]) if done else None
@@ -177,6 +210,27 @@ def run_check(check, log=print):
         result["feed"]["cores_to_feed_best_step"] = math.ceil(best["images_per_s"] / per_core)
     result["total_seconds"] = round(check.budget_s - budget.left(), 1)
     return result
+
+
+def _largest_batch(check, step, precision, peak_bytes, limit_bytes, budget):
+    """The largest batch (a power-of-two multiple of the first) that trains in `precision` without
+    XLA: on a GPU, first the guess from the memory of the first run, halved until it fits, then
+    doubled while it does; on a CPU, doubled up to `max_batch`. None when the budget ran out first."""
+    fits, batch = check.batch_size, first_guess(check.batch_size, peak_bytes, limit_bytes, check.max_batch)
+    while batch > fits and budget.left() > 0:
+        entry = step(precision, False, batch)
+        if "images_per_s" in entry:
+            fits = batch
+            break
+        if not entry.get("out_of_memory"):
+            return None if "skipped" in entry else fits
+        batch //= 2
+    while fits * 2 <= check.max_batch and budget.left() > 0:
+        entry = step(precision, False, fits * 2)
+        if "images_per_s" not in entry:
+            break
+        fits *= 2
+    return fits
 
 
 def _feed(check, budget, log):

@@ -141,7 +141,6 @@ def train(config, extra_callbacks=(), verbose="auto"):
     return run_dir
 
 
-
 def _plot_losses(run_dir):
     log = read_csv_log(os.path.join(run_dir, "log.csv"))
     series = {k: v for k, v in log.items() if k in ("g_l1", "val_g_l1")}

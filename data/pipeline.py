@@ -8,8 +8,8 @@ Sources (the `--dataset` flag):
   folder:A,B         several folders (also for coco:)
   pets               TFDS `oxford_iiit_pet` with its trimaps (for the multitask objective)
 
-A photo source can be read from a decoded-image cache instead (`cached_source`, `--cache DIR`):
-the same images, decoded and resized once (see `data.cache`).
+A photo source can be read from a decoded-image cache instead (`cached_source`, `--cache DIR`): the
+same images, decoded, resized and converted to the model's input and target once (`data.cache`).
 """
 
 import dataclasses

@@ -64,3 +64,21 @@ def test_gpu_check_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_path):
     feed = check["feed"]
     assert feed["cache_images"] > 0 and feed["cache"]["images_per_s"] > 0 and feed["folder"]["images_per_s"] > 0
     assert feed["cores_to_feed_best_step"] >= 1 and "best:" in result.stdout
+
+
+@pytest.mark.parametrize("fits_up_to, peak, limit, tried, found", [
+    (256, 10e9, 100e9, [256, 512], 256),  # the guess from memory fits; one doubling more does not
+    (128, 10e9, 100e9, [256, 128, 256], 128),  # the guess does not fit: halved until it does
+    (256, None, None, [64, 128, 256, 512], 256),  # no memory figures (a CPU): doubling from the first batch
+    (2048, 1e9, 100e9, [1024], 1024),  # the cap
+])
+def test_the_largest_batch_search(fits_up_to, peak, limit, tried, found):
+    calls = []
+
+    def step(precision, xla, batch):
+        calls.append(batch)
+        return {"images_per_s": 1.0} if batch <= fits_up_to else {"out_of_memory": True}
+
+    check = gpu_check.CheckConfig(batch_size=32, max_batch=1024)
+    assert gpu_check._largest_batch(check, step, "float32", peak, limit, gpu_check._Budget(60)) == found
+    assert calls == tried

@@ -211,7 +211,7 @@ def test_only_the_chief_writes_the_run_folder_and_the_scratch_folder_is_removed(
 
 CLASSIFIER = ["--init", "random", "--backbone", "unet", "--image-size", "32", "--base-filters", "4",
               "--dense-units", "16", "--train-size", "48", "--val-size", "16", "--test-size", "16",
-              "--batch-size", "8", "--baseline-epochs", "2"]
+              "--batch-size", "8", "--baseline-epochs", "2", "--save-weights"]
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def batchnorm_inspection(config, statistics_batches=STATISTICS_BATCHES):
     def inspect(model, data, source):
         evaluate = lambda m: evaluate_model(m, config, source, data["test"])  # noqa: E731
         trainable = [layer for layer in bn.batchnorm_layers(model) if layer.trainable]
-        saved = bn._snapshot(trainable)
+        saved = bn.snapshot_statistics(trainable)
         steps = int(model.optimizer.iterations) if model.optimizer is not None else 0
         result = dict(
             momenta=sorted({float(layer.momentum) for layer in trainable}),
@@ -100,11 +100,11 @@ def batchnorm_inspection(config, statistics_batches=STATISTICS_BATCHES):
         decoder = [layer for layer in trainable if "dec" in layer.name]
         encoder = [layer for layer in trainable if "dec" not in layer.name]
         for name, layers in (("encoder", encoder), ("decoder", decoder), ("all", trainable)):
-            bn._restore(trainable, saved)
+            bn.restore_statistics(trainable, saved)
             used = bn.recalibrate_batchnorm(model, data["train"], statistics_batches, layers=layers)
             result[f"recalibrated_{name}"] = dict(_score(evaluate, model, key), layers=len(layers), batches=used)
         result["recalibrated_all_spread"] = prediction_spread(model, data["test"], config.task)
-        bn._restore(trainable, saved)
+        bn.restore_statistics(trainable, saved)
         return result
 
     return inspect

@@ -43,6 +43,7 @@ _HELP = {
                       "smaller shares nest in larger ones), repeated so that every share takes as many steps",
     "strategy": STRATEGY_HELP,
     "collective_timeout": COLLECTIVE_TIMEOUT_HELP,
+    "save_weights": "write the fine-tuned model's weights to the run folder (model.weights.h5)",
     "mixed_precision": PRECISION_HELP,
     "backbone": " or ".join(f"{b.name} (the {b.label}, reading {'Lab L' if b.color_space == 'lab' else 'YUV Y'})"
                             for b in registry.BACKBONES.values()) + "; by default the colorizer's",

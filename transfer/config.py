@@ -37,6 +37,7 @@ class FinetuneConfig:
     run_name: str = None  # folder under --out; None: the init's name
     strategy: str = "auto"
     collective_timeout: int = 600  # --strategy multiworker: seconds a collective waits for the other workers
+    save_weights: bool = False  # write the fine-tuned model's weights to RUN/model.weights.h5
     mixed_precision: str = "auto"
     backbone: str = None  # None: the colorizer's (unet without one); mobilenetv2 reads YUV's Y
     bn_momentum: float = None  # MobileNetV2's BatchNorm momentum; None: its registry default (0.9)

@@ -221,7 +221,8 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         "seconds": round(time.time() - start, 1),
         "weights_sha256": weights_digest(model),
     }
-    model.save_weights(os.path.join(run_dir, "model.weights.h5"))
+    if config.save_weights:
+        model.save_weights(os.path.join(run_dir, "model.weights.h5"))
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=float)
     log(f"worker {worker_index()}: final weights sha256 {result['weights_sha256']}")  # equal on every worker
