@@ -66,7 +66,7 @@ def test_console_entry_points_name_real_functions():
     scripts = setup["options.entry_points"]["console_scripts"].strip().splitlines()
     targets = dict(map(str.strip, line.split("=")) for line in scripts)
     assert {"cgan-train", "cgan-evaluate", "cgan-colorize", "cgan-finetune-classifier", "cgan-finetune-segmenter",
-            "cgan-reproduce", "cgan-evaluate-features"} <= set(targets)
+            "cgan-reproduce", "cgan-evaluate-features", "cgan-cache", "cgan-diagnose-batchnorm"} <= set(targets)
     for target in targets.values():
         module, _, name = target.strip().partition(":")
         assert callable(getattr(importlib.import_module(module), name)), target

@@ -75,6 +75,14 @@ def reproduce_main(argv=None):
     return main(argv)
 
 
+def diagnose_main(argv=None):
+    """`python diagnose_batchnorm.py` (`cgan-diagnose-batchnorm`): one run's BatchNorm diagnosis."""
+    runtime.configure()
+    from transfer.bn_diagnosis import main  # TensorFlow loads here, after the runtime settings
+
+    return main(argv)
+
+
 def finetune_main(task, argv=None):
     """`python finetune_classifier.py` / `python finetune_segmenter.py`."""
     runtime.configure()
