@@ -1,6 +1,8 @@
 """BatchNorm on short schedules: the MobileNetV2 momentum, re-estimating the moving statistics, the
 batch-statistics twin of inference, and what the transferred BatchNorm layers do in phase 2."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from keras import layers
 
 from cgan_colorization import batchnorm as bn
 from cgan_colorization.constants import KERAS_MOBILENET_BN_MOMENTUM, MOBILENET_BN_MOMENTUM
+from tests.conftest import run_script
 from transfer.config import FinetuneConfig
 from transfer.experiment import backbone_options
 from transfer.finetune import Phase, two_phase_finetune
@@ -179,3 +182,23 @@ def test_a_short_mobilenet_fit_from_scratch_beats_chance_in_inference_mode(momen
     accuracy = ((scores >= 0.5) == (y_test == 1)).mean()
     assert accuracy > 0.8, accuracy
     assert scores.std(axis=0).min() > 0.1  # the predictions follow the image
+
+
+@pytest.mark.slow
+def test_diagnose_batchnorm_scores_one_run_four_ways_and_puts_the_statistics_back(tmp_path):
+    out = tmp_path / "diag"
+    result = run_script("diagnose_batchnorm.py", "--task", "segmentation", "--init", "random", "--backbone", "unet",
+                        "--image-size", "32", "--base-filters", "4", "--baseline-epochs", "1", "--train-size", "16",
+                        "--val-size", "8", "--test-size", "8", "--batch-size", "8", "--statistics-batches", "2",
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    inspection = json.load(open(out / "random" / "metrics.json"))["inspection"]
+    steps = inspection["optimizer_steps_last_phase"]
+    assert steps > 0 and inspection["momenta"] == [0.99]  # the U-Net's BatchNorm has Keras' default
+    assert inspection["initial_share_left"]["0.99"] == pytest.approx(0.99 ** steps)
+    encoder, decoder, every = (inspection[f"recalibrated_{part}"] for part in ("encoder", "decoder", "all"))
+    assert encoder["layers"] + decoder["layers"] == every["layers"] > 0 and every["batches"] == 2
+    # The statistics were put back after the re-estimates: the reported test score is inference mode's.
+    test = json.load(open(out / "random" / "metrics.json"))["test"]
+    assert test["mIoU"] == pytest.approx(inspection["inference"]["mIoU"])
+    assert 0 <= inspection["batch_statistics"]["mIoU"] <= 1 and inspection["inference_spread"]["images"] == 8

@@ -16,18 +16,11 @@ weights scored four ways.
 The run folder gets the usual files; its `metrics.json` holds the diagnosis under "inspection".
 """
 
-import argparse
 import dataclasses
-import json
-import sys
 
 import numpy as np
 
 from cgan_colorization import batchnorm as bn
-from cgan_colorization import runtime
-from cgan_colorization.config import build_parser, config_from_args
-from data.labelled import TASKS
-from transfer.config import RANGES, TASK_PRESETS, FinetuneConfig
 
 STATISTICS_BATCHES = 20  # training batches that estimate the data's statistics
 
@@ -110,31 +103,10 @@ def batchnorm_inspection(config, statistics_batches=STATISTICS_BATCHES):
     return inspect
 
 
-def main(argv=None):
-    """`python diagnose_batchnorm.py --task classification|segmentation [finetune flags]`."""
-    runtime.configure()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--task", choices=TASKS, default="segmentation")
-    pre.add_argument("--statistics-batches", type=int, default=STATISTICS_BATCHES)
-    known, rest = pre.parse_known_args(argv)
-    presets = {name: TASK_PRESETS[(known.task, name)] for name in ("fast", "paper")}
-    from transfer.cli import _HELP
-
-    parser = build_parser(
-        "Train one downstream model as the fine-tuning scripts do, then score the same weights in inference "
-        "mode, with batch statistics and with re-estimated BatchNorm statistics (encoder, decoder, all), and "
-        "measure how far the moving statistics are from the data's. --task classification|segmentation "
-        "(default segmentation), --statistics-batches N (default 20).", FinetuneConfig, presets, _HELP,
-        exclude=("task",), ranges=RANGES)
-    config = config_from_args(parser.parse_args(rest), FinetuneConfig, presets)
-    config = dataclasses.replace(config, task=known.task,
-                                 out=config.out or f"runs/bn-diagnosis/{known.task}")
+def diagnose(config, statistics_batches=STATISTICS_BATCHES):
+    """Trains the run of `config` as the fine-tuning scripts do and returns its result, with the
+    diagnosis under "inspection"."""
     from transfer.experiment import run_finetune
 
-    try:
-        result = run_finetune(config, verbose=2, inspect=batchnorm_inspection(config, known.statistics_batches))
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2)
-    print(json.dumps(result["inspection"], indent=2))
-    return result
+    config = dataclasses.replace(config, out=config.out or f"runs/bn-diagnosis/{config.task}")
+    return run_finetune(config, verbose=2, inspect=batchnorm_inspection(config, statistics_batches))

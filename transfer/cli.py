@@ -76,11 +76,31 @@ def reproduce_main(argv=None):
 
 
 def diagnose_main(argv=None):
-    """`python diagnose_batchnorm.py` (`cgan-diagnose-batchnorm`): one run's BatchNorm diagnosis."""
+    """`python diagnose_batchnorm.py` (`cgan-diagnose-batchnorm`): one run, then the same weights scored in
+    inference mode, with batch statistics and with re-estimated BatchNorm statistics."""
     runtime.configure()
-    from transfer.bn_diagnosis import main  # TensorFlow loads here, after the runtime settings
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task", choices=sorted({task for task, _ in TASK_PRESETS}), default="segmentation")
+    pre.add_argument("--statistics-batches", type=bounded(int, Range(1)), default=20)
+    known, rest = pre.parse_known_args(argv)
+    presets = {name: TASK_PRESETS[(known.task, name)] for name in PRESET_NAMES}
+    parser = build_parser(
+        "Train one downstream model as the fine-tuning scripts do, then score the same weights in inference "
+        "mode, with batch statistics and with re-estimated BatchNorm statistics (encoder, decoder, all), and "
+        "measure how far the moving statistics are from the data's. --task classification|segmentation "
+        "(default segmentation), --statistics-batches N (default 20).", FinetuneConfig, presets, _HELP,
+        exclude=("task",), ranges=RANGES)
+    config = config_from_args(parser.parse_args(rest), FinetuneConfig, presets)
+    config.task = known.task
+    from transfer.bn_diagnosis import diagnose  # TensorFlow loads here, after the runtime settings
 
-    return main(argv)
+    try:
+        result = diagnose(config, known.statistics_batches)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    print(json.dumps(result["inspection"], indent=2))
+    return result
 
 
 def finetune_main(task, argv=None):
