@@ -192,13 +192,13 @@ def test_diagnose_batchnorm_scores_one_run_four_ways_and_puts_the_statistics_bac
                         "--val-size", "8", "--test-size", "8", "--batch-size", "8", "--statistics-batches", "2",
                         "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    inspection = json.load(open(out / "random" / "metrics.json"))["inspection"]
+    metrics = json.load(open(out / "random" / "metrics.json"))
+    inspection = metrics["inspection"]
     steps = inspection["optimizer_steps_last_phase"]
     assert steps > 0 and inspection["momenta"] == [0.99]  # the U-Net's BatchNorm has Keras' default
     assert inspection["initial_share_left"]["0.99"] == pytest.approx(0.99 ** steps)
     encoder, decoder, every = (inspection[f"recalibrated_{part}"] for part in ("encoder", "decoder", "all"))
     assert encoder["layers"] + decoder["layers"] == every["layers"] > 0 and every["batches"] == 2
     # The statistics were put back after the re-estimates: the reported test score is inference mode's.
-    test = json.load(open(out / "random" / "metrics.json"))["test"]
-    assert test["mIoU"] == pytest.approx(inspection["inference"]["mIoU"])
+    assert metrics["test"]["mIoU"] == pytest.approx(inspection["inference"]["mIoU"])
     assert 0 <= inspection["batch_statistics"]["mIoU"] <= 1 and inspection["inference_spread"]["images"] == 8

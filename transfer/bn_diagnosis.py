@@ -21,8 +21,7 @@ import dataclasses
 import numpy as np
 
 from cgan_colorization import batchnorm as bn
-
-STATISTICS_BATCHES = 20  # training batches that estimate the data's statistics
+from transfer.config import STATISTICS_BATCHES
 
 
 class _BatchStatistics:

@@ -9,7 +9,7 @@ from cgan_colorization import registry, runtime
 from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, Range,
                                       bounded, build_parser,
                                       config_from_args)
-from transfer.config import RANGES, TASK_PRESETS, FinetuneConfig
+from transfer.config import RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig
 
 _HELP = {
     "init": "'colorization' (transfer the colorizer's weights, two phases) or 'random' (N(0, 0.02), from scratch)",
@@ -75,23 +75,30 @@ def reproduce_main(argv=None):
     return main(argv)
 
 
+def _finetune_config(task, description, argv):
+    """The FinetuneConfig of `task` from the fine-tuning flags in `argv` (presets, help and ranges of
+    the fine-tuning scripts)."""
+    presets = {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
+    parser = build_parser(description, FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES)
+    config = config_from_args(parser.parse_args(argv), FinetuneConfig, presets)
+    config.task = task
+    return config
+
+
 def diagnose_main(argv=None):
     """`python diagnose_batchnorm.py` (`cgan-diagnose-batchnorm`): one run, then the same weights scored in
     inference mode, with batch statistics and with re-estimated BatchNorm statistics."""
     runtime.configure()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task", choices=sorted({task for task, _ in TASK_PRESETS}), default="segmentation")
-    pre.add_argument("--statistics-batches", type=bounded(int, Range(1)), default=20)
+    pre.add_argument("--statistics-batches", type=bounded(int, Range(1)), default=STATISTICS_BATCHES)
     known, rest = pre.parse_known_args(argv)
-    presets = {name: TASK_PRESETS[(known.task, name)] for name in PRESET_NAMES}
-    parser = build_parser(
+    config = _finetune_config(
+        known.task,
         "Train one downstream model as the fine-tuning scripts do, then score the same weights in inference "
         "mode, with batch statistics and with re-estimated BatchNorm statistics (encoder, decoder, all), and "
         "measure how far the moving statistics are from the data's. --task classification|segmentation "
-        "(default segmentation), --statistics-batches N (default 20).", FinetuneConfig, presets, _HELP,
-        exclude=("task",), ranges=RANGES)
-    config = config_from_args(parser.parse_args(rest), FinetuneConfig, presets)
-    config.task = known.task
+        f"(default segmentation), --statistics-batches N (default {STATISTICS_BATCHES}).", rest)
     from transfer.bn_diagnosis import diagnose  # TensorFlow loads here, after the runtime settings
 
     try:
@@ -106,16 +113,12 @@ def diagnose_main(argv=None):
 def finetune_main(task, argv=None):
     """`python finetune_classifier.py` / `python finetune_segmenter.py`."""
     runtime.configure()
-    presets = {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
     what = "multi-label classifier (encoder + 2 x Dense 4096)" if task == "classification" else \
         "U-Net segmenter (the whole generator + a softmax output)"
-    parser = build_parser(
-        f"Fine-tune a {what} from the colorizer's weights in two phases (frozen, then unfrozen), or from "
+    config = _finetune_config(
+        task, f"Fine-tune a {what} from the colorizer's weights in two phases (frozen, then unfrozen), or from "
         "scratch with --init random, and score it on the test split. --preset paper sets the paper's epochs, "
-        "rates and batch size.", FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES)
-    args = parser.parse_args(argv)
-    config = config_from_args(args, FinetuneConfig, presets)
-    config.task = task
+        "rates and batch size.", argv)
     from cgan_colorization.distribute import peer_failure
     from transfer.experiment import run_finetune
 

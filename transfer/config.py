@@ -47,6 +47,8 @@ class FinetuneConfig:
 
 
 # SPEC section 2. The paper gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).
+STATISTICS_BATCHES = 20  # diagnose_batchnorm.py: training batches that estimate the data's statistics
+
 TASK_PRESETS = {
     ("classification", "paper"): dict(batch_size=32, baseline_epochs=4, frozen_epochs=3, unfrozen_epochs=1,
                                       lr=3e-4, unfrozen_lr=5e-5, dense_units=4096),
