@@ -37,27 +37,47 @@ class SampleGrid(keras.callbacks.Callback):
 
 class GeneratorCheckpoint(keras.callbacks.Callback):
     """Each epoch, writes the colorizer network's weights (`generator.weights.h5`, and the
-    discriminator's where there is one) and the network with the lowest `monitor` so far
-    (`generator_best.weights.h5`; by default the model's own `monitor`, e.g. validation L1)."""
+    discriminator's where there is one) with `last.json` (its epoch), and the network with the lowest
+    `monitor` so far (`generator_best.weights.h5`, with `best.json`; by default the model's own
+    `monitor`, e.g. validation L1). A resumed run keeps the best of the epochs before the restart."""
 
     def __init__(self, run_dir, monitor=None):
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
         self.best = math.inf
+        best = _read_json(os.path.join(run_dir, "best.json"))
+        if best:
+            self.monitor = self.monitor or next((k for k in best if k != "epoch"), None)
+            self.best = float(best.get(self.monitor, math.inf))
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model
         self.monitor = self.monitor or getattr(model, "monitor", "val_g_l1")
+        value = (logs or {}).get(self.monitor)
+        record = {"epoch": epoch + 1, **({self.monitor: float(value)} if value is not None else {})}
         model.network.save_weights(os.path.join(self.run_dir, "generator.weights.h5"))
         if getattr(model, "discriminator", None) is not None:
             model.discriminator.save_weights(os.path.join(self.run_dir, "discriminator.weights.h5"))
-        value = (logs or {}).get(self.monitor)
+        _write_json(os.path.join(self.run_dir, "last.json"), record)
         if value is not None and float(value) < self.best:
             self.best = float(value)
             model.network.save_weights(os.path.join(self.run_dir, "generator_best.weights.h5"))
-            with open(os.path.join(self.run_dir, "best.json"), "w") as f:
-                json.dump({"epoch": epoch + 1, self.monitor: self.best}, f)
+            _write_json(os.path.join(self.run_dir, "best.json"), record)
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, payload):
+    """Writes JSON under a temporary name and renames it, so a kill never leaves half a file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f)
+    os.replace(path + ".tmp", path)
 
 
 class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -77,7 +97,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        saved = _read_resume_file(self.backup_dir).get("random_state")
+        saved = _read_json(os.path.join(self.backup_dir, RESUME_FILE)).get("random_state")
         if saved:
             for variable, value in zip(random_state(self.model), saved, strict=True):
                 variable.assign(np.asarray(value, dtype=variable.dtype))
@@ -97,12 +117,9 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         super()._save_model()
-        tmp = os.path.join(self.backup_dir, RESUME_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "step": self._steps_in_epoch,
-                       "random_state": [keras.ops.convert_to_numpy(v.value).tolist()
-                                        for v in random_state(self.model)]}, f)
-        os.replace(tmp, os.path.join(self.backup_dir, RESUME_FILE))
+        _write_json(os.path.join(self.backup_dir, RESUME_FILE),
+                    {"epoch": self._current_epoch, "step": self._steps_in_epoch,
+                     "random_state": [keras.ops.convert_to_numpy(v.value).tolist() for v in random_state(self.model)]})
 
 
 def random_state(model):
@@ -111,17 +128,9 @@ def random_state(model):
     return [v for v in model.variables if id(v) not in weights and v.path.endswith("seed_generator_state")]
 
 
-def _read_resume_file(backup_dir):
-    path = os.path.join(backup_dir, RESUME_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
 def read_resume_point(backup_dir):
     """(epoch, step) where an interrupted run stopped, or (0, 0) for a new run."""
-    state = _read_resume_file(backup_dir)
+    state = _read_json(os.path.join(backup_dir, RESUME_FILE))
     return (int(state["epoch"]), int(state["step"])) if state else (0, 0)
 
 

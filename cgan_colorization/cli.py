@@ -8,6 +8,7 @@ import time
 
 from cgan_colorization import runtime
 from cgan_colorization.config import Range, bounded, build_parser, config_from_args, load_config
+from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
 
 
 def _fail(message, hard_exit=False):
@@ -52,7 +53,9 @@ def train_main(argv=None):
 
 
 def _add_model_flags(parser):
-    """Flags to load a colorizer without a config.json beside it, and pix2pix's stochastic inference."""
+    """Which checkpoint of a run folder, flags to load a colorizer without a config.json beside it, and
+    pix2pix's stochastic inference."""
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT, help=CHECKPOINT_HELP)
     parser.add_argument("--image-size", type=bounded(int, Range(4)), help="model size, when no config.json is at hand")
     parser.add_argument("--base-filters", type=bounded(int, Range(1)),
                         help="model width, when no config.json is at hand")
@@ -81,18 +84,21 @@ def evaluate_main(argv=None):
     parser.add_argument("--cache", help="decoded-image cache of the dataset at the model's size (cache_images.py): "
                                         "score its held-out images (or all with --split all) instead of decoding")
     _add_model_flags(parser)
-    parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json)")
+    parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json, "
+                                      "RUN/eval_<dataset>_best.json for --checkpoint best)")
     args = parser.parse_args(argv)
 
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
-    from cgan_colorization.inference import load_colorizer, resolve_weights
+    from cgan_colorization.inference import describe_checkpoint, load_colorizer
     from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
     try:
-        weights = resolve_weights(args.run or args.weights)
+        colorizer = load_colorizer(args.run or args.weights, args.image_size, args.base_filters,
+                                   args.dropout_at_inference, args.checkpoint)
+        weights = colorizer.checkpoint["file"]
+        print(f"colorizer weights: {weights}, {describe_checkpoint(colorizer.checkpoint)}")
         run_dir = os.path.dirname(os.path.abspath(weights))
         config = load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
-        colorizer = load_colorizer(weights, args.image_size, args.base_filters, args.dropout_at_inference)
         dataset = args.dataset or (config.dataset if config else "synthetic")
         own = config is not None and dataset == config.dataset
         split = args.split or ("val" if own else "all")  # a dataset it never saw is scored whole
@@ -115,12 +121,13 @@ def evaluate_main(argv=None):
         result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
-    result.update(weights=weights, dataset=dataset, split=split, image_size=size,
+    result.update(weights=weights, checkpoint=colorizer.checkpoint, dataset=dataset, split=split, image_size=size,
                   dropout_at_inference=args.dropout_at_inference)
     if source.stats is not None:
         result["files"] = source.stats.as_dict()
     print(format_table(result))
-    out = args.out or os.path.join(run_dir, f"eval_{dataset.replace(':', '_').replace('/', '_')}.json")
+    suffix = "_best" if colorizer.checkpoint["checkpoint"] == "best" else ""  # the two never overwrite each other
+    out = args.out or os.path.join(run_dir, f"eval_{dataset.replace(':', '_').replace('/', '_')}{suffix}.json")
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {out}")
@@ -192,7 +199,7 @@ def colorize_main(argv=None):
 
     try:
         colorizer = load_colorizer(args.weights, args.image_size, args.base_filters,
-                                   args.dropout_at_inference)
+                                   args.dropout_at_inference, args.checkpoint)
         paths = []
         for item in args.inputs:
             if os.path.isdir(item):

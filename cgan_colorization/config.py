@@ -157,12 +157,15 @@ def check_config(config):
     return entry
 
 
-def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=(), ranges=None):
+def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=(), ranges=None,
+                 choices=None):
     """An argparse parser with `--preset` and one flag per field of the `config_cls` dataclass, every
-    flag defaulting to 'take it from the preset' and refusing values outside `ranges`."""
+    flag defaulting to 'take it from the preset' and refusing values outside `ranges` (numbers) or
+    `choices` ({field: values}, for text)."""
     presets = PRESETS if presets is None else presets
     helps = _HELP if helps is None else helps
     ranges = RANGES if ranges is None else ranges
+    choices_of = choices
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
     defaults = config_cls()
@@ -180,7 +183,7 @@ def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, 
         kind = type(default) if default is not None else (field.type if isinstance(field.type, type) else str)
         if field.name in ranges:
             kind = bounded(kind, ranges[field.name])
-        choices = None
+        choices = (choices_of or {}).get(field.name)
         if field.name == "objective":
             choices = registry.OBJECTIVES
         elif field.name == "backbone":

@@ -15,3 +15,14 @@ ZHANG_SIGMA = 5.0
 # statistics (README, "The MobileNetV2 variant").
 MOBILENET_BN_MOMENTUM = 0.9
 KERAS_MOBILENET_BN_MOMENTUM = 0.999
+
+# The generator checkpoints of a colorizer run folder. `last` is the generator at the end of training, what
+# the paper and pix2pix use; `best` the one of the epoch with the lowest validation score of the pretext's
+# own `monitor` (validation L1 for the GAN, which is not what the GAN optimizes: its adversarial term trades L1
+# for colour, so its lowest-L1 epoch is its greyest). Every loader takes one explicitly; `last` by default.
+CHECKPOINT_FILES = {"last": "generator.weights.h5", "best": "generator_best.weights.h5"}
+CHECKPOINTS = tuple(CHECKPOINT_FILES)
+DEFAULT_CHECKPOINT = "last"
+CHECKPOINT_HELP = ("which generator of a colorizer run folder to load: 'last' (the end of training, the paper's and "
+                   "pix2pix's practice) or 'best' (the epoch with the lowest validation score of the pretext's own "
+                   "monitor, e.g. validation L1); ignored for a weights file")

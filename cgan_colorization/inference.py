@@ -1,6 +1,9 @@
 """Loading a trained generator and colorizing anyone's photos at their own resolution."""
 
+import csv
 import dataclasses
+import hashlib
+import json
 import os
 
 import keras
@@ -8,23 +11,73 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization.config import TrainConfig, check_config, load_config
+from cgan_colorization.constants import CHECKPOINT_FILES, DEFAULT_CHECKPOINT
 from cgan_colorization.pretext import Colorizer
 from data.color import join_rgb, split_rgb
 
-WEIGHT_NAMES = ("generator_best.weights.h5", "generator.weights.h5")
+# What each file of a run folder is, and the record beside it that says which epoch it holds.
+_FILE_CHECKPOINT = {**{name: kind for kind, name in CHECKPOINT_FILES.items()}, "generator.keras": "last"}
+_RECORDS = {"last": "last.json", "best": "best.json"}
 
 
-def resolve_weights(path):
-    """A run folder or a weights file -> the generator weights file to load."""
+def resolve_weights(path, checkpoint=DEFAULT_CHECKPOINT):
+    """A run folder or a weights file -> the generator weights file to load. In a run folder,
+    `checkpoint` picks the last epoch's generator ("last") or the best-validation one ("best"); a
+    missing one is a one-sentence FileNotFoundError, never a fall-back to the other."""
+    if checkpoint not in CHECKPOINT_FILES:
+        raise ValueError(f"--checkpoint must be one of {tuple(CHECKPOINT_FILES)}, received {checkpoint!r}.")
     if os.path.isdir(path):
-        for name in WEIGHT_NAMES:
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                return candidate
-        raise FileNotFoundError(f"{path} holds no {' or '.join(WEIGHT_NAMES)}: has a run finished an epoch there?")
+        name = CHECKPOINT_FILES[checkpoint]
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate
+        if checkpoint == "best":
+            raise FileNotFoundError(f"{path} holds no {name} (the generator of its best validation epoch): pass "
+                                    "--checkpoint last, or a run folder that validated at least once.")
+        raise FileNotFoundError(f"{path} holds no {name}: has a run finished an epoch there?")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file {path} does not exist.")
+        raise FileNotFoundError(f"{path} does not exist: give a colorizer run folder or a generator weights file.")
     return path
+
+
+def _epochs_logged(run_dir):
+    """Epochs in a run's log.csv (for run folders written before last.json existed), or None."""
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+    return max(epochs) + 1 if epochs else None
+
+
+def checkpoint_info(path):
+    """What a generator weights file is, for the records of every experiment that loads it: its
+    path, which checkpoint of its run folder it is ("last", "best", or "file" for any other file),
+    the epoch it was saved after (and the monitored value, for "best"), and its SHA-256."""
+    run_dir, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    kind = _FILE_CHECKPOINT.get(name, "file")
+    info = {"file": path, "checkpoint": kind, "epoch": None}
+    record = os.path.join(run_dir, _RECORDS.get(kind, ""))
+    if kind in _RECORDS and os.path.isfile(record):
+        with open(record) as f:
+            info.update(json.load(f))
+    elif kind == "last":
+        info["epoch"] = _epochs_logged(run_dir)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    info["sha256"] = digest.hexdigest()
+    return info
+
+
+def describe_checkpoint(info):
+    """One phrase for reports and logs, e.g. "last (epoch 30)" or "best val_g_l1 (epoch 1)"."""
+    if not info:
+        return "n/a"
+    monitor = next((k for k in info if k.startswith("val_")), None)
+    kind = f"best {monitor}" if info["checkpoint"] == "best" and monitor else info["checkpoint"]
+    return f"{kind} (epoch {info['epoch']})" if info.get("epoch") is not None else kind
 
 
 def _run_config(path, image_size, base_filters):
@@ -38,10 +91,19 @@ def _run_config(path, image_size, base_filters):
     return run_dir, TrainConfig(image_size=image_size, base_filters=base_filters)
 
 
-def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=False):
+def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=False,
+                   checkpoint=DEFAULT_CHECKPOINT):
     """Loads `path` (a run folder, `generator*.weights.h5` or `generator.keras`) as a `Colorizer`,
-    built and loaded by the run's pretext (its objective and backbone in `config.json`)."""
-    path = resolve_weights(path)
+    built and loaded by the run's pretext (its objective and backbone in `config.json`). In a run
+    folder, `checkpoint` ("last" or "best") picks the generator; the loaded one's `checkpoint_info`
+    is the Colorizer's `checkpoint`."""
+    path = resolve_weights(path, checkpoint)
+    colorizer = _load(path, image_size, base_filters, inference_dropout)
+    colorizer.checkpoint = checkpoint_info(path)
+    return colorizer
+
+
+def _load(path, image_size, base_filters, inference_dropout):
     if path.endswith(".keras"):
         generator = keras.saving.load_model(path, compile=False)
         run_dir = os.path.dirname(os.path.abspath(path))
@@ -55,11 +117,6 @@ def load_colorizer(path, image_size=None, base_filters=None, inference_dropout=F
     run_dir, config = _run_config(path, image_size, base_filters)
     entry = check_config(config)
     return entry.implementation().load(entry, config, run_dir, path, inference_dropout)
-
-
-def load_generator(path, image_size=None, base_filters=None, inference_dropout=False):
-    """The network of a trained colorizer, ready for `transfer_weights` (see `load_colorizer`)."""
-    return load_colorizer(path, image_size, base_filters, inference_dropout).network
 
 
 def colorize_rgb(colorizer, rgb):

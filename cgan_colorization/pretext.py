@@ -138,6 +138,7 @@ class Colorizer:
         config: the run's `TrainConfig` (None for a bare `.keras` model).
         pretext: its `registry.Pretext` entry (None for a bare `.keras` model).
         image_size, color_space.
+        checkpoint: which weights were loaded (`inference.checkpoint_info`: file, last / best, epoch, SHA-256).
     """
 
     def __init__(self, network, predict_ab, config, image_size, color_space="lab", pretext=None,
@@ -145,6 +146,7 @@ class Colorizer:
         self.network, self.predict_ab, self.config = network, predict_ab, config
         self.image_size, self.color_space, self.pretext = image_size, color_space, pretext
         self.bottleneck = bottleneck  # the layer `evaluation.bottleneck_health` reads (None: none)
+        self.checkpoint = None  # set by `inference.load_colorizer`
 
 
 def load_network(network, path, config):

@@ -1,5 +1,6 @@
 """Training a colorizer: from a `TrainConfig` to a run folder with weights, logs and samples."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,19 @@ from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
 
 SUMMARY_FILE = "train_summary.json"
+# Options a resumed run may change: how often it backs up and how long it waits for its peers, not what it learns.
+RESUMABLE_OPTIONS = ("out", "backup_every", "collective_timeout")
+
+
+def changed_options(config, run_dir):
+    """[(option, value in the run folder's config.json, value now)] for every option that differs."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        saved = json.load(f)
+    return [(name, saved[name], value) for name, value in dataclasses.asdict(config).items()
+            if name not in RESUMABLE_OPTIONS and name in saved and saved[name] != value]
 
 
 def build_colorizer(config, strategy=None, train_ds=None, run_dir=None):
@@ -84,6 +98,11 @@ def train(config, extra_callbacks=(), verbose="auto"):
     if os.path.isfile(summary_path) and not os.path.isdir(backup_dir):
         raise ValueError(f"{config.out} already holds a finished run: pass another --out, or delete the folder "
                          "to train again.")
+    changed = changed_options(config, config.out) if cb.read_resume_point(backup_dir) != (0, 0) else []
+    if changed:
+        listed = ", ".join(f"--{name.replace('_', '-')} {new} (the run has {old})" for name, old, new in changed)
+        raise ValueError(f"{config.out} holds an interrupted run with other options: {listed}; run its own "
+                         "command to resume it, or pass another --out.")
     # Finite validation sets of unknown length make Keras warn once per fit; that is expected here.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     keras.utils.set_random_seed(config.seed)
@@ -101,7 +120,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
     if step >= steps:  # the backup was taken at the very end of an epoch
         epoch, step = epoch + 1, 0
     if (epoch, step) == (0, 0):
-        for stale in ("log.csv", "tensorboard", "samples", "best.json"):
+        for stale in ("log.csv", "tensorboard", "samples", "best.json", "last.json"):
             path = os.path.join(run_dir, stale)
             shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
     else:

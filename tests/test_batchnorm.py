@@ -192,7 +192,7 @@ def test_diagnose_batchnorm_scores_one_run_four_ways_and_puts_the_statistics_bac
                         "--val-size", "8", "--test-size", "8", "--batch-size", "8", "--statistics-batches", "2",
                         "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.load(open(out / "random" / "metrics.json"))
+    metrics = json.load(open(out / "unet-random-seed0" / "metrics.json"))  # named so momenta never share a folder
     inspection = metrics["inspection"]
     steps = inspection["optimizer_steps_last_phase"]
     assert steps > 0 and inspection["momenta"] == [0.99]  # the U-Net's BatchNorm has Keras' default

@@ -109,7 +109,7 @@ def test_mobilenet_weights_fine_tune_both_tasks_and_a_matching_random_baseline(m
     result = _script("finetune_classifier.py", "--colorizer", str(mobilenet_run), "--out", str(out),
                      "--frozen-epochs", "1", "--unfrozen-epochs", "1", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.load(open(out / "colorization" / "metrics.json"))
+    metrics = json.load(open(out / "colorization-seed0" / "metrics.json"))
     assert metrics["backbone"] == "mobilenetv2" and metrics["pretext"] == "multitask-mobilenetv2"
     assert "mnv2_encoder" in metrics["transfer"]["copied"] and "mnv2_cls_output" in metrics["transfer"]["kept"]
     assert 0.0 <= metrics["test"]["mAP"] <= 1.0
@@ -118,7 +118,7 @@ def test_mobilenet_weights_fine_tune_both_tasks_and_a_matching_random_baseline(m
     result = _script("finetune_segmenter.py", "--init", "random", "--backbone", "mobilenetv2", "--colorizer",
                      str(mobilenet_run), "--out", str(seg), "--baseline-epochs", "1", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.load(open(seg / "random" / "metrics.json"))
+    metrics = json.load(open(seg / "random-seed0" / "metrics.json"))
     assert metrics["pretext"] == "random-mobilenetv2" and metrics["transfer"] is None
     assert 0.0 <= metrics["test"]["mIoU"] <= 1.0
 

@@ -221,7 +221,7 @@ def classifier(tmp_path_factory):
     one = OneProcess("finetune_classifier.py", [*CLASSIFIER, *extra, "--out", str(logs / "one")], logs)
     args = [*CLASSIFIER, *extra, "--out", str(logs / "two")]
     killed = Workers("finetune_classifier.py", args, logs, "killed")
-    stopped_after, code = killed.kill_one_when(logs / "two" / "random" / "log.csv")
+    stopped_after, code = killed.kill_one_when(logs / "two" / "random-seed0" / "log.csv")
     one.finish()
     rerun = Workers("finetune_classifier.py", args, logs, "rerun")
     started = time.time()
@@ -234,10 +234,11 @@ def test_finetuning_on_two_workers_equals_one_process_and_survives_a_killed_work
     logs, rerun = classifier["logs"], classifier["rerun"]
     _assert_one_sentence_exit(classifier["killed"], 0, classifier["code"])
     assert classifier["codes"] == [0, 0], rerun.output(0, "err")[-3000:] + rerun.output(1, "err")[-3000:]
-    metrics = json.loads((logs / "two" / "random" / "metrics.json").read_text())
+    metrics = json.loads((logs / "two" / "random-seed0" / "metrics.json").read_text())
     assert _digest(rerun.output(0)) == _digest(rerun.output(1)) == metrics["weights_sha256"]
-    _assert_close(logs / "two" / "random" / "model.weights.h5", logs / "one" / "random" / "model.weights.h5")
-    one = json.loads((logs / "one" / "random" / "metrics.json").read_text())
+    _assert_close(logs / "two" / "random-seed0" / "model.weights.h5",
+                  logs / "one" / "random-seed0" / "model.weights.h5")
+    one = json.loads((logs / "one" / "random-seed0" / "metrics.json").read_text())
     assert metrics["test"]["mAP"] == pytest.approx(one["test"]["mAP"], abs=1e-4)
-    assert not (logs / "two" / "random" / ".worker-1").exists()
-    assert sorted(os.listdir(logs / "two" / "random")) == sorted(os.listdir(logs / "one" / "random"))
+    assert not (logs / "two" / "random-seed0" / ".worker-1").exists()
+    assert sorted(os.listdir(logs / "two" / "random-seed0")) == sorted(os.listdir(logs / "one" / "random-seed0"))

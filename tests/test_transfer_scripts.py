@@ -26,14 +26,14 @@ def test_finetune_classifier_both_inits_write_metrics_and_one_comparison_plot(co
                          "--dense-units", "16", "--baseline-epochs", "2", "--frozen-epochs", "1",
                          "--unfrozen-epochs", "1", *TINY)
         assert result.returncode == 0, result.stderr[-2000:]
-        metrics = json.load(open(out / init / "metrics.json"))
+        metrics = json.load(open(out / f"{init}-seed0" / "metrics.json"))
         assert 0.0 <= metrics["test"]["mAP"] <= 1.0 and len(metrics["test"]["ap"]) == 6
         assert metrics["image_size"] == 32 and metrics["base_filters"] == 4
         assert len(metrics["history"]["loss"]) == 2
-        assert (out / init / "log.csv").read_text().count("\n") == 3
-    transferred = json.load(open(out / "colorization" / "metrics.json"))["transfer"]
+        assert (out / f"{init}-seed0" / "log.csv").read_text().count("\n") == 3
+    transferred = json.load(open(out / "colorization-seed0" / "metrics.json"))["transfer"]
     assert "bottleneck_conv" in transferred["copied"] and "cls_output" in transferred["kept"]
-    assert json.load(open(out / "random" / "metrics.json"))["transfer"] is None
+    assert json.load(open(out / "random-seed0" / "metrics.json"))["transfer"] is None
     assert (out / "loss_curves.png").stat().st_size > 0
 
 
@@ -45,7 +45,7 @@ def test_finetune_segmenter_on_camvid_folders(colorizer, tmp_path):
                      "--dataset", spec, "--void-index", "11", "--frozen-epochs", "1", "--unfrozen-epochs", "1",
                      *TINY)
     assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.load(open(tmp_path / "seg" / "colorization" / "metrics.json"))["test"]
+    metrics = json.load(open(tmp_path / "seg" / "colorization-seed0" / "metrics.json"))["test"]
     assert len(metrics["iou"]) == 11 and 0.0 <= metrics["mIoU"] <= 1.0 and 0 < metrics["pixel_accuracy"] <= 1
     assert metrics["num_pixels"] <= 16 * 32 * 32
 
@@ -84,7 +84,8 @@ def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
     out = tmp_path / "study"
     result = _script("reproduce.py", "--out", str(out), "--seeds", "1", "--image-size", "32", "--base-filters", "4",
                      "--pretext-epochs", "1", "--pretext-steps", "2", "--train-size", "16", "--eval-size", "16",
-                     "--downstream-scale", "0.25", "--pretexts", "gan-skipdrop", "--label-fractions", "0.5,1",
+                     "--downstream-scale", "0.25", "--pretexts", "gan-skipdrop,gan-skipdrop@best",
+                     "--label-fractions", "0.5,1",
                      "--probes", "--probe-train-size", "32", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
@@ -96,5 +97,15 @@ def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
         assert (out / "figures" / figure).stat().st_size > 0
     half = json.loads((out / "seed0" / "segmentation" / "gan-skipdrop-labels50" / "metrics.json").read_text())
     assert half["label_fraction"] == 0.5 and half["num_train"] == 8 and half["pretext"] == "gan-skipdrop"
+    # One colorizer, transferred at both checkpoints: each row says which weights it used.
+    run = out / "colorizer-gan-skipdrop"
+    best = json.loads((out / "seed0" / "segmentation" / "gan-skipdrop@best" / "metrics.json").read_text())
+    assert half["colorizer"]["file"] == str(run / "generator.weights.h5") and half["colorizer"]["epoch"] == 1
+    assert best["colorizer"]["file"] == str(run / "generator_best.weights.h5") and best["pretext"] == "gan-skipdrop"
+    assert "| gan-skipdrop@best |" in report and "| gan-skipdrop@best pretext |" in report
+    assert f"| gan-skipdrop | `{run / 'generator.weights.h5'}` | last (epoch 1) |" in report
+    assert "| gan-skipdrop@best colorizer, best val_g_l1 (epoch 1) |" in report
+    probed = json.loads((out / "probes" / "probes.json").read_text())["inits"]
+    assert probed["gan-skipdrop@best"][0]["colorizer"]["checkpoint"] == "best"
     config = json.loads((out / "colorizer-gan-skipdrop" / "config.json").read_text())
     assert config["skip_dropout"] == 0.5 and config["objective"] == "gan"

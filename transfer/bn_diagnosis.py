@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 
 from cgan_colorization import batchnorm as bn
-from transfer.config import STATISTICS_BATCHES
+from transfer.config import STATISTICS_BATCHES, default_run_name
 
 
 class _BatchStatistics:
@@ -102,10 +102,22 @@ def batchnorm_inspection(config, statistics_batches=STATISTICS_BATCHES):
     return inspect
 
 
+def diagnosis_run_name(config):
+    """The diagnosis' folder under --out: the backbone when given, the fine-tuning run's name and the
+    BatchNorm momentum when given, so that runs at different momenta never overwrite each other
+    (e.g. "mobilenetv2-random-seed0-momentum0.999")."""
+    parts = [config.backbone] if config.backbone else []
+    parts.append(default_run_name(config))
+    if config.bn_momentum is not None:
+        parts.append(f"momentum{config.bn_momentum:g}")
+    return "-".join(parts)
+
+
 def diagnose(config, statistics_batches=STATISTICS_BATCHES):
     """Trains the run of `config` as the fine-tuning scripts do and returns its result, with the
     diagnosis under "inspection"."""
     from transfer.experiment import run_finetune
 
-    config = dataclasses.replace(config, out=config.out or f"runs/bn-diagnosis/{config.task}")
+    config = dataclasses.replace(config, out=config.out or f"runs/bn-diagnosis/{config.task}",
+                                 run_name=config.run_name or diagnosis_run_name(config))
     return run_finetune(config, verbose=2, inspect=batchnorm_inspection(config, statistics_batches))

@@ -9,11 +9,14 @@ from cgan_colorization import registry, runtime
 from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, Range,
                                       bounded, build_parser,
                                       config_from_args)
-from transfer.config import RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig
+from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS
+from transfer.config import DEFAULT_COLORIZER, RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig
 
 _HELP = {
     "init": "'colorization' (transfer the colorizer's weights, two phases) or 'random' (N(0, 0.02), from scratch)",
-    "colorizer": "colorizer run folder or generator weights; trained first with the fast default when absent",
+    "colorizer": f"colorizer run folder or generator weights file (must exist); without it, {DEFAULT_COLORIZER}, "
+                 "trained first with the fast default when absent",
+    "checkpoint": CHECKPOINT_HELP,
     "dataset": "'synthetic' (embedded), 'voc:PATH' (VOCdevkit/VOC2012), 'tfds:voc/2012' (classification) or "
                "'seg-folder:IMAGES,MASKS' (a labelled folder; see README)",
     "image_size": "input size; by default the colorizer's",
@@ -26,7 +29,7 @@ _HELP = {
     "unfrozen_lr": "Adam learning rate of phase 2",
     "dense_units": "units of the classifier's two hidden dense layers",
     "seed": "seed of weights, data order and splits",
-    "out": "parent folder; this run goes to OUT/<init>",
+    "out": "parent folder; this run goes to OUT/<run name>",
     "split_mode": "'paper' (70/20/10 stratified re-split) or 'official' (VOC train/val lists)",
     "include_difficult": "count VOC objects marked difficult in the image labels",
     "void_index": "mask value to ignore in a labelled folder (CamVid: 11); VOC uses 255",
@@ -38,7 +41,8 @@ _HELP = {
     "test_size": "at most this many test images (0: the whole split)",
     "scale_shorter": "segmentation: first scale image and mask so the shorter side has this many pixels "
                      "(0: the input size, so crops cover the scene; unset: the stored resolution, as the paper)",
-    "run_name": "name of this run's folder under --out (default: the init)",
+    "run_name": "name of this run's folder under --out (default: the init, '-best' for --checkpoint best, "
+                "'-labelsP' for a share of the labels, and the seed, e.g. colorization-seed0)",
     "label_fraction": "train on this share of the training labels, the first ones of the split's seeded order (so "
                       "smaller shares nest in larger ones), repeated so that every share takes as many steps",
     "strategy": STRATEGY_HELP,
@@ -79,7 +83,8 @@ def _finetune_config(task, description, argv):
     """The FinetuneConfig of `task` from the fine-tuning flags in `argv` (presets, help and ranges of
     the fine-tuning scripts)."""
     presets = {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
-    parser = build_parser(description, FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES)
+    parser = build_parser(description, FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES,
+                          choices={"checkpoint": CHECKPOINTS, "split_mode": ("paper", "official")})
     config = config_from_args(parser.parse_args(argv), FinetuneConfig, presets)
     config.task = task
     return config
@@ -162,6 +167,8 @@ def features_main(argv=None):
     count = bounded(int, Range(0))
     parser.add_argument("--colorizer", action="append", default=[],
                         help="a colorizer run folder (repeat for several); none: the random floor alone")
+    parser.add_argument("--checkpoint", choices=(*CHECKPOINTS, "both"), default=defaults.checkpoint,
+                        help=CHECKPOINT_HELP + "; 'both' probes each colorizer at both")
     parser.add_argument("--dataset", default=defaults.dataset, help=_HELP["dataset"])
     parser.add_argument("--out", default=defaults.out, help="output folder")
     parser.add_argument("--seed", type=count, default=defaults.seed, help="seed of splits, draws and random init")
@@ -183,10 +190,12 @@ def features_main(argv=None):
     parser.add_argument("--min-fraction", type=bounded(float, RANGES["min_fraction"]),
                         default=defaults.min_fraction, help=_HELP["min_fraction"])
     args = parser.parse_args(argv)
-    config = ProbeConfig(colorizers=tuple(args.colorizer), dataset=args.dataset, out=args.out, seed=args.seed,
-                         random_seeds=args.random_seeds, train_size=args.train_size, test_size=args.test_size,
-                         batch_size=args.batch_size, shots=args.shots, draws=args.draws,
-                         split_mode=args.split_mode, void_index=args.void_index, min_fraction=args.min_fraction)
+    checkpoints = CHECKPOINTS if args.checkpoint == "both" else (args.checkpoint,)
+    config = ProbeConfig(colorizers=tuple((path, c) for path in args.colorizer for c in checkpoints),
+                         dataset=args.dataset, out=args.out, seed=args.seed, random_seeds=args.random_seeds,
+                         train_size=args.train_size, test_size=args.test_size, batch_size=args.batch_size,
+                         shots=args.shots, draws=args.draws, split_mode=args.split_mode,
+                         void_index=args.void_index, min_fraction=args.min_fraction)
     from transfer.feature_eval import check_inits, run_probes
 
     try:

@@ -3,6 +3,9 @@
 import dataclasses
 
 from cgan_colorization.config import Range
+from cgan_colorization.constants import DEFAULT_CHECKPOINT
+
+DEFAULT_COLORIZER = "runs/colorizer"  # used, and trained first when absent, when no --colorizer is given
 
 
 @dataclasses.dataclass
@@ -11,7 +14,8 @@ class FinetuneConfig:
 
     task: str = "classification"
     init: str = "colorization"
-    colorizer: str = "runs/colorizer"
+    colorizer: str = None  # None: DEFAULT_COLORIZER, trained there first when absent; a given path must exist
+    checkpoint: str = DEFAULT_CHECKPOINT  # which generator of the colorizer's run folder: "last" or "best"
     dataset: str = "synthetic"
     image_size: int = None  # None: the colorizer's size (64 without one)
     base_filters: int = None  # None: the colorizer's width (32 without one)
@@ -34,7 +38,7 @@ class FinetuneConfig:
     val_size: int = None
     test_size: int = None
     scale_shorter: int = None  # segmentation: scale pairs so the shorter side has this many pixels
-    run_name: str = None  # folder under --out; None: the init's name
+    run_name: str = None  # folder under --out; None: `default_run_name` (init, checkpoint, labels, seed)
     strategy: str = "auto"
     collective_timeout: int = 600  # --strategy multiworker: seconds a collective waits for the other workers
     save_weights: bool = False  # write the fine-tuned model's weights to RUN/model.weights.h5
@@ -74,3 +78,15 @@ RANGES = {
     "label_fraction": Range(0, 1, low_open=True),
     "bn_momentum": Range(0, 1, high_open=True), "recalibrate_bn": Range(0),
 }
+
+
+def default_run_name(config):
+    """The run's folder name under --out when no --run-name is given: the init, the checkpoint when it
+    is not the last one, the share of the labels when it is not all of them, and the seed, so that
+    runs that differ in any of these never overwrite each other (e.g. "colorization-best-labels10-seed2")."""
+    name = config.init
+    if config.init == "colorization" and config.checkpoint != DEFAULT_CHECKPOINT:
+        name += f"-{config.checkpoint}"
+    if config.label_fraction < 1:
+        name += f"-labels{100 * config.label_fraction:g}"
+    return f"{name}-seed{config.seed}"

@@ -15,14 +15,16 @@ import numpy as np
 from cgan_colorization import registry
 from cgan_colorization.batchnorm import batchnorm_layers
 from cgan_colorization.config import TrainConfig, check_config, load_config
+from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.distribute import is_chief, make_strategy, set_precision, weights_digest, worker_index
-from cgan_colorization.inference import load_colorizer
+from cgan_colorization.inference import describe_checkpoint, load_colorizer
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.training import train
 from data import labelled
 from data.labelled import TASKS
 from data.masks import VOID
 from transfer import metrics as tm
+from transfer.config import DEFAULT_COLORIZER, default_run_name
 from transfer.finetune import UNFROZEN_BN, Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
@@ -37,17 +39,26 @@ def phases(config):
             Phase(config.unfrozen_epochs, config.unfrozen_lr, frozen=False)]
 
 
-def colorizer_or_train(path, log=print):
-    """The colorizer (a `pretext.Colorizer`) at `path`, a run folder or weights file; when there is
-    none, trains the fast default colorizer there first (and says so)."""
-    if not os.path.exists(path):
-        log(f"No colorizer at {path}: training the fast default colorizer there first.")
-        train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
-    return load_colorizer(path)
+def colorizer_or_train(path, log=print, checkpoint=DEFAULT_CHECKPOINT):
+    """The colorizer (a `pretext.Colorizer`) at `path`, a run folder or weights file, at `checkpoint`.
+    Without a `path` (None), the default colorizer, which is trained first when absent (and says so);
+    a given path that does not exist is a one-sentence FileNotFoundError."""
+    if path is None:
+        path = DEFAULT_COLORIZER
+        if not os.path.exists(path):
+            log(f"No colorizer at {path}: training the fast default colorizer there first.")
+            train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
+    elif not os.path.exists(path):
+        raise FileNotFoundError(f"the colorizer {path} does not exist: give a run folder of train_colorizer.py or a "
+                                f"generator weights file (without --colorizer, {DEFAULT_COLORIZER} is used, and "
+                                "trained first when absent).")
+    return load_colorizer(path, checkpoint=checkpoint)
 
 
 def _colorizer_run(path):
     """The `TrainConfig` of the colorizer run at `path` (a run folder or a file in one), or None."""
+    if not os.path.exists(path):
+        return None
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
     return load_config(run_dir) if os.path.isfile(os.path.join(run_dir, "config.json")) else None
 
@@ -57,7 +68,7 @@ def _architecture(config, colorizer):
     random baseline has the very architecture the colorizer init gets), then the fast preset's."""
     fast = TrainConfig()
     size, width, backbone = fast.image_size, fast.base_filters, fast.backbone
-    run = colorizer.config if colorizer is not None else _colorizer_run(config.colorizer)
+    run = colorizer.config if colorizer is not None else _colorizer_run(config.colorizer or DEFAULT_COLORIZER)
     if run is not None:
         size, width, backbone = run.image_size, run.base_filters, check_config(run).backbone
     elif colorizer is not None:  # a bare generator.keras: its size is its input's; its width must be given
@@ -166,17 +177,23 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
                          f"task={config.task!r}, init={config.init!r}.")
     if config.unfrozen_bn not in UNFROZEN_BN:
         raise ValueError(f"--unfrozen-bn must be one of {UNFROZEN_BN}, received {config.unfrozen_bn!r}.")
+    if config.checkpoint not in CHECKPOINTS:
+        raise ValueError(f"--checkpoint must be one of {CHECKPOINTS}, received {config.checkpoint!r}.")
     strategy = make_strategy(config.strategy, config.collective_timeout)  # first: it may configure collectives
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
     start = time.time()
-    colorizer = colorizer_or_train(config.colorizer, log) if config.init == "colorization" else None
-    image_size, base_filters, backbone = _architecture(config, colorizer)
+    # The data first, so that a wrong --dataset stops the run before a default colorizer is trained.
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
         include_difficult=config.include_difficult, void_index=config.void_index,
         min_fraction=config.min_fraction, num_classes=config.num_classes,
         synthetic_classes=config.synthetic_classes)
+    colorizer = colorizer_or_train(config.colorizer, log, config.checkpoint) if config.init == "colorization" \
+        else None
+    image_size, base_filters, backbone = _architecture(config, colorizer)
+    if colorizer is not None:
+        log(f"colorizer weights: {colorizer.checkpoint['file']}, {describe_checkpoint(colorizer.checkpoint)}")
     with strategy.scope():
         model = build_model(config, source.num_classes, image_size, base_filters,
                             synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone)
@@ -190,7 +207,7 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         log(report.summary())
 
     run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
-                           config.run_name or config.init)
+                           config.run_name or default_run_name(config))
     chief = is_chief()
     if not chief:  # other workers of a multi-worker run write the same files into a scratch folder, removed at the end
         run_dir = os.path.join(run_dir, f".worker-{worker_index()}")
@@ -214,6 +231,8 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         "num_train": used,
         "image_size": image_size, "base_filters": base_filters, "backbone": backbone,
         "bn_momenta": sorted({float(layer.momentum) for layer in batchnorm_layers(model)}),
+        "unfrozen_bn": config.unfrozen_bn if config.init == "colorization" else None,
+        "colorizer": colorizer.checkpoint if colorizer is not None else None,
         "inspection": inspect(model, data, source) if inspect else None,
         "test": evaluate_model(model, config, source, data["test"]),
         "history": history,

@@ -12,6 +12,7 @@ import numpy as np
 
 from cgan_colorization import registry
 from cgan_colorization.config import TrainConfig
+from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import plt
 from data import labelled
@@ -22,7 +23,8 @@ from transfer import probes
 class ProbeConfig:
     """Everything that defines a probe run; saved beside its results."""
 
-    colorizers: tuple = ()  # colorizer run folders; the random init of each backbone is added
+    colorizers: tuple = ()  # colorizer run folders, or (run folder, checkpoint) pairs; random inits are added
+    checkpoint: str = DEFAULT_CHECKPOINT  # the checkpoint of a run folder given without one: "last" or "best"
     dataset: str = "synthetic"
     out: str = "runs/probes"
     seed: int = 0
@@ -62,26 +64,39 @@ def _features(model, names, source, image_size, color_space, config):
     return x_train, y_train, x_test, y_test
 
 
+def checkpoint_name(name, checkpoint):
+    """An init's name in tables: the pretext's, with "@best" when its best-validation generator was loaded."""
+    return name if checkpoint == DEFAULT_CHECKPOINT else f"{name}@{checkpoint}"
+
+
+def _colorizer_specs(config):
+    """[(run folder, checkpoint)] of `config.colorizers` (plain paths take `config.checkpoint`)."""
+    return [tuple(spec) if isinstance(spec, (tuple, list)) else (spec, config.checkpoint)
+            for spec in config.colorizers]
+
+
 def inits(config, log=print):
-    """[(init name, backbone, image size, U-Net width, colorizer network or None, seed)]: every
-    colorizer, then `random_seeds` random inits of each backbone at its first colorizer's size."""
+    """[(init name, backbone, image size, U-Net width, colorizer network or None, seed, checkpoint
+    info or None)]: every colorizer, then `random_seeds` random inits of each backbone at its first
+    colorizer's size."""
     runs, floors = [], {}
-    for path in config.colorizers:
-        colorizer = load_colorizer(path)
+    for path, checkpoint in _colorizer_specs(config):
+        colorizer = load_colorizer(path, checkpoint=checkpoint)
         entry = colorizer.pretext or registry.PRETEXTS["gan"]
         size = colorizer.image_size
         width = colorizer.config.base_filters if colorizer.config else TrainConfig().base_filters
-        name = entry.name
+        name = base = checkpoint_name(entry.name, checkpoint)
         while name in {r[0] for r in runs}:
-            name = f"{entry.name} ({os.path.basename(os.path.normpath(path))})"
-        runs.append((name, entry.backbone, size, width, colorizer.network, config.seed))
+            name = f"{base} ({os.path.basename(os.path.normpath(path))})"
+        runs.append((name, entry.backbone, size, width, colorizer.network, config.seed, colorizer.checkpoint))
         floors.setdefault(entry.backbone, (size, width))
     if not floors:
         fast = TrainConfig()
         floors[fast.backbone] = (fast.image_size, fast.base_filters)
     for backbone, (size, width) in floors.items():
         for seed in range(config.random_seeds):
-            runs.append((registry.BACKBONES[backbone].random_name, backbone, size, width, None, config.seed + seed))
+            runs.append((registry.BACKBONES[backbone].random_name, backbone, size, width, None, config.seed + seed,
+                         None))
     return runs
 
 
@@ -91,7 +106,7 @@ def run_probes(config, log=print):
     source = _labelled_source(config)
     os.makedirs(config.out, exist_ok=True)
     result = {"config": dataclasses.asdict(config), "class_names": list(source.class_names), "inits": {}}
-    for name, backbone, size, width, network, seed in inits(config, log):
+    for name, backbone, size, width, network, seed, weights in inits(config, log):
         log(f"[probe] {name} ({backbone}, {size} px, seed {seed})")
         keras.utils.set_random_seed(seed)
         model, names = probes.encoder_levels(backbone, size, width, network, seed=seed)
@@ -99,7 +114,8 @@ def run_probes(config, log=print):
                                                      registry.BACKBONES[backbone].color_space, config)
         outcome = probes.probe(x_train, y_train, x_test, y_test, shots=config.shots, draws=config.draws,
                                seed=config.seed, log=log)
-        outcome.update(backbone=backbone, seed=seed, num_train=int(len(y_train)), num_test=int(len(y_test)))
+        outcome.update(backbone=backbone, seed=seed, num_train=int(len(y_train)), num_test=int(len(y_test)),
+                       colorizer=weights)
         result["inits"].setdefault(name, []).append(outcome)
     result["seconds"] = round(time.time() - start, 1)
     with open(os.path.join(config.out, "probes.json"), "w") as f:
@@ -180,7 +196,7 @@ def plot_low_shot(result, path):
 
 def check_inits(config):
     """One-sentence errors for colorizer paths that do not exist."""
-    for path in config.colorizers:
+    for path, _ in _colorizer_specs(config):
         if not os.path.exists(path):
             raise FileNotFoundError(f"the colorizer {path} does not exist: give a run folder of train_colorizer.py.")
     return config

@@ -4,12 +4,15 @@ sample grid, the loss curves and the resolved configuration."""
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 
 from cgan_colorization import registry
+from cgan_colorization.constants import DEFAULT_CHECKPOINT
+from cgan_colorization.inference import describe_checkpoint
 from cgan_colorization.plots import plt, save_loss_curves
-from transfer.feature_eval import format_table as format_probe_table
+from transfer.feature_eval import checkpoint_name, format_table as format_probe_table
 from data.labelled import TASKS
 
 PAPER_PRETEXT = "gan"
@@ -35,7 +38,31 @@ def _mean_std(values):
 
 
 def _pretext(result):
-    return result.get("pretext") or ("random" if result["init"] == "random" else PAPER_PRETEXT)
+    """The init's row name: the random floor, or the pretext with "@best" when its best-validation
+    generator was transferred."""
+    name = result.get("pretext") or ("random" if result["init"] == "random" else PAPER_PRETEXT)
+    if result["init"] != "colorization":
+        return name
+    # Runs from before the checkpoint was recorded loaded generator_best.weights.h5 whenever it existed.
+    return checkpoint_name(name, (result.get("colorizer") or {}).get("checkpoint", "best"))
+
+
+def _base(label):
+    """"gan@best" -> "gan", the registry name."""
+    return label.partition("@")[0]
+
+
+def _commit():
+    """The package's git commit (with "+ uncommitted changes" when the tree differs), or "unknown"."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + (" + uncommitted changes" if dirty else "")
 
 
 def _label(name, single):
@@ -46,8 +73,8 @@ def _label(name, single):
 
 
 def _floor(name):
-    """The from-scratch run of the same architecture as pretext `name`."""
-    return registry.PRETEXTS[name].floor
+    """The from-scratch run of the same architecture as pretext `name` (or `name@checkpoint`)."""
+    return registry.PRETEXTS[_base(name)].floor
 
 
 def _inits(pretexts):
@@ -108,6 +135,7 @@ def table3(results, scored_on=None):
         b = result.get("bottleneck")
         extra = f"| {100 * b['dead_fraction']:.0f} % | {b['spread']:.4f} |" if b else "| |"
         label = "colorizer" if len(results) == 1 else f"{name} colorizer"
+        label += f", {describe_checkpoint(result.get('checkpoint'))}"
         label += f" (scored on `{scored_on[name]}`)" if name in scored_on else ""
         rows.append(line(label, result["model"], extra))
     any_result = next(iter(results.values()))
@@ -120,6 +148,37 @@ def table3(results, scored_on=None):
         "all that the classifier sees: the share of its ReLU units that are zero on every image, and how much "
         "the code varies across images (near 0: every image gets the same code, and the classifier can learn "
         "nothing from the transferred encoder).")
+
+
+def _sample_grid(run_dir, checkpoint):
+    """The run's sample grid of the epoch whose generator was loaded (the last one without a record)."""
+    folder = os.path.join(run_dir, "samples")
+    grids = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    epoch = (checkpoint or {}).get("epoch")
+    if epoch and f"epoch_{epoch:03d}.png" in grids:
+        return os.path.join(folder, f"epoch_{epoch:03d}.png")
+    return os.path.join(folder, grids[-1]) if grids else None
+
+
+def _batchnorm(results):
+    """The BatchNorm setting of the runs: momenta, and the transferred layers' mode in phase 2."""
+    momenta = sorted({m for r in results for m in r.get("bn_momenta", [])})
+    modes = sorted({r["unfrozen_bn"] for r in results if r.get("unfrozen_bn")})
+    return (f"BatchNorm momentum {', '.join(f'{m:g}' for m in momenta) or 'n/a'}, transferred BatchNorm layers in "
+            f"phase 2: {', '.join(modes) or 'n/a'} mode")
+
+
+def weights_table(results):
+    """Which generator each pretext row loaded: file, checkpoint, epoch and the start of its SHA-256."""
+    rows = ["| pretext | weights file | checkpoint | SHA-256 |", "|---|---|---|---|"]
+    for name, result in results.items():
+        info = result.get("checkpoint") or {}
+        rows.append(f"| {name} | `{info.get('file', 'unrecorded')}` | {describe_checkpoint(info)} | "
+                    f"{info.get('sha256', '')[:12]} |")
+    return "\n".join(rows) + (
+        f"\n\n`last` is the generator at the end of training (the default, as in the paper and pix2pix); `best` the "
+        "one of the epoch with the lowest validation value of the pretext's monitor. A pretext written NAME@best "
+        f"loads the latter; every other row the {DEFAULT_CHECKPOINT} one.")
 
 
 def table4(results, task, pretexts):
@@ -179,26 +238,25 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
     colorizer_dir = colorizers[pretexts[0]]
-    samples = sorted(os.listdir(os.path.join(colorizer_dir, "samples")))
     lines = [f"# Reproduction report ({plan['preset']} preset)", "",
-             f"Pretext data: `{plan['pretext_dataset']}`"
+             f"Code: commit {_commit()}. Pretext data: `{plan['pretext_dataset']}`"
              + (f" (multitask pretexts: `{plan['multitask_dataset']}`)" if plan.get("multitask_dataset") else "")
              + f"; classification data: `{plan['classification_dataset']}`; "
-             f"segmentation data: `{plan['segmentation_dataset']}`; {plan['seeds']} downstream seed(s); "
-             f"total time {seconds / 60:.1f} min.", "",
+             f"segmentation data: `{plan['segmentation_dataset']}`; {plan['seeds']} downstream seed(s) "
+             f"(0-{plan['seeds'] - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
+             "## Colorizer weights", "", weights_table(table3_results), "",
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
              "colorizer's held-out images; the grey baseline predicts ab = 0. Colourfulness (Hasler and "
              "Suesstrunk) shows how far a pretext desaturates.", "", table3(table3_results, scored_on), ""]
-    if samples:
-        shutil.copy(os.path.join(colorizer_dir, "samples", samples[-1]), os.path.join(figures, "samples.png"))
-        lines += ["![grey input, colorization, original](figures/samples.png)", ""]
-    for name in pretexts[1:]:
-        other = sorted(os.listdir(os.path.join(colorizers[name], "samples")))
-        if other:
-            shutil.copy(os.path.join(colorizers[name], "samples", other[-1]),
-                        os.path.join(figures, f"samples_{name}.png"))
-            lines += [f"![{name} pretext: grey input, colorization, original](figures/samples_{name}.png)", ""]
+    for index, name in enumerate(pretexts):
+        grid = _sample_grid(colorizers[name], table3_results[name].get("checkpoint"))
+        if grid:
+            target = "samples.png" if index == 0 else f"samples_{name}.png"
+            shutil.copy(grid, os.path.join(figures, target))
+            caption = "grey input, colorization, original" if index == 0 else \
+                f"{name} pretext: grey input, colorization, original"
+            lines += [f"![{caption}](figures/{target})", f"*{os.path.relpath(grid, out)}*", ""]
     for name in ("loss_l1.png", "loss_adversarial.png"):
         if os.path.isfile(os.path.join(colorizer_dir, name)):
             shutil.copy(os.path.join(colorizer_dir, name), os.path.join(figures, f"colorizer_{name}"))
@@ -230,7 +288,8 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
                   "standard deviation over their seeds.", "", format_probe_table(probes), "",
                   "![test mAP by encoder level](figures/probes.png)", "",
                   "![low-shot linear probe](figures/low_shot.png)", ""]
-    lines += ["## Pretexts", ""] + [f"- `{name}`: {registry.PRETEXTS[name].summary}" for name in pretexts] + [""]
+    lines += ["## Pretexts", ""] + [f"- `{name}`: {registry.PRETEXTS[name].summary}"
+                                     for name in dict.fromkeys(map(_base, pretexts))] + [""]
     lines += ["The paper's classification 'Acc' (47.18 / 52.83 %) is not defined there; mAP, exact-match "
               "accuracy, per-label accuracy and sample F1 are all given above so that its numbers can be "
               "matched on Pascal VOC. Per-label accuracy on VOC is dominated by absent labels (above 90 % "

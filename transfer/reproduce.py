@@ -11,6 +11,7 @@ import time
 from cgan_colorization import registry
 from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, PRESETS as TRAIN_PRESETS, Range, TrainConfig
 from cgan_colorization.config import bounded, load_config
+from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.training import SUMMARY_FILE, train
@@ -19,7 +20,7 @@ from data.pipeline import parse_dataset, pretext_dataset
 from transfer.config import TASK_PRESETS, FinetuneConfig
 from transfer import feature_eval
 from transfer.experiment import run_finetune
-from transfer.feature_eval import ProbeConfig
+from transfer.feature_eval import ProbeConfig, checkpoint_name
 from transfer.report import write_report
 
 PRESETS = {
@@ -47,8 +48,11 @@ def build_parser():
     parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
     parser.add_argument("--void-index", type=bounded(int, Range(0, 255)), help="void value of a labelled folder's masks (CamVid: 11)")
     parser.add_argument("--pretexts", default="gan",
-                        help="comma-separated pretexts to compare; random init of each backbone is the floor: "
-                             + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()))
+                        help="comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
+                             "one colorizer, transferred at both checkpoints); random init of each backbone is the "
+                             "floor: " + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()))
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT,
+                        help="the checkpoint of a pretext named without one: " + CHECKPOINT_HELP)
     parser.add_argument("--multitask-dataset",
                         help="pretext data of the multitask pretexts, which need masks (synthetic or pets) when "
                              "--pretext-dataset is a photo folder without them (default: --pretext-dataset)")
@@ -95,14 +99,16 @@ def resolve(args):
             values["segmentation_dataset"] = args.segmentation_dataset or source
     if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
-    pretexts = [p for p in args.pretexts.split(",") if p]
-    unknown = [p for p in pretexts if p not in registry.PRETEXTS]
-    if unknown or not pretexts:
-        raise ValueError(f"--pretexts takes names from {tuple(registry.PRETEXTS)}, received {args.pretexts!r}.")
-    if args.colorizer and len(pretexts) > 1:
-        raise ValueError("--colorizer reuses one colorizer: give a single --pretexts value with it.")
+    entries = [split_entry(p, args.checkpoint) for p in args.pretexts.split(",") if p]
+    unknown = [name for name, checkpoint in entries if name not in registry.PRETEXTS or checkpoint not in CHECKPOINTS]
+    if unknown or not entries:
+        raise ValueError(f"--pretexts takes names from {tuple(registry.PRETEXTS)}, each optionally followed by "
+                         f"@{' or @'.join(CHECKPOINTS)}, received {args.pretexts!r}.")
+    pretexts = list(dict.fromkeys(checkpoint_name(name, checkpoint) for name, checkpoint in entries))
+    if args.colorizer and len({name for name, _ in entries}) > 1:
+        raise ValueError("--colorizer reuses one colorizer: give a single pretext in --pretexts with it.")
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
-                  pretexts=pretexts, multitask_dataset=args.multitask_dataset,
+                  pretexts=pretexts, checkpoint=args.checkpoint, multitask_dataset=args.multitask_dataset,
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
@@ -112,9 +118,16 @@ def resolve(args):
     return values
 
 
-def run_pretext(plan, name="gan", log=print):
-    """Trains (or reuses) the colorizer of one pretext (a `registry.PRETEXTS` name) and scores it;
-    returns (run folder, Table 3 result)."""
+def split_entry(text, default=DEFAULT_CHECKPOINT):
+    """"gan@best" -> ("gan", "best"); "gan" -> ("gan", default)."""
+    name, _, checkpoint = text.partition("@")
+    return name, checkpoint or default
+
+
+def run_pretext(plan, label="gan", log=print):
+    """Trains (or reuses) the colorizer of one pretext (a `registry.PRETEXTS` name, optionally with
+    "@checkpoint") and scores the generator of that checkpoint; returns (run folder, Table 3 result)."""
+    name, checkpoint = split_entry(label)
     entry = registry.PRETEXTS[name]
     run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if name == "gan" else f"colorizer-{name}")
     config = TrainConfig(**{**dataclasses.asdict(TrainConfig()), **TRAIN_PRESETS[plan["preset"]]})
@@ -129,19 +142,23 @@ def run_pretext(plan, name="gan", log=print):
     else:
         log(f"[pretext] reusing the finished colorizer in {run_dir}")
         config = load_config(run_dir)
-    eval_path = os.path.join(run_dir, "eval.json")
+    eval_path = os.path.join(run_dir, "eval.json" if checkpoint == DEFAULT_CHECKPOINT else f"eval_{checkpoint}.json")
     result = None
     if os.path.isfile(eval_path):
         with open(eval_path) as f:
             result = json.load(f)
+    # A score is reused only if it says which weights it scored and they are the ones asked for.
+    if result is not None and (result.get("checkpoint") or {}).get("checkpoint") != checkpoint:
+        result = None
     if result is None or "bottleneck" not in result:
-        colorizer = load_colorizer(run_dir)
+        colorizer = load_colorizer(run_dir, checkpoint=checkpoint)
         source = parse_dataset(config.dataset, config.val_fraction, config.seed)
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
                              num_classes=config.num_classes, val_size=config.val_size,
                              color_space=colorizer.color_space)
         result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
         result["objective"] = name
+        result["checkpoint"] = colorizer.checkpoint
         result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
         with open(eval_path, "w") as f:
             json.dump(result, f, indent=2)
@@ -150,14 +167,15 @@ def run_pretext(plan, name="gan", log=print):
 
 def run_downstream(plan, colorizers, log=print):
     """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
-    ({pretext name: run folder}); finished runs (with metrics.json) are read back, not redone."""
+    ({pretext name or name@checkpoint: run folder}); finished runs (with metrics.json) are read back,
+    not redone."""
     results = []
     preset = plan["preset"]
     # One from-scratch floor per backbone, built like that backbone's first colorizer; every run
     # takes the size (and U-Net width) of the first colorizer.
     floors = {}
-    for name, path in colorizers.items():
-        floors.setdefault(registry.PRETEXTS[name].backbone, path)
+    for label, path in colorizers.items():
+        floors.setdefault(registry.PRETEXTS[split_entry(label)[0]].backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
         for task in TASKS:
@@ -170,7 +188,7 @@ def run_downstream(plan, colorizers, log=print):
                 values["val_size"] = values["test_size"] = plan["eval_size"]
             runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone)
                     for backbone, path in floors.items()]
-            runs += [("colorization", name, path, None) for name, path in colorizers.items()]
+            runs += [("colorization", label, path, None) for label, path in colorizers.items()]
             fractions = plan.get("label_fractions") or [1.0]
             for (init, name, colorizer_dir, backbone), fraction in itertools.product(runs, fractions):
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
@@ -185,6 +203,7 @@ def run_downstream(plan, colorizers, log=print):
                 log(f"[downstream] seed {seed}, {task}, {name} init"
                     + (f", {100 * fraction:g} % of the labels" if fraction < 1 else ""))
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
+                                        checkpoint=split_entry(name)[1],
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
                                         run_name=folder,
                                         void_index=plan["void_index"], image_size=architecture.image_size,
@@ -204,7 +223,8 @@ def run_probes(plan, colorizers, log=print):
         with open(path) as f:
             return json.load(f)
     log("[probes] linear probes per encoder level")
-    config = ProbeConfig(colorizers=tuple(colorizers.values()), dataset=plan["classification_dataset"], out=out,
+    specs = tuple((path, split_entry(label)[1]) for label, path in colorizers.items())
+    config = ProbeConfig(colorizers=specs, dataset=plan["classification_dataset"], out=out,
                          random_seeds=plan["seeds"], train_size=plan["probe_train_size"],
                          test_size=plan["eval_size"] or ProbeConfig.test_size, void_index=plan["void_index"])
     return feature_eval.run_probes(config, log=log)
