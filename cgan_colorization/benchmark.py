@@ -224,7 +224,8 @@ def peak_rss_mb():
 def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, reference=True, log=print):
     """All figures for one size and batch, as a dict."""
     gan = build_gan(config)
-    source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+    source = parse_dataset(config.dataset, config.val_fraction, config.seed,
+                           max_photos_per_class=config.max_photos_per_class)
     data = pretext_dataset(source, "train", image_size=config.image_size, batch_size=config.batch_size,
                            seed=config.seed)
     result = dict(image_size=config.image_size, batch_size=config.batch_size, base_filters=config.base_filters,
@@ -303,7 +304,8 @@ def long_run(config, steps, every=100):
     """Trains `steps` steps and returns the RSS samples and their slope in MiB per 1,000 steps
     (fitted after the first quarter, once caches and allocators have settled)."""
     gan = build_gan(config)
-    source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+    source = parse_dataset(config.dataset, config.val_fraction, config.seed,
+                           max_photos_per_class=config.max_photos_per_class)
     data = pretext_dataset(source, "train", image_size=config.image_size, batch_size=config.batch_size)
     sampler = RssSampler(max(1, min(every, steps // 10)))
     gan.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[sampler])

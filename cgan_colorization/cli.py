@@ -103,7 +103,8 @@ def evaluate_main(argv=None):
         own = config is not None and dataset == config.dataset
         split = args.split or ("val" if own else "all")  # a dataset it never saw is scored whole
         seed = config.seed if config else 0
-        source = parse_dataset(dataset, config.val_fraction if config else 0.05, seed)
+        source = parse_dataset(dataset, config.val_fraction if config else 0.05, seed,
+                               max_photos_per_class=config.max_photos_per_class if own else 0)
         if split == "all" and source.kind == "files":
             source.val_paths = source.train_paths + source.val_paths
         size = colorizer.image_size
@@ -200,6 +201,8 @@ def colorize_main(argv=None):
     try:
         colorizer = load_colorizer(args.weights, args.image_size, args.base_filters,
                                    args.dropout_at_inference, args.checkpoint)
+        if colorizer.pretext is not None and not colorizer.pretext.colorizes:
+            raise ValueError(f"{args.weights} is a {colorizer.pretext.name} run: it predicts classes, not colour.")
         paths = []
         for item in args.inputs:
             if os.path.isdir(item):

@@ -71,7 +71,7 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("objective", str, "gan", "", None),
     ("backbone", str, "unet", "", None),
     ("dataset", str, "synthetic", "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH', "
-                                  "'folder:PATH' or 'pets'", None),
+                                  "'folder:PATH', 'pets' or 'tinyimagenet:PATH' (the tiny-imagenet-200 folder)", None),
     ("image_size", int, 64, "square training size (a power of two for the U-Net, a multiple of 32 for "
                             "MobileNetV2)", Range(4)),
     ("base_filters", int, 32, "filters of the first U-Net level; later levels double up to 8x", Range(1)),
@@ -84,6 +84,9 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("out", str, "runs/colorizer", "run folder; an interrupted run in it is resumed", None),
     ("val_fraction", float, 0.05, "fraction of a photo folder held out for validation and evaluation",
      Range(0, 1, low_open=True, high_open=True)),
+    ("max_photos_per_class", int, 0, "--dataset tinyimagenet:PATH: train on the first N photos of each class "
+                                     "(5: ~1k photos, 50: ~10k), nested so a smaller N's photos are among a larger "
+                                     "N's; 0 means all", Range(0)),
     ("val_size", int, 256, "held-out synthetic scenes (or COCO validation images) used for validation", Range(1)),
     ("num_classes", int, 6, "object classes of the synthetic scenes", Range(1, 8)),
     ("resize_mode", str, "resize", "'resize' squashes to the size; 'crop' keeps the aspect and crops", None),

@@ -76,6 +76,9 @@ class Pretext:
     summary: str
     options: dict = dataclasses.field(default_factory=dict)
     needs_masks: bool = False  # trains on (input, {colour, mask}) pairs: synthetic scenes or pets
+    needs_labels: bool = False  # trains on (input, class labels) of a labelled --dataset (the module's `datasets`)
+    colorizes: bool = True  # predicts colour (sample grids, Table 3, colorize.py); False: the supervised ceiling
+    trains_decoder: bool = True  # False: the network has no decoder, so only its encoder transfers downstream
     overrides: dict = dataclasses.field(default_factory=dict)  # a variant: option values it sets
 
     @property
@@ -141,6 +144,10 @@ PRETEXTS = {p.name: p for p in (
     Pretext("multitask-mobilenetv2", "multitask", "mobilenetv2", "cgan_colorization.multitask",
             "the multitask source's model: MobileNetV2 U-Net, Y in, UV out, MSE (image size a multiple of 32)",
             needs_masks=True),
+    Pretext("supervised", "supervised", "unet", "cgan_colorization.supervised",
+            "the supervised ceiling: the U-Net encoder trained with the labels of --dataset (e.g. tinyimagenet:PATH), "
+            "no colour; only its encoder transfers",
+            needs_labels=True, colorizes=False, trains_decoder=False),
 )}
 
 

@@ -51,28 +51,38 @@ def steps_per_epoch(config, source):
 
 def _datasets(config, source, skip_batches):
     entry = check_config(config)
+    if entry.needs_labels:  # (input, labels) pairs of a labelled set: the pretext module reads them
+        train, val = entry.implementation().datasets(config, skip_batches)
+        return _auto_shard(train), _auto_shard(val)
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                   num_classes=config.num_classes, drop_greyscale=not config.keep_greyscale,
                   with_masks=entry.needs_masks, color_space=entry.color_space)
     train = pretext_dataset(source, "train", skip_batches=skip_batches, resize_mode=config.resize_mode,
                             random_crop=config.random_crop, flip=config.flip, **common)
     val = pretext_dataset(source, "val", val_size=config.val_size, **common)
-    # Each host reads its own share of the batches (the sources are streams, not sharded files).
+    return _auto_shard(train), _auto_shard(val)
+
+
+def _auto_shard(dataset):
+    """Each host reads its own share of the batches (the sources are streams, not sharded files)."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return train.with_options(options), val.with_options(options)
+    return dataset.with_options(options)
 
 
 def _callbacks(config, run_dir, sample, source, steps_done):
+    """`sample`: the fixed (grey, colour) batch of the sample grids, None for a pretext that does not colorize."""
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
         cb.GeneratorCheckpoint(run_dir),
-        cb.SampleGrid(*sample, os.path.join(run_dir, "samples"), color_space=check_config(config).color_space),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if source.stats is not None:
+    if sample is not None:
+        callbacks.insert(2, cb.SampleGrid(*sample, os.path.join(run_dir, "samples"),
+                                          color_space=check_config(config).color_space))
+    if source.stats is not None and not check_config(config).needs_labels:  # labelled sets count no decodes
         callbacks.append(cb.DecodeStatsLogger(source.stats))
     return callbacks
 
@@ -106,7 +116,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
     # Finite validation sets of unknown length make Keras warn once per fit; that is expected here.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     keras.utils.set_random_seed(config.seed)
-    source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+    source = parse_dataset(config.dataset, config.val_fraction, config.seed,
+                           max_photos_per_class=config.max_photos_per_class)
     if config.cache:  # a multi-worker run reads a cache, it does not build one
         source = cached_source(source, config.cache, image_size=config.image_size, resize_mode=config.resize_mode,
                                drop_greyscale=not config.keep_greyscale, color_space=check_config(config).color_space,
@@ -131,7 +142,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
 
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
     gan = build_colorizer(config, strategy, train_ds, run_dir)
-    sample = cb.first_batch(val_ds, config.sample_count)
+    sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None
     start = time.time()
     if step:  # finish the interrupted epoch first, with the steps it had left
         gan.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - step,

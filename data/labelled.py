@@ -1,9 +1,10 @@
-"""Labelled data for the downstream tasks: multi-label classification and semantic segmentation.
+"""Labelled data for the downstream tasks: classification and semantic segmentation.
 
 Every dataset yields the model input `L`, the L channel normalized exactly as in the pretext
 (`normalize_lab(rgb_to_lab(rgb))[0]`, `[S, S, 1]` in [-1, 1]; YUV's Y in [0, 1] with
 `color_space="yuv"`, for the MobileNetV2 models), with the target: multi-hot labels
-`[C]` float32 (classification) or a class-index mask `[S, S]` int32 (segmentation).
+`[C]` float32 (classification; one-hot where `LabelledSource.single_label`, Tiny ImageNet) or a
+class-index mask `[S, S]` int32 (segmentation).
 
 Sources (the `--dataset` value, see `parse_labelled`; one module each):
   synthetic                  the embedded procedural scenes (`data/labelled_synthetic.py`)
@@ -15,6 +16,8 @@ Sources (the `--dataset` value, see `parse_labelled`; one module each):
   seg-folder:TI,TM;VI,VM     separate train and val folders (e.g. CamVid's train/trainannot,
                              val/valannot); `seg-folder:ROOT` finds that layout under ROOT
                              (`data/labelled_folders.py`)
+  tinyimagenet:PATH          the unpacked `tiny-imagenet-200` folder, single-label classification
+                             only, with fixed splits (`data/tinyimagenet.py`)
 
 The pieces live in their own modules: masks and the one void value in `data/masks.py`, image and
 mask transforms in `data/transforms.py`, the paper's stratified split in `data/splits.py`, the
@@ -51,6 +54,9 @@ Documented choices
   train and val folders keeps them, and its val folder is split 2:1 (stratified) into val and
   test (a test folder, when present, is the test split instead). With `split_mode="paper"` the
   folders are pooled and re-split 70/20/10; a set without a val folder is always re-split.
+* **Tiny ImageNet** (`tinyimagenet:PATH`): fixed splits whatever `split_mode`: test = the val
+  photos, val = the last 10 train photos of each class, train = the rest in a class-balanced
+  order (every prefix holds about as many photos of each class), see `data/tinyimagenet.py`.
 * **Epochs.** Training datasets make one shuffled pass per iteration (Keras iterates them once
   per epoch, reshuffled each time with a seeded order); the last batch may be partial. The
   number of items is `source.split_size(split, size)`. Evaluation datasets are one ordered pass.
@@ -66,7 +72,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from data import images, labelled_folders, voc
+from data import images, labelled_folders, tinyimagenet, voc
 from data.color import check_color_space, split_rgb
 from data.labelled_source import ParseOptions, _check_split
 from data.labelled_synthetic import parse_synthetic, synthetic_scenes
@@ -110,6 +116,7 @@ SOURCES = {
     "voc:": _Source(voc.parse_voc, needs_argument=True),
     "tfds:": _Source(voc.parse_tfds_voc, needs_argument=False),  # any other name: its own error
     "seg-folder:": _Source(labelled_folders.parse_folder, needs_argument=True),
+    "tinyimagenet:": _Source(tinyimagenet.parse_tinyimagenet, needs_argument=True),
 }
 
 
@@ -120,11 +127,13 @@ def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=
 
     Args:
         spec: "synthetic", "voc:PATH", "tfds:voc/2012" (classification only),
-            "seg-folder:IMAGES,MASKS", "seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,VAL_MASKS"
-            or "seg-folder:ROOT" (ROOT holding train/trainannot[, val/valannot[, test/testannot]]).
+            "seg-folder:IMAGES,MASKS", "seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,VAL_MASKS",
+            "seg-folder:ROOT" (ROOT holding train/trainannot[, val/valannot[, test/testannot]])
+            or "tinyimagenet:PATH" (classification only).
         task: "classification" or "segmentation".
-        seed: Seed of the stratified re-split.
-        split_mode: "paper" (stratified 70/20/10 re-split) or "official" (see module docs).
+        seed: Seed of the stratified re-split (Tiny ImageNet: of the train order).
+        split_mode: "paper" (stratified 70/20/10 re-split) or "official" (see module docs);
+            Tiny ImageNet's splits are fixed whatever the mode.
         include_difficult: VOC classification: whether objects marked difficult count.
         void_index: Void value in the mask files (default 255; CamVid uses 11).
         min_fraction: A class is present in a mask (image-level label) when it covers at least
@@ -162,9 +171,9 @@ def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=
     source = SOURCES.get(prefix + sep)
     if source is None or (source.needs_argument and not rest):
         raise ValueError(
-            f"The dataset must be 'synthetic', 'voc:PATH', 'tfds:voc/2012' or "
+            f"The dataset must be 'synthetic', 'voc:PATH', 'tfds:voc/2012', "
             f"'seg-folder:IMAGES,MASKS' (or 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,"
-            f"VAL_MASKS'), received {spec!r}."
+            f"VAL_MASKS') or 'tinyimagenet:PATH', received {spec!r}."
         )
     options = ParseOptions(
         seed=seed, split_mode=split_mode, include_difficult=include_difficult,

@@ -1,7 +1,8 @@
 """What a `--dataset` value resolves to (`LabelledSource`) and the options that resolve it.
 
-The source modules (`data.voc`, `data.labelled_folders`, `data.labelled_synthetic`) each build a
-`LabelledSource`; `data.labelled.parse_labelled` picks one by the spec's prefix and streams it.
+The source modules (`data.voc`, `data.labelled_folders`, `data.labelled_synthetic`,
+`data.tinyimagenet`) each build a `LabelledSource`; `data.labelled.parse_labelled` picks one by the
+spec's prefix and streams it.
 """
 
 import dataclasses
@@ -47,10 +48,13 @@ class LabelledSource:
         labels: item -> float32 multi-hot [num_classes] (segmentation: classes present in the
             mask, from `min_fraction`); may be empty for official VOC segmentation splits.
         file_void_index: Void value in the mask files (e.g. 11 for CamVid), mapped to `VOID`.
-        split_mode: "paper" or "official".
+        split_mode: "paper" or "official"; "fixed" for a source whose splits no mode changes
+            (Tiny ImageNet).
         synthetic_classes: K of the synthetic scenes.
         tfds_data_dir: TFDS data folder of a "tfds" source.
         root: The resolved folder(s) the data came from.
+        single_label: True when every item has exactly one class, so its labels are one-hot
+            (Tiny ImageNet): a softmax / top-1 task rather than VOC's multi-label one.
     """
 
     name: str
@@ -68,6 +72,7 @@ class LabelledSource:
     synthetic_classes: int | None = None
     tfds_data_dir: str | None = None
     root: str | None = None
+    single_label: bool = False
 
     def split_size(self, split, size=None):
         """Number of items one pass over `split` yields (with the same `size` cap as the data)."""

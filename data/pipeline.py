@@ -7,6 +7,8 @@ Sources (the `--dataset` flag):
   folder:PATH        any folder of photos, searched recursively
   folder:A,B         several folders (also for coco:)
   pets               TFDS `oxford_iiit_pet` with its trimaps (for the multitask objective)
+  tinyimagenet:PATH  the unpacked `tiny-imagenet-200` folder: its train photos, its val photos held
+                     out (`data/tinyimagenet.py`); `max_photos_per_class` takes nested subsets
 
 A photo source can be read from a decoded-image cache instead (`cached_source`, `--cache DIR`): the
 same images, decoded, resized and converted to the model's input and target once (`data.cache`).
@@ -14,12 +16,13 @@ same images, decoded, resized and converted to the model's input and target once
 
 import dataclasses
 import os
+import typing
 
 import tensorflow as tf
 
 from data.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
 from data import cache as image_cache
-from data import images, pets, synthetic
+from data import images, pets, synthetic, tinyimagenet
 from data.tfds_sources import prepared_builder
 from data.transforms import RESIZE_MODES, fit_to_size  # RESIZE_MODES: re-exported
 
@@ -79,26 +82,54 @@ def _files_source(spec, path, *, val_fraction, seed, tfds_data_dir):
     return PretextSource(spec, "files", train, val, images.DecodeStats())
 
 
-# Spec prefix (up to and including the first ':', or the whole spec when it has none) -> parser;
+def _tinyimagenet_source(spec, path, *, val_fraction, seed, tfds_data_dir, max_photos_per_class):
+    """Tiny ImageNet's train photos (at most `max_photos_per_class` of each class, 0: all) and its val
+    photos held out; its labels are not read, and `val_fraction` is not used (the held-out part is fixed)."""
+    train, val = tinyimagenet.pretext_paths(path, max_photos_per_class)
+    images.check_readable(train)
+    return PretextSource(spec, "files", train, val, images.DecodeStats())
+
+
+class _Source(typing.NamedTuple):
+    """One entry of `SOURCES`: the parser `parse(spec, path, *, val_fraction, seed, tfds_data_dir)`,
+    and whether it also takes `max_photos_per_class` (a source with classes to subset)."""
+
+    parse: typing.Callable
+    per_class: bool = False
+
+
+# Spec prefix (up to and including the first ':', or the whole spec when it has none) -> source;
 # a prefix ending in ':' needs a path after it.
 SOURCES = {
-    "synthetic": _synthetic_source,
-    "pets": _pets_source,
-    "coco": _coco_tfds_source,
-    "coco:": _files_source,
-    "folder:": _files_source,
+    "synthetic": _Source(_synthetic_source),
+    "pets": _Source(_pets_source),
+    "coco": _Source(_coco_tfds_source),
+    "coco:": _Source(_files_source),
+    "folder:": _Source(_files_source),
+    "tinyimagenet:": _Source(_tinyimagenet_source, per_class=True),
 }
 
 
-def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None):
-    """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up."""
+def parse_dataset(spec, val_fraction=0.05, seed=0, tfds_data_dir=None, max_photos_per_class=0):
+    """Parses a `--dataset` value; file sources are listed and checked here, once, at start-up.
+
+    `max_photos_per_class` (Tiny ImageNet only; 0 or None: all) trains on the first N photos of each
+    class, so a smaller N's photos are always among a larger N's.
+    """
     kind, sep, path = spec.partition(":")
-    parse = SOURCES.get(kind + sep)
-    if parse is None or (sep and not path):
+    source = SOURCES.get(kind + sep)
+    if source is None or (sep and not path):
         raise ValueError(
-            f"--dataset must be 'synthetic', 'coco', 'coco:PATH', 'folder:PATH' or 'pets', received {spec!r}."
+            f"--dataset must be 'synthetic', 'coco', 'coco:PATH', 'folder:PATH', 'pets' or 'tinyimagenet:PATH', "
+            f"received {spec!r}."
         )
-    return parse(spec, path, val_fraction=val_fraction, seed=seed, tfds_data_dir=tfds_data_dir)
+    options = dict(val_fraction=val_fraction, seed=seed, tfds_data_dir=tfds_data_dir)
+    if source.per_class:
+        options["max_photos_per_class"] = max_photos_per_class
+    elif max_photos_per_class:
+        raise ValueError(f"--max-photos-per-class needs a dataset with classes (tinyimagenet:PATH), received "
+                         f"{max_photos_per_class!r} with --dataset {spec!r}; leave it at 0 for this dataset.")
+    return source.parse(spec, path, **options)
 
 
 def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_greyscale=True, color_space="lab",

@@ -473,11 +473,11 @@ def test_every_documented_prefix_has_one_parser_and_an_unknown_one_the_same_erro
     sources = labelled.__doc__.split("Sources")[1].split("\n\n")[0]
     documented = {spec.partition(":")[0] + spec.partition(":")[1]
                   for spec in re.findall(r"^  (\S+)", sources, re.MULTILINE)}
-    assert documented == {"synthetic", "voc:", "tfds:", "seg-folder:"}
+    assert documented == {"synthetic", "voc:", "tfds:", "seg-folder:", "tinyimagenet:"}
     assert set(labelled.SOURCES) == documented
-    expected = ("The dataset must be 'synthetic', 'voc:PATH', 'tfds:voc/2012' or "
+    expected = ("The dataset must be 'synthetic', 'voc:PATH', 'tfds:voc/2012', "
                 "'seg-folder:IMAGES,MASKS' (or 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,"
-                "VAL_MASKS'), received {!r}.")
+                "VAL_MASKS') or 'tinyimagenet:PATH', received {!r}.")
     for spec in ("imagenet:x", "voc:", "seg-folder:", "synthetic:x", "voc"):
         with pytest.raises(ValueError) as error:
             labelled.parse_labelled(spec, "classification")

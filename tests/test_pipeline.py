@@ -48,13 +48,13 @@ def test_several_folders_join_and_a_missing_one_is_named(tmp_path):
 def test_every_documented_prefix_has_one_parser_and_an_unknown_one_the_same_error():
     documented = {spec.partition(":")[0] + spec.partition(":")[1]
                   for spec in re.findall(r"^  (\S+)", pipeline.__doc__, re.MULTILINE)}
-    assert documented == {"synthetic", "coco", "coco:", "folder:", "pets"}
+    assert documented == {"synthetic", "coco", "coco:", "folder:", "pets", "tinyimagenet:"}
     assert set(pipeline.SOURCES) == documented
     for spec in ("photos", "coco:", "folder:", "folder", "synthetic:x"):
         with pytest.raises(ValueError) as error:
             parse_dataset(spec)
         assert str(error.value) == (f"--dataset must be 'synthetic', 'coco', 'coco:PATH', "
-                                    f"'folder:PATH' or 'pets', received {spec!r}.")
+                                    f"'folder:PATH', 'pets' or 'tinyimagenet:PATH', received {spec!r}.")
 
 
 def test_resuming_skips_exactly_the_batches_already_trained_on(tmp_path):

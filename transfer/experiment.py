@@ -84,6 +84,13 @@ def _architecture(config, colorizer):
     return config.image_size or size, config.base_filters or width, backbone
 
 
+def encoder_only(colorizer):
+    """Whether only the encoder of `colorizer` transfers: a colorizer trained without skips has a
+    decoder that never saw them, and the supervised ceiling has no decoder at all."""
+    no_skips = colorizer.config is not None and getattr(colorizer.config, "no_skips", False)
+    return no_skips or (colorizer.pretext is not None and not colorizer.pretext.trains_decoder)
+
+
 def pretext_name(config, colorizer, backbone):
     """The init's name in the results: the random floor of the backbone, or the colorizer's pretext
     (the paper's GAN for a bare weights file)."""
@@ -108,12 +115,15 @@ def backbone_options(config, backbone):
     return options
 
 
-def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet"):
-    """The task's model on `backbone`, from N(0, 0.02) (the heads always; the rest until a transfer)."""
+def build_model(config, num_classes, image_size, base_filters, synchronized_bn=False, backbone="unet",
+                single_label=False):
+    """The task's model on `backbone`, from N(0, 0.02) (the heads always; the rest until a transfer);
+    a `single_label` classifier ends in a softmax."""
     options = backbone_options(config, backbone)
     if config.task == "classification":
         return build_classifier(image_size, base_filters, num_classes, config.dense_units, seed=config.seed,
-                                synchronized_bn=synchronized_bn, backbone=backbone, backbone_options=options)
+                                synchronized_bn=synchronized_bn, backbone=backbone, backbone_options=options,
+                                single_label=single_label)
     return build_segmenter(image_size, base_filters, num_classes, seed=config.seed,
                            synchronized_bn=synchronized_bn, backbone=backbone, backbone_options=options)
 
@@ -130,8 +140,8 @@ def evaluate_model(model, config, source, dataset):
     """Test-split scores: mAP and the accuracies, or per-class IoU, mIoU and pixel accuracy."""
     if config.task == "classification":
         y_true, scores = _scores(model, dataset)
-        return dict(tm.classification_report(y_true, scores, class_names=source.class_names),
-                    num_images=int(len(y_true)))
+        report = tm.single_label_report if _single_label(source) else tm.classification_report
+        return dict(report(y_true, scores, class_names=source.class_names), num_images=int(len(y_true)))
     cm, images = np.zeros((source.num_classes, source.num_classes), np.int64), 0
     for x, y in dataset:
         prediction = np.argmax(model(x, training=False).numpy(), axis=-1)
@@ -160,7 +170,16 @@ def _datasets(config, source, image_size, color_space="lab"):
             for split in ("train", "val", "test")}
 
 
-def _loss_and_metrics(config):
+def _single_label(source):
+    """Whether the labelled source gives one class per image (softmax head, top-1) or several."""
+    return bool(getattr(source, "single_label", False))
+
+
+def _loss_and_metrics(config, source):
+    if config.task == "classification" and _single_label(source):
+        return "categorical_crossentropy", lambda: [
+            keras.metrics.CategoricalAccuracy(name="top1"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")]
     if config.task == "classification":
         return "binary_crossentropy", lambda: [
             keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc"),
@@ -196,13 +215,12 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         log(f"colorizer weights: {colorizer.checkpoint['file']}, {describe_checkpoint(colorizer.checkpoint)}")
     with strategy.scope():
         model = build_model(config, source.num_classes, image_size, base_filters,
-                            synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone)
+                            synchronized_bn=strategy.num_replicas_in_sync > 1, backbone=backbone,
+                            single_label=_single_label(source))
     report, transferred = None, []
     if config.init == "colorization":
-        # A colorizer trained without skips has a decoder that never saw them: only its encoder transfers.
-        no_skips = colorizer.config is not None and getattr(colorizer.config, "no_skips", False)
         report = transfer_weights(colorizer.network, model,
-                                  exclude=getattr(model, "decoder_layers", ()) if no_skips else ())
+                                  exclude=getattr(model, "decoder_layers", ()) if encoder_only(colorizer) else ())
         transferred = report.copied
         log(report.summary())
 
@@ -216,7 +234,7 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
                        base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
     data = _datasets(config, source, image_size, registry.BACKBONES[backbone].color_space)
-    loss, metrics_factory = _loss_and_metrics(config)
+    loss, metrics_factory = _loss_and_metrics(config, source)
     used, full = label_subset(source, config)
     train, steps = data["train"], None
     if used < full:  # a share of the labels, repeated: every share takes the full split's steps per epoch

@@ -3,6 +3,8 @@
 * Pascal VOC multi-label classification (20 classes), scored by mAP, the mean over classes of
   scikit-learn's `average_precision_score`, plus thresholded measures from scikit-learn (exact
   match, per-label accuracy, sample F1).
+* Single-label classification (e.g. Tiny ImageNet, 202 classes), scored by top-1 and top-5 accuracy
+  and the mean over classes of the per-class top-1 accuracy.
 * Pascal VOC semantic segmentation (21 classes, `VOID` pixels ignored), scored by mIoU from a
   confusion matrix. Matrices of disjoint batches add up, so a test set is scored batch by batch.
 
@@ -24,6 +26,8 @@ __all__ = [
     "per_label_accuracy",
     "sample_f1",
     "classification_report",
+    "top_k_accuracy",
+    "single_label_report",
     "confusion_matrix",
     "iou_from_confusion",
     "mean_iou",
@@ -146,6 +150,52 @@ def classification_report(y_true, scores, class_names=None, threshold=0.5):
         "threshold": float(threshold),
         "num_samples": int(y_true.shape[0]),
         "ap": {name: float(value) for name, value in zip(names, ap)},
+    }
+
+
+def _check_single_label(y_true, scores):
+    """Validated int class ids [N] (from ids or one-hot rows) and float64 scores [N, C]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2:
+        if y_true.shape != scores.shape or not np.all(y_true.sum(axis=1) == 1):
+            raise ValueError(f"one-hot labels must have one 1 per row and the scores' shape {scores.shape}, "
+                             f"received {y_true.shape}.")
+        y_true = y_true.argmax(axis=1)
+    if scores.ndim != 2 or y_true.shape != (scores.shape[0],):
+        raise ValueError(f"expected scores [N, C] and N labels, received scores {scores.shape} and labels "
+                         f"{y_true.shape}.")
+    if len(y_true) and (y_true.min() < 0 or y_true.max() >= scores.shape[1]):
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), received {y_true.min()}..{y_true.max()}.")
+    return y_true.astype(np.int64), scores
+
+
+def top_k_accuracy(y_true, scores, k=1):
+    """Share of images whose true class is among the k highest scores (class ids or one-hot labels)."""
+    y_true, scores = _check_single_label(y_true, scores)
+    k = min(int(k), scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == y_true[:, None]).any(axis=1).mean()) if len(y_true) else float("nan")
+
+
+def single_label_report(y_true, scores, class_names=None):
+    """Top-1, top-5 and mean per-class top-1 accuracy of a single-label classifier, JSON-friendly.
+
+    Returns:
+        {"top1", "top5", "mean_class_accuracy": float, "num_samples": int,
+         "per_class_top1": {class name: accuracy (NaN for a class with no test image)}}.
+    """
+    y_true, scores = _check_single_label(y_true, scores)
+    names = _class_names(class_names, scores.shape[1])
+    hits = scores.argmax(axis=1) == y_true
+    per_class = [float(hits[y_true == c].mean()) if np.any(y_true == c) else float("nan")
+                 for c in range(scores.shape[1])]
+    return {
+        "top1": top_k_accuracy(y_true, scores, 1),
+        "top5": top_k_accuracy(y_true, scores, 5),
+        "mean_class_accuracy": _nanmean(per_class),
+        "num_samples": int(len(y_true)),
+        "per_class_top1": dict(zip(names, per_class)),
     }
 
 

@@ -27,24 +27,24 @@ def _check_count(name, value, minimum):
         raise ValueError(f"{name} must be an int >= {minimum}, received {name}={value!r}.")
 
 
-def flatten_mlp_head(deepest, num_classes, dense_units=4096, dropout=0.5, seed=None):
+def flatten_mlp_head(deepest, num_classes, dense_units=4096, dropout=0.5, seed=None, activation="sigmoid"):
     """The paper's head: Flatten -> Dense(4096, ReLU) -> Dropout -> Dense(4096, ReLU) -> Dropout ->
-    Dense(num_classes, sigmoid)."""
+    Dense(num_classes, sigmoid), or softmax for a single-label task."""
     x = layers.Flatten(name="cls_flatten")(deepest)
     for i in (1, 2):
         x = layers.Dense(dense_units, activation="relu", kernel_initializer=gaussian_init(seed),
                          name=f"cls_dense{i}")(x)
         x = layers.Dropout(dropout, seed=seed, name=f"cls_dropout{i}")(x)
-    return layers.Dense(num_classes, activation="sigmoid", kernel_initializer=gaussian_init(seed),
+    return layers.Dense(num_classes, activation=activation, kernel_initializer=gaussian_init(seed),
                         name="cls_output", dtype="float32")(x)
 
 
-def pooled_head(deepest, num_classes, dense_units=None, dropout=0.2, seed=None):
-    """MobileNetV2's head: global average pooling -> Dropout -> Dense(num_classes, sigmoid)."""
+def pooled_head(deepest, num_classes, dense_units=None, dropout=0.2, seed=None, activation="sigmoid"):
+    """MobileNetV2's head: global average pooling -> Dropout -> Dense(num_classes, sigmoid or softmax)."""
     del dense_units
     x = layers.GlobalAveragePooling2D(name="mnv2_cls_pool")(deepest)
     x = layers.Dropout(dropout, seed=seed, name="mnv2_cls_dropout")(x)
-    return layers.Dense(num_classes, activation="sigmoid", kernel_initializer=gaussian_init(seed),
+    return layers.Dense(num_classes, activation=activation, kernel_initializer=gaussian_init(seed),
                         name="mnv2_cls_output", dtype="float32")(x)
 
 
@@ -82,9 +82,11 @@ def _decoder_layers(features):
 
 
 def build_classifier(image_size=256, base_filters=64, num_classes=20, dense_units=4096, dropout=None, seed=None,
-                     synchronized_bn=False, backbone="unet", backbone_weights=None, backbone_options=None):
-    """The backbone's encoder with its classification head, multi-label (sigmoid); every new layer
-    starts from N(0, 0.02), the paper's from-scratch baseline. `dropout` defaults to the head's own
+                     synchronized_bn=False, backbone="unet", backbone_weights=None, backbone_options=None,
+                     single_label=False):
+    """The backbone's encoder with its classification head, multi-label (sigmoid) or, with
+    `single_label`, one class per image (softmax); every new layer starts from N(0, 0.02), the
+    paper's from-scratch baseline. `dropout` defaults to the head's own
     (0.5 for the paper's MLP, 0.2 for MobileNetV2's pooled head). `backbone_options`: the backbone's
     own registry options (e.g. MobileNetV2's `bn_momentum`)."""
     _check_count("num_classes", num_classes, 1)
@@ -95,7 +97,8 @@ def build_classifier(image_size=256, base_filters=64, num_classes=20, dense_unit
         raise ValueError(f"dropout must lie in [0, 1), received dropout={dropout!r}.")
     features, trunk = _backbone(backbone, image_size, base_filters, seed, synchronized_bn, False, backbone_weights,
                                 backbone_options)
-    outputs = head(features.deepest, num_classes, dense_units, dropout, seed)
+    outputs = head(features.deepest, num_classes, dense_units, dropout, seed,
+                   activation="softmax" if single_label else "sigmoid")
     prefix = "" if backbone == "unet" else f"{backbone}_"
     return _with_heads(keras.Model(features.inputs, outputs, name=f"{prefix}classifier"), trunk)
 

@@ -26,8 +26,17 @@ TASK_METRICS = {
                        ("per_label_accuracy", "per-label acc"), ("sample_f1", "sample F1")],
     "segmentation": [("mIoU", "mIoU"), ("pixel_accuracy", "pixel acc")],
 }
+SINGLE_LABEL_METRICS = [("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class acc")]
 PAPER_FLOOR = registry.PRETEXTS[PAPER_PRETEXT].floor
 _FLOOR_LABELS = {b.random_name: b.random_label for b in registry.BACKBONES.values()}
+
+
+def task_metrics(results, task):
+    """The measures of a task's table: top-1 / top-5 for a single-label classification set (whose runs
+    report them), else the paper's task measures."""
+    if task == "classification" and any(r["task"] == task and "top1" in r["test"] for r in results):
+        return SINGLE_LABEL_METRICS
+    return TASK_METRICS[task]
 
 
 def _mean_std(values):
@@ -94,7 +103,7 @@ def label_efficiency(results, task, pretexts, figures):
     fractions = sorted({r.get("label_fraction", 1.0) for r in results if r["task"] == task})
     if len(fractions) < 2:
         return None
-    key, label = TASK_METRICS[task][0]
+    key, label = task_metrics(results, task)[0]
     rows = ["| init | " + " | ".join(f"{100 * f:g} % of the labels" for f in fractions) + " |",
             "|---|" + "---|" * len(fractions)]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -137,8 +146,12 @@ def table3(results, scored_on=None):
         label = "colorizer" if len(results) == 1 else f"{name} colorizer"
         label += f", {describe_checkpoint(result.get('checkpoint'))}"
         label += f" (scored on `{scored_on[name]}`)" if name in scored_on else ""
-        rows.append(line(label, result["model"], extra))
-    any_result = next(iter(results.values()))
+        rows.append(line(label, result["model"], extra) if "model" in result
+                    else f"| {label} (no colour: a supervised ceiling) | | | | | | | {extra}")
+    scored = [r for r in results.values() if "model" in r]
+    if not scored:
+        return "\n".join(rows)
+    any_result = scored[0]
     rows.append(line("grey baseline (ab = 0)", any_result["grey_baseline"]))
     rows.append(f"| originals | | | | | | | {any_result['original']['colourfulness']['mean']:.1f} | | |")
     (pm, pn, px), (sm, sn, sx) = PAPER["psnr"], PAPER["ssim"]
@@ -182,21 +195,24 @@ def weights_table(results):
 
 
 def table4(results, task, pretexts):
-    metrics = TASK_METRICS[task]
+    metrics = task_metrics(results, task)
+    paper_measures = metrics == TASK_METRICS[task]  # the paper's figures sit beside its own measures only
     single = len(pretexts) == 1
     header = "| init | " + " | ".join(label for _, label in metrics) + " | seeds | paper |"
     rows = [header, "|" + "---|" * (len(metrics) + 3)]
     for name in _inits(pretexts):
         runs = _by(results, task, name)
         cells = [_mean_std([r["test"].get(key) for r in runs]) for key, _ in metrics]
-        paper = {PAPER_FLOOR: PAPER[task]["random"], PAPER_PRETEXT: PAPER[task]["colorization"]}.get(name, "")
+        paper = {PAPER_FLOOR: PAPER[task]["random"], PAPER_PRETEXT: PAPER[task]["colorization"]}.get(name, "") \
+            if paper_measures else ""
         rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
     for name in pretexts:
         pairs = list(zip(_by(results, task, name), _by(results, task, _floor(name))))
         gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
-        paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" if name == PAPER_PRETEXT else ""
-        rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | " + " | ".join(_mean_std(g) for g in gains) +
-                    f" | {len(pairs)} | {paper} |")
+        paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" \
+            if name == PAPER_PRETEXT and paper_measures else ""
+        rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | "
+                    + " | ".join(_mean_std(g) for g in gains) + f" | {len(pairs)} | {paper} |")
     sizes = sorted({r["test"].get("num_images", r["test"].get("num_samples")) for r in results
                     if r["task"] == task and r.get("label_fraction", 1.0) == 1.0} - {None})
     if sizes:
@@ -275,7 +291,7 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
                   "the labels), mean ± standard deviation over seeds.", ""]
         for task, outcome in efficiency.items():
             if outcome:
-                lines += [f"### {task.capitalize()} ({TASK_METRICS[task][0][1]})", "", outcome[0], "",
+                lines += [f"### {task.capitalize()} ({task_metrics(results, task)[0][1]})", "", outcome[0], "",
                           f"![{task} label efficiency]({outcome[1]})", ""]
     if probes:
         for name in ("probes.png", "low_shot.png"):

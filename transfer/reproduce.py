@@ -152,11 +152,15 @@ def run_pretext(plan, label="gan", log=print):
         result = None
     if result is None or "bottleneck" not in result:
         colorizer = load_colorizer(run_dir, checkpoint=checkpoint)
-        source = parse_dataset(config.dataset, config.val_fraction, config.seed)
+        source = parse_dataset(config.dataset, config.val_fraction, config.seed,
+                               max_photos_per_class=config.max_photos_per_class)
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
                              num_classes=config.num_classes, val_size=config.val_size,
                              color_space=colorizer.color_space)
-        result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
+        if entry.colorizes:
+            result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
+        else:  # the supervised ceiling: no colour to score, only its bottleneck
+            result = {}
         result["objective"] = name
         result["checkpoint"] = colorizer.checkpoint
         result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
