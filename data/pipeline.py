@@ -154,6 +154,11 @@ def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_g
                                 split_info={"val_fraction": val_fraction, "seed": seed})
     cache = image_cache.open_cache(cache_dir)
     cache.check(image_size, resize_mode, drop_greyscale, color_space)
+    built = cache.manifest.get("splits", {}).get("train", {}).get("files")
+    if source.kind == "files" and built is not None and built != len(source.train_paths):
+        # e.g. a cache of Tiny ImageNet's first 5 photos a class read by a run of 50 a class
+        raise ValueError(f"the cache {cache_dir} was built from {built} training photos and --dataset {source.spec} "
+                         f"lists {len(source.train_paths)} here: build a cache of these photos into another folder.")
     return PretextSource(cache.manifest["source"] or source.spec, "cache", cache=cache)
 
 

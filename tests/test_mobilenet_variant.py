@@ -137,7 +137,7 @@ def test_reproduce_puts_the_mobilenet_pretext_beside_its_own_random_floor(tmp_pa
     report = (out / "report.md").read_text()
     for row in ("| random |", "| random (MobileNetV2) |", "| l1 pretext |", "| multitask-mobilenetv2 pretext |",
                 "| gain (l1 pretext - random) |", "| gain (multitask-mobilenetv2 pretext - random (MobileNetV2)) |",
-                "| l1 colorizer |", "| multitask-mobilenetv2 colorizer |"):
+                "| l1 colorizer, last (epoch 1) |", "| multitask-mobilenetv2 colorizer, last (epoch 1) |"):
         assert row in report, row
     runs = sorted(p.parent.name for p in out.glob("seed0/segmentation/*/metrics.json"))
     assert runs == ["l1", "multitask-mobilenetv2", "random", "random-mobilenetv2"]

@@ -214,3 +214,15 @@ def test_real_tiny_imagenet():
     colour = next(p for p in full.train_paths if _mode(p) == "RGB")
     full.val_paths = [grey, colour]
     assert _count(pretext_dataset(full, "val", image_size=64, batch_size=2)) == 1
+
+
+def test_a_cache_of_one_subset_is_refused_for_another(tiny_root, tmp_path):
+    from data.pipeline import cached_source
+
+    spec = f"tinyimagenet:{tiny_root}"
+    cache = str(tmp_path / "cache")
+    small = cached_source(parse_dataset(spec, max_photos_per_class=2), cache, image_size=16, log=lambda *_: None)
+    assert small.cache.count("train") == 6  # 2 a class (the greyscale photo is the 4th of its class)
+    cached_source(parse_dataset(spec, max_photos_per_class=2), cache, image_size=16, log=lambda *_: None)
+    with pytest.raises(ValueError, match="built from 6 training photos and --dataset .* lists 12 here"):
+        cached_source(parse_dataset(spec, max_photos_per_class=4), cache, image_size=16, log=lambda *_: None)

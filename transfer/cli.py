@@ -79,6 +79,14 @@ def reproduce_main(argv=None):
     return main(argv)
 
 
+def scaling_main(argv=None):
+    """`python scaling_study.py` (`cgan-scaling-study`): the data-scaling study on Tiny ImageNet."""
+    runtime.configure()
+    from transfer.scaling import main  # TensorFlow loads here, after the runtime settings
+
+    return main(argv)
+
+
 def _finetune_config(task, description, argv):
     """The FinetuneConfig of `task` from the fine-tuning flags in `argv` (presets, help and ranges of
     the fine-tuning scripts)."""

@@ -54,15 +54,15 @@ def pool(level, target=POOLED_SIZE):
     return tf.reshape(level, [tf.shape(level)[0], -1])
 
 
-def extract(model, names, dataset, progress=True):
-    """{level name: L2-normalized pooled features [N, D] float32} and the labels [N, C] of a dataset
-    of (image, multi-hot labels) batches."""
+def extract(model, names, dataset, progress=True, pooled_size=POOLED_SIZE):
+    """{level name: L2-normalized features [N, D] float32, average-pooled to about `pooled_size`
+    values} and the labels [N, C] of a dataset of (image, multi-hot or one-hot labels) batches."""
     chunks, labels = {name: [] for name in names}, []
     bar = keras.utils.Progbar(None, unit_name="batch") if progress else None
     for i, (x, y) in enumerate(dataset, start=1):
         outputs = model(x, training=False)
         for name, level in zip(names, outputs):
-            chunks[name].append(pool(level).numpy())
+            chunks[name].append(pool(level, pooled_size).numpy())
         labels.append(y.numpy())
         if bar:
             bar.update(i)

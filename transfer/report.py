@@ -144,7 +144,7 @@ def table3(results, scored_on=None):
         b = result.get("bottleneck")
         extra = f"| {100 * b['dead_fraction']:.0f} % | {b['spread']:.4f} |" if b else "| |"
         label = "colorizer" if len(results) == 1 else f"{name} colorizer"
-        label += f", {describe_checkpoint(result.get('checkpoint'))}"
+        label += f", {describe_checkpoint(result['checkpoint'])}" if result.get("checkpoint") else ""
         label += f" (scored on `{scored_on[name]}`)" if name in scored_on else ""
         rows.append(line(label, result["model"], extra) if "model" in result
                     else f"| {label} (no colour: a supervised ceiling) | | | | | | | {extra}")

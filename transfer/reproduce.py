@@ -134,7 +134,8 @@ def run_pretext(plan, label="gan", log=print):
     dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
     overrides = dict(entry.overrides, objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
                      image_size=plan["image_size"], base_filters=plan["base_filters"],
-                     epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"])
+                     epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"],
+                     max_photos_per_class=plan.get("max_photos_per_class"))
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
         log(f"[pretext] training the {name} colorizer in {run_dir}")
@@ -169,17 +170,19 @@ def run_pretext(plan, label="gan", log=print):
     return run_dir, result
 
 
-def run_downstream(plan, colorizers, log=print):
+def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True):
     """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
-    ({pretext name or name@checkpoint: run folder}); finished runs (with metrics.json) are read back,
-    not redone."""
+    ({pretext name or name@checkpoint: run folder}) and the random floor of each backbone (`floors`,
+    `colorizations`: which of the two to run); finished runs (with metrics.json) are read back, not
+    redone. `plan["task_fractions"]` ({task: shares}) may give a task its own label shares, and
+    `plan["task_overrides"]` ({task: {option: value}}) its own fine-tuning options."""
     results = []
     preset = plan["preset"]
     # One from-scratch floor per backbone, built like that backbone's first colorizer; every run
     # takes the size (and U-Net width) of the first colorizer.
-    floors = {}
+    backbones = {}
     for label, path in colorizers.items():
-        floors.setdefault(registry.PRETEXTS[split_entry(label)[0]].backbone, path)
+        backbones.setdefault(registry.PRETEXTS[split_entry(label)[0]].backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
         for task in TASKS:
@@ -190,10 +193,12 @@ def run_downstream(plan, colorizers, log=print):
                 values["train_size"] = plan["train_size"]
             if plan["eval_size"]:
                 values["val_size"] = values["test_size"] = plan["eval_size"]
+            values.update((plan.get("task_overrides") or {}).get(task, {}))  # e.g. a study's own split sizes
             runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone)
-                    for backbone, path in floors.items()]
-            runs += [("colorization", label, path, None) for label, path in colorizers.items()]
-            fractions = plan.get("label_fractions") or [1.0]
+                    for backbone, path in backbones.items()] if floors else []
+            runs += [("colorization", label, path, None) for label, path in colorizers.items()] \
+                if colorizations else []
+            fractions = (plan.get("task_fractions") or {}).get(task) or plan.get("label_fractions") or [1.0]
             for (init, name, colorizer_dir, backbone), fraction in itertools.product(runs, fractions):
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
                 folder = "colorization" if name == "gan" else name  # the paper's pretext keeps its name
@@ -229,8 +234,9 @@ def run_probes(plan, colorizers, log=print):
     log("[probes] linear probes per encoder level")
     specs = tuple((path, split_entry(label)[1]) for label, path in colorizers.items())
     config = ProbeConfig(colorizers=specs, dataset=plan["classification_dataset"], out=out,
-                         random_seeds=plan["seeds"], train_size=plan["probe_train_size"],
-                         test_size=plan["eval_size"] or ProbeConfig.test_size, void_index=plan["void_index"])
+                         random_seeds=plan.get("probe_random_seeds", plan["seeds"]),
+                         train_size=plan["probe_train_size"], void_index=plan["void_index"],
+                         test_size=plan.get("probe_test_size") or plan["eval_size"] or ProbeConfig.test_size)
     return feature_eval.run_probes(config, log=log)
 
 
