@@ -154,11 +154,14 @@ def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_g
                                 split_info={"val_fraction": val_fraction, "seed": seed})
     cache = image_cache.open_cache(cache_dir)
     cache.check(image_size, resize_mode, drop_greyscale, color_space)
-    built = cache.manifest.get("splits", {}).get("train", {}).get("files")
-    if source.kind == "files" and built is not None and built != len(source.train_paths):
-        # e.g. a cache of Tiny ImageNet's first 5 photos a class read by a run of 50 a class
-        raise ValueError(f"the cache {cache_dir} was built from {built} training photos and --dataset {source.spec} "
-                         f"lists {len(source.train_paths)} here: build a cache of these photos into another folder.")
+    # The cache keeps the split it was built with; its photos must still be the dataset's (e.g. not Tiny
+    # ImageNet's first 5 photos a class read by a run of 50 a class).
+    splits = cache.manifest.get("splits", {})
+    built = sum(splits.get(split, {}).get("files", 0) for split in ("train", "val")) if splits else None
+    listed = len(set(source.train_paths) | set(source.val_paths))
+    if source.kind == "files" and built is not None and built != listed:
+        raise ValueError(f"the cache {cache_dir} was built from {built} photos and --dataset {source.spec} lists "
+                         f"{listed} here: build a cache of these photos into another folder.")
     return PretextSource(cache.manifest["source"] or source.spec, "cache", cache=cache)
 
 

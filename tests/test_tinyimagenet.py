@@ -224,5 +224,5 @@ def test_a_cache_of_one_subset_is_refused_for_another(tiny_root, tmp_path):
     small = cached_source(parse_dataset(spec, max_photos_per_class=2), cache, image_size=16, log=lambda *_: None)
     assert small.cache.count("train") == 6  # 2 a class (the greyscale photo is the 4th of its class)
     cached_source(parse_dataset(spec, max_photos_per_class=2), cache, image_size=16, log=lambda *_: None)
-    with pytest.raises(ValueError, match="built from 6 training photos and --dataset .* lists 12 here"):
+    with pytest.raises(ValueError, match="built from 12 photos and --dataset .* lists 18 here"):
         cached_source(parse_dataset(spec, max_photos_per_class=4), cache, image_size=16, log=lambda *_: None)

@@ -169,8 +169,9 @@ def features_main(argv=None):
     parser = argparse.ArgumentParser(
         description="Linear probes on frozen features (Goyal et al. 2019): for every encoder level of each "
         "colorizer and of the random init of its backbone, one linear SVM per class on pooled, L2-normalized "
-        "features, cost by 3-fold cross-validation; test mAP per level, and low-shot curves. Writes "
-        "OUT/probes.json, OUT/probes.png and OUT/low_shot.png.",
+        "features, cost by 3-fold cross-validation; test mAP per level, and low-shot curves (on a single-label set "
+        "such as tinyimagenet:PATH instead one linear softmax classifier per level, rate and weight decay chosen "
+        "on the validation split: test top-1). Writes OUT/probes.json, OUT/probes.png and OUT/low_shot.png.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     count = bounded(int, Range(0))
     parser.add_argument("--colorizer", action="append", default=[],
