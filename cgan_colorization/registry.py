@@ -156,7 +156,7 @@ def _variant(base, name, summary, **overrides):
     return dataclasses.replace(PRETEXTS[base], name=name, summary=summary, overrides=overrides)
 
 
-# Variants that push the colour through the bottleneck (see README, "Why the deep layers die").
+# Variants that push the colour through the bottleneck (see README, "Skips and the bottleneck").
 PRETEXTS.update((v.name, v) for v in (
     _variant("gan", "gan-skipdrop", "the paper's cGAN with each skip zeroed for half the training examples",
              skip_dropout=0.5),
