@@ -34,7 +34,7 @@ def test_the_scaling_study_runs_every_part_reports_them_and_resumes(tmp_path):
     floors = json.loads((out / "random" / "probes" / "probes.json").read_text())["inits"]
     assert list(floors) == ["random"]
     tiny_runs = sorted(p.parent.name for p in (out / "4-per-class").glob("seed0/classification/*/metrics.json"))
-    assert tiny_runs == ["colorization-labels10"]
+    assert tiny_runs == ["colorization-labels10", "supervised-labels10"]  # the ceiling sits at the largest size
     metrics = json.loads((out / "4-per-class" / "seed0" / "classification" / "colorization-labels10"
                           / "metrics.json").read_text())
     assert metrics["test"]["num_images"] == 6 and "top1" in metrics["test"]  # every val photo is a test photo
