@@ -62,6 +62,21 @@ def bounded(kind, valid):
     return parse
 
 
+def comma_separated(kind, valid, allow_empty=False, sort=True):
+    """An argparse type: comma-separated values, each a `bounded(kind, valid)` one (so a bad value is
+    one sentence); sorted without repeats unless `sort` is False, and non-empty unless `allow_empty`."""
+    element = bounded(kind, valid)
+
+    def parse(text):
+        values = [element(item) for item in text.split(",") if item]
+        if not values and not allow_empty:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, received {text!r}")
+        return tuple(sorted(set(values))) if sort else tuple(values)
+
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse
+
+
 def _option_range(option):
     return Range(option.low, option.high, option.low_open, option.high_open) \
         if option.low is not None or option.high is not None else None

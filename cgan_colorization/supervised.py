@@ -10,6 +10,7 @@ downstream models take its encoder by name exactly as they take a colorizer's; i
 so only the encoder transfers (`registry.Pretext.trains_decoder`), and it colorizes nothing.
 """
 
+import functools
 import json
 import os
 
@@ -63,11 +64,17 @@ class SupervisedEncoder(PretextModel):
 
 def labelled_source(config):
     """The labelled data of the run's `--dataset` (classification task): a single-label set such as
-    `tinyimagenet:PATH`, or a multi-label one (`synthetic`, `voc:PATH`, ...)."""
+    `tinyimagenet:PATH`, or a multi-label one (`synthetic`, `voc:PATH`, ...). Parsed once per run:
+    `datasets` and `build` both ask for it (Tiny ImageNet lists 55k files)."""
+    return _parse(config.dataset, config.seed, config.num_classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(dataset, seed, synthetic_classes):
     from data import labelled  # TensorFlow-heavy: imported where needed
 
-    return labelled.parse_labelled(config.dataset, "classification", seed=config.seed,
-                                   synthetic_classes=config.num_classes, verbose=False)
+    return labelled.parse_labelled(dataset, "classification", seed=seed, synthetic_classes=synthetic_classes,
+                                   verbose=False)
 
 
 def datasets(config, skip_batches=0):

@@ -72,17 +72,18 @@ def _auto_shard(dataset):
 
 def _callbacks(config, run_dir, sample, source, steps_done):
     """`sample`: the fixed (grey, colour) batch of the sample grids, None for a pretext that does not colorize."""
+    entry = check_config(config)
+    grids = [] if sample is None else [cb.SampleGrid(*sample, os.path.join(run_dir, "samples"),
+                                                     color_space=entry.color_space)]
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
         cb.GeneratorCheckpoint(run_dir),
+        *grids,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if sample is not None:
-        callbacks.insert(2, cb.SampleGrid(*sample, os.path.join(run_dir, "samples"),
-                                          color_space=check_config(config).color_space))
-    if source.stats is not None and not check_config(config).needs_labels:  # labelled sets count no decodes
+    if source.stats is not None and not entry.needs_labels:  # labelled sets count no decodes
         callbacks.append(cb.DecodeStatsLogger(source.stats))
     return callbacks
 

@@ -7,7 +7,7 @@ import sys
 
 from cgan_colorization import registry, runtime
 from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, Range,
-                                      bounded, build_parser,
+                                      bounded, build_parser, comma_separated,
                                       config_from_args)
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS
 from transfer.config import DEFAULT_COLORIZER, RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig
@@ -150,16 +150,6 @@ def finetune_main(task, argv=None):
     return result
 
 
-def _shots(text):
-    try:
-        shots = tuple(int(k) for k in text.split(",") if k)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, received {text!r}") from None
-    if any(k < 1 for k in shots):
-        raise argparse.ArgumentTypeError(f"every k must be >= 1, received {text!r}")
-    return shots
-
-
 def features_main(argv=None):
     """`python evaluate_features.py` (`cgan-evaluate-features`): linear probes per encoder level."""
     runtime.configure()
@@ -188,7 +178,8 @@ def features_main(argv=None):
     parser.add_argument("--test-size", type=count, default=defaults.test_size,
                         help="at most this many test images; 0: all")
     parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=defaults.batch_size)
-    parser.add_argument("--shots", type=_shots, default=defaults.shots,
+    parser.add_argument("--shots", type=comma_separated(int, Range(1), allow_empty=True, sort=False),
+                        default=defaults.shots,
                         help="low-shot positives per class, comma-separated (empty: no low-shot)")
     parser.add_argument("--draws", type=bounded(int, Range(1)), default=defaults.draws,
                         help="random draws per low-shot k")

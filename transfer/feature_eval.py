@@ -79,6 +79,12 @@ def checkpoint_name(name, checkpoint):
     return name if checkpoint == DEFAULT_CHECKPOINT else f"{name}@{checkpoint}"
 
 
+def split_entry(text, default=DEFAULT_CHECKPOINT):
+    """The inverse of `checkpoint_name`: "gan@best" -> ("gan", "best"); "gan" -> ("gan", default)."""
+    name, _, checkpoint = text.partition("@")
+    return name, checkpoint or default
+
+
 def _colorizer_specs(config):
     """[(run folder, checkpoint)] of `config.colorizers` (plain paths take `config.checkpoint`)."""
     return [tuple(spec) if isinstance(spec, (tuple, list)) else (spec, config.checkpoint)

@@ -12,7 +12,7 @@ from cgan_colorization import registry
 from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.inference import describe_checkpoint
 from cgan_colorization.plots import plt, save_loss_curves
-from transfer.feature_eval import checkpoint_name, format_table as format_probe_table
+from transfer.feature_eval import checkpoint_name, format_table as format_probe_table, split_entry
 from data.labelled import TASKS
 
 PAPER_PRETEXT = "gan"
@@ -58,7 +58,7 @@ def _pretext(result):
 
 def _base(label):
     """"gan@best" -> "gan", the registry name."""
-    return label.partition("@")[0]
+    return split_entry(label)[0]
 
 
 def _commit():

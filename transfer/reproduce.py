@@ -10,7 +10,7 @@ import time
 
 from cgan_colorization import registry
 from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, PRESETS as TRAIN_PRESETS, Range, TrainConfig
-from cgan_colorization.config import bounded, load_config
+from cgan_colorization.config import bounded, comma_separated, load_config
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
 from cgan_colorization.inference import load_colorizer
@@ -20,7 +20,7 @@ from data.pipeline import parse_dataset, pretext_dataset
 from transfer.config import TASK_PRESETS, FinetuneConfig
 from transfer import feature_eval
 from transfer.experiment import run_finetune
-from transfer.feature_eval import ProbeConfig, checkpoint_name
+from transfer.feature_eval import ProbeConfig, checkpoint_name, split_entry
 from transfer.report import write_report
 
 PRESETS = {
@@ -66,7 +66,7 @@ def build_parser():
     parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
     parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
     parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
-    parser.add_argument("--label-fractions", type=_fractions, default=(1.0,),
+    parser.add_argument("--label-fractions", type=FRACTIONS, default=(1.0,),
                         help="fine-tune on these shares of the training labels too, e.g. 0.1,1 (label efficiency: "
                              "the smaller shares nest in the larger ones and take as many steps)")
     parser.add_argument("--probes", action="store_true",
@@ -77,14 +77,8 @@ def build_parser():
     return parser
 
 
-def _fractions(text):
-    try:
-        values = tuple(sorted({float(f) for f in text.split(",") if f}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated shares in (0, 1], received {text!r}") from None
-    if not values or any(not 0 < f <= 1 for f in values):
-        raise argparse.ArgumentTypeError(f"every share must lie in (0, 1], received {text!r}")
-    return values
+# Shares of the training labels, in (0, 1].
+FRACTIONS = comma_separated(float, Range(0, 1, low_open=True))
 
 
 def resolve(args):
@@ -116,12 +110,6 @@ def resolve(args):
                   probe_train_size=args.probe_train_size,
                   eval_size=args.eval_size, base_filters=args.base_filters)
     return values
-
-
-def split_entry(text, default=DEFAULT_CHECKPOINT):
-    """"gan@best" -> ("gan", "best"); "gan" -> ("gan", default)."""
-    name, _, checkpoint = text.partition("@")
-    return name, checkpoint or default
 
 
 def run_pretext(plan, label="gan", log=print):

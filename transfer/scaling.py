@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from cgan_colorization import registry
-from cgan_colorization.config import Range, bounded
+from cgan_colorization.config import Range, bounded, comma_separated
 from cgan_colorization.plots import plt
 from data import tinyimagenet
 from transfer import reproduce
@@ -51,7 +51,7 @@ def build_parser():
                         help="void value of the segmentation masks (CamVid: 11)")
     parser.add_argument("--out", default="runs/scaling", help="output folder")
     parser.add_argument("--pretexts", default="gan,classification", help="comma-separated pretexts")
-    parser.add_argument("--per-class", default="5,50,250", type=_counts,
+    parser.add_argument("--per-class", default="5,50,250", type=comma_separated(int, Range(1)),
                         help="pretext photos of each class, one colorizer per value (the subsets nest)")
     parser.add_argument("--seeds", type=positive, default=3, help="downstream seeds (and random inits)")
     parser.add_argument("--pretext-epochs", type=positive, default=30, help="colorizer epochs, at every size")
@@ -60,7 +60,7 @@ def build_parser():
     parser.add_argument("--base-filters", type=positive, default=32, help="U-Net width")
     parser.add_argument("--tiny-fraction", type=share, default=0.1,
                         help="share of the Tiny ImageNet training labels the classifier is fine-tuned on")
-    parser.add_argument("--camvid-fractions", type=reproduce._fractions, default=(0.1, 1.0),
+    parser.add_argument("--camvid-fractions", type=reproduce.FRACTIONS, default=(0.1, 1.0),
                         help="shares of the segmentation labels")
     parser.add_argument("--train-per-class", type=positive, default=TINY_TRAIN_PER_CLASS,
                         help="Tiny ImageNet training images a class for fine-tuning and the linear probe")
@@ -70,16 +70,6 @@ def build_parser():
                         help="multiply the fine-tuning epochs of the fast preset (e.g. 0.25 for a quick look)")
     parser.add_argument("--no-ceiling", action="store_true", help="leave out the supervised ceiling")
     return parser
-
-
-def _counts(text):
-    try:
-        values = tuple(sorted({int(v) for v in text.split(",") if v}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated photo counts, received {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"every count must be >= 1, received {text!r}")
-    return values
 
 
 def size_plan(args, per_class, num_classes):
