@@ -3,7 +3,7 @@ memory, and the ratio to a research-style reference loop. Prints a table and wri
 
     python benchmarks/benchmark.py --sizes 64,128,256 --batch-size 16
     python benchmarks/benchmark.py --sizes 64 --long-steps 2000      # host-memory slope of a long run
-    python benchmarks/benchmark.py --sizes 256 --batch-size 32 --feed folder:photos/ --cache-dir runs/cache256
+    python benchmarks/benchmark.py --sizes 256 --batch-size 32 --feed folder:photos/ --cache runs/cache256
         # instead: images/s per host core from the photo folder and from its decoded-image cache
 """
 
@@ -12,14 +12,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgan_colorization import runtime  # noqa: E402
-
-runtime.configure()
-
-
-from cgan_colorization.config import PRECISION_HELP, Range, bounded  # noqa: E402
+from cgan_colorization import runtime
+from cgan_colorization.config import PRECISION_HELP, Range, add_alias, bounded
+from cgan_colorization.constants import PRECISIONS
 
 
 def _sizes(text):
@@ -32,7 +27,7 @@ def _sizes(text):
     return sizes
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     positive = bounded(int, Range(1))
     parser.add_argument("--sizes", type=_sizes, default=_sizes("64,128,256"), help="comma-separated image sizes")
@@ -44,8 +39,7 @@ def main(argv=None):
     parser.add_argument("--reference-steps", type=positive, default=10)
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference loop (the only part that needs scikit-image, the [bench] extra)")
-    parser.add_argument("--mixed-precision", default="auto", choices=("auto", "float32", "mixed_float16",
-                                                                      "mixed_bfloat16"), help=PRECISION_HELP)
+    parser.add_argument("--mixed-precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--long-steps", type=bounded(int, Range(0)), default=0,
                         help="also train this many steps and report RSS slope")
@@ -53,11 +47,18 @@ def main(argv=None):
     parser.add_argument("--feed", metavar="DATASET",
                         help="instead of the train step: the input pipeline's images/s per host core from this photo "
                              "folder (folder:PATH or coco:PATH) and from its decoded-image cache")
-    parser.add_argument("--cache-dir", default=None,
+    parser.add_argument("--cache", default=None,
                         help="with --feed: the cache folder (built there when absent; default runs/feed-cache-SIZE)")
+    add_alias(parser, "--cache-dir", "cache")
     parser.add_argument("--feed-batches", type=positive, default=50, help="with --feed: timed batches of each pipeline")
     parser.add_argument("--target", type=positive, default=1000,
                         help="with --feed: the images/s to feed (cores needed for it are reported)")
+    return parser
+
+
+def main(argv=None):
+    runtime.configure()  # before TensorFlow loads
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.feed:
         return _feed(args)
@@ -68,7 +69,7 @@ def main(argv=None):
             parser.error("the reference loop needs scikit-image: install the [bench] extra "
                          "(pip install -e '.[cpu,bench]') or pass --no-reference")
 
-    from cgan_colorization.benchmark import benchmark_config, long_run, run_benchmark
+    from benchmarks.measure import benchmark_config, long_run, run_benchmark
     from cgan_colorization.distribute import set_precision
 
     set_precision(args.mixed_precision)
@@ -100,13 +101,13 @@ def main(argv=None):
 
 
 def _feed(args):
-    from cgan_colorization.feed import folder_vs_cache, format_feed_table
+    from benchmarks.feed import folder_vs_cache, format_feed_table
 
     results = []
     for size in args.sizes:
         print(f"== {size} px, batch {args.batch_size}: {args.feed}")
-        cache_dir = args.cache_dir if args.cache_dir and len(args.sizes) == 1 else \
-            os.path.join(args.cache_dir or "runs", f"feed-cache-{size}")
+        cache_dir = args.cache if args.cache and len(args.sizes) == 1 else \
+            os.path.join(args.cache or "runs", f"feed-cache-{size}")
         try:
             results.append(folder_vs_cache(args.feed, cache_dir, size, args.batch_size, args.feed_batches, args.target))
         except (FileNotFoundError, ValueError) as error:

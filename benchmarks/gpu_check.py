@@ -11,13 +11,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgan_colorization import runtime  # noqa: E402
-
-runtime.configure()
-
-from cgan_colorization.config import Range, bounded  # noqa: E402
+from cgan_colorization import runtime
+from cgan_colorization.config import Range, add_alias, bounded
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -38,7 +33,7 @@ def _xla(text):
     return tuple(choices[n] for n in names)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     positive = bounded(int, Range(1))
     parser.add_argument("--tiny", action="store_true",
@@ -52,20 +47,27 @@ def main(argv=None):
     parser.add_argument("--steps", type=positive, help="timed steps per measurement (default 10)")
     parser.add_argument("--feed", default="", help="photo folder for the pipeline part (folder:PATH or coco:PATH); "
                                                    "default: JPEGs made from the synthetic scenes, 480 x 360")
-    parser.add_argument("--cache-dir", default="", help="cache of --feed at the size (default: a temporary one)")
+    parser.add_argument("--cache", default="", help="cache of --feed at the size (default: a temporary one)")
+    add_alias(parser, "--cache-dir", "cache")
     parser.add_argument("--budget-s", type=bounded(float, Range(1)), default=240.0,
                         help="no measurement starts that would end after this many seconds, judged by the longest "
                              "one of its kind so far (the rest is reported as skipped)")
     parser.add_argument("--json", default="runs/gpu_check.json", help="where to write the results")
+    return parser
+
+
+def main(argv=None):
+    runtime.configure()  # before TensorFlow loads
+    parser = build_parser()
     args = parser.parse_args(argv)
 
-    from cgan_colorization.gpu_check import TINY, CheckConfig, run_check
+    from benchmarks.gpu import TINY, CheckConfig, run_check
 
     values = dict(TINY) if args.tiny else {}
     for name in ("image_size", "base_filters", "batch_size", "max_batch", "steps"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    check = CheckConfig(precisions=args.precisions, xla=args.xla, feed=args.feed, cache_dir=args.cache_dir,
+    check = CheckConfig(precisions=args.precisions, xla=args.xla, feed=args.feed, cache_dir=args.cache,
                         budget_s=args.budget_s, **values)
     try:
         result = run_check(check)

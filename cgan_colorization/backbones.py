@@ -4,7 +4,7 @@
   encoder of stride-2 4 x 4 convolutions down to a 1 x 1 bottleneck and a decoder of transposed
   convolutions with skip concatenations. Input: normalized Lab L in [-1, 1].
 * `mobilenet_backbone`: the multitask source's U-Net on a headless `keras.applications.MobileNetV2`
-  (Dabholkar, seed 003; TensorFlow's segmentation tutorial). Input: YUV's Y in [0, 1].
+  (Dabholkar; TensorFlow's segmentation tutorial). Input: YUV's Y in [0, 1].
 
 A builder returns `Features`: the input, the encoder outputs (the last is the deepest) and, unless
 `decoder=False`, the last decoder features at half the input size. The generator, the classification

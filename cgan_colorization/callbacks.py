@@ -14,16 +14,28 @@ from cgan_colorization.plots import save_sample_grid
 RESUME_FILE = "resume.json"
 
 
+SAMPLES_TAG = "samples/grey_colorized_original"  # the TensorBoard image of each epoch's grid
+
+
+def tiled_grid(gray_rgb, colorized_rgb, original_rgb):
+    """One image [N*H, 3*W, 3] in [0, 1]: a row per example, grey input | colorization | original."""
+    return np.clip(np.concatenate([np.concatenate(row, axis=1) for row in zip(gray_rgb, colorized_rgb, original_rgb)],
+                                  axis=0), 0.0, 1.0)
+
+
 class SampleGrid(keras.callbacks.Callback):
-    """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG.
+    """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG and,
+    with `log_dir`, as a TensorBoard image (`SAMPLES_TAG`, step = epoch number) beside the scalars.
     `gray` and `ab` are the model's input and colour target in `color_space` ("lab" or "yuv")."""
 
-    def __init__(self, gray, ab, out_dir, color_space="lab"):
+    def __init__(self, gray, ab, out_dir, color_space="lab", log_dir=None):
         super().__init__()
         self.gray = tf.convert_to_tensor(gray)
         self.ab = tf.convert_to_tensor(ab)
         self.out_dir = out_dir
         self.color_space = color_space
+        self.log_dir = log_dir
+        self._writer = None
         self.original = join_rgb(self.gray, self.ab, color_space).numpy()
         self.grey_rgb = join_rgb(self.gray, tf.zeros_like(self.ab), color_space).numpy()
 
@@ -31,8 +43,20 @@ class SampleGrid(keras.callbacks.Callback):
         os.makedirs(self.out_dir, exist_ok=True)
         fake_ab = self.model.predict_ab(self.gray)
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
-        save_sample_grid(self.grey_rgb, join_rgb(self.gray, fake_ab, self.color_space).numpy(), self.original, path,
-                         title=f"epoch {epoch + 1}")
+        colorized = join_rgb(self.gray, fake_ab, self.color_space).numpy()
+        save_sample_grid(self.grey_rgb, colorized, self.original, path, title=f"epoch {epoch + 1}")
+        if self.log_dir:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default():
+                tf.summary.image(SAMPLES_TAG, tiled_grid(self.grey_rgb, colorized, self.original)[None], step=epoch + 1,
+                                 description="grey input | colorization | original, a fixed held-out batch")
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class GeneratorCheckpoint(keras.callbacks.Callback):

@@ -7,8 +7,14 @@ import sys
 import time
 
 from cgan_colorization import runtime
-from cgan_colorization.config import Range, bounded, build_parser, config_from_args, load_config
-from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
+from cgan_colorization.config import Range, add_alias, bounded, build_parser, config_from_args, load_config
+from cgan_colorization.constants import (CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER,
+                                         TEXT_CHOICES)
+
+COLORIZER_HELP = "colorizer run folder written by train_colorizer.py, or a generator weights file (.weights.h5 "\
+                 "with config.json beside it, or .keras)"
+CACHE_HELP = "folder of a decoded-image cache (cache_images.py)"
+TRAIN_FLAGS = {"num_classes": ("--synthetic-classes", ["--num-classes"])}  # one name across the scripts
 
 
 def _fail(message, hard_exit=False):
@@ -22,16 +28,18 @@ def _fail(message, hard_exit=False):
     raise SystemExit(2)
 
 
-def train_main(argv=None):
-    """`python train_colorizer.py`: train the pix2pix colorizer (see --help)."""
-    runtime.configure()
-    parser = build_parser(
+def train_parser():
+    return build_parser(
         "Train the pix2pix colorization cGAN (U-Net G, 70x70 PatchGAN D) on L -> ab. The default trains "
         "on the embedded synthetic scenes at 64 px in minutes on a CPU; --preset paper sets every value "
         "of Treneska et al. 2022 (COCO 2014, 256 px, batch 32, 20 epochs). An interrupted run resumes "
-        "from its run folder."
-    )
-    args = parser.parse_args(argv)
+        "from its run folder.", flags=TRAIN_FLAGS)
+
+
+def train_main(argv=None):
+    """`python train_colorizer.py`: train the pix2pix colorizer (see --help)."""
+    runtime.configure()
+    args = train_parser().parse_args(argv)
     config = config_from_args(args)
     from cgan_colorization.distribute import peer_failure
     from cgan_colorization.training import train  # heavy import after --help
@@ -47,14 +55,17 @@ def train_main(argv=None):
             raise
         _fail(message, hard_exit=True)
     print(f"run folder: {run_dir} ({time.time() - start:.0f} s)")
-    print(f"evaluate:   python evaluate_colorizer.py --run {run_dir}")
-    print(f"colorize:   python colorize.py --weights {run_dir} PHOTO... --out colorized/")
+    print(f"evaluate:   python evaluate_colorizer.py --colorizer {run_dir}")
+    print(f"colorize:   python colorize.py --colorizer {run_dir} PHOTO... --out colorized/")
     return run_dir
 
 
 def _add_model_flags(parser):
-    """Which checkpoint of a run folder, flags to load a colorizer without a config.json beside it, and
-    pix2pix's stochastic inference."""
+    """The colorizer (`--colorizer`, with the older `--run` / `--weights` still taken), which checkpoint of
+    its run folder, flags to load one without a config.json beside it, and pix2pix's stochastic inference."""
+    parser.add_argument("--colorizer", default=DEFAULT_COLORIZER, help=COLORIZER_HELP)
+    for alias in ("--run", "--weights"):
+        add_alias(parser, alias, "colorizer")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT, help=CHECKPOINT_HELP)
     parser.add_argument("--image-size", type=bounded(int, Range(4)), help="model size, when no config.json is at hand")
     parser.add_argument("--base-filters", type=bounded(int, Range(1)),
@@ -63,17 +74,12 @@ def _add_model_flags(parser):
                         help="keep dropout on when colorizing (pix2pix's stochastic inference)")
 
 
-def evaluate_main(argv=None):
-    """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max against the grey baseline."""
-    runtime.configure()
+def evaluate_parser():
     parser = argparse.ArgumentParser(
         description="Score a trained colorizer as the paper's Table 3 (PSNR and SSIM in sRGB, max_val 1, "
         "mean / min / max over the images) beside the grey baseline (ab = 0), and write it as JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="run folder written by train_colorizer.py")
-    source.add_argument("--weights", help="generator weights (.weights.h5 with config.json beside, or .keras)")
     parser.add_argument("--dataset", help="dataset to score on (default: the run's own)")
     parser.add_argument("--split", choices=("val", "all"), default=None,
                         help="the run's held-out split, or every file of a folder dataset (default: 'val' on the "
@@ -81,19 +87,25 @@ def evaluate_main(argv=None):
     parser.add_argument("--max-images", type=bounded(int, Range(1)), default=None,
                         help="score at most this many images")
     parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=16)
-    parser.add_argument("--cache", help="decoded-image cache of the dataset at the model's size (cache_images.py): "
-                                        "score its held-out images (or all with --split all) instead of decoding")
+    parser.add_argument("--cache", help=CACHE_HELP + " of the dataset at the model's size: score its held-out images "
+                                                  "(or all with --split all) instead of decoding")
     _add_model_flags(parser)
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json, "
                                       "RUN/eval_<dataset>_best.json for --checkpoint best)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def evaluate_main(argv=None):
+    """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max against the grey baseline."""
+    runtime.configure()
+    args = evaluate_parser().parse_args(argv)
 
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
     from cgan_colorization.inference import describe_checkpoint, load_colorizer
     from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
     try:
-        colorizer = load_colorizer(args.run or args.weights, args.image_size, args.base_filters,
+        colorizer = load_colorizer(args.colorizer, args.image_size, args.base_filters,
                                    args.dropout_at_inference, args.checkpoint)
         weights = colorizer.checkpoint["file"]
         print(f"colorizer weights: {weights}, {describe_checkpoint(colorizer.checkpoint)}")
@@ -135,9 +147,7 @@ def evaluate_main(argv=None):
     return result
 
 
-def cache_main(argv=None):
-    """`python cache_images.py`: decode a photo dataset once into a cache at the training size."""
-    runtime.configure()
+def cache_parser():
     parser = argparse.ArgumentParser(
         description="Decode the photos of a folder dataset once (unreadable files skipped, greyscale ones dropped), "
         "bring them to the training size, convert them to the model's input and target (float16) and store them "
@@ -147,12 +157,13 @@ def cache_main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--dataset", required=True, help="'folder:PATH' or 'coco:PATH' (comma-separated folders)")
-    parser.add_argument("--out", required=True, help="cache folder (new, empty, or an interrupted build)")
+    parser.add_argument("--cache", help=CACHE_HELP + " to write: new, empty, or an interrupted build (required)")
+    add_alias(parser, "--out", "cache")
     parser.add_argument("--image-size", type=bounded(int, Range(4)), default=256, help="square size of the images")
-    parser.add_argument("--resize-mode", choices=("resize", "crop"), default="resize",
+    parser.add_argument("--resize-mode", choices=TEXT_CHOICES["resize_mode"], default="resize",
                         help="'resize' squashes the photo to the size (the paper); 'crop' takes the centre crop")
     parser.add_argument("--keep-greyscale", action="store_true", help="keep greyscale photos")
-    parser.add_argument("--color-space", choices=("lab", "yuv"), default="lab",
+    parser.add_argument("--color-space", choices=TEXT_CHOICES["color_space"], default="lab",
                         help="what the cache stores: Lab's L and ab (the U-Net pretexts) or YUV's Y and UV "
                              "(MobileNetV2)")
     parser.add_argument("--val-fraction", type=bounded(float, Range(0, 1, low_open=True, high_open=True)),
@@ -160,7 +171,16 @@ def cache_main(argv=None):
     parser.add_argument("--seed", type=bounded(int, Range(0)), default=0, help="seed of the split")
     parser.add_argument("--files-per-shard", type=bounded(int, Range(1)), default=1024,
                         help="photos per shard file")
+    return parser
+
+
+def cache_main(argv=None):
+    """`python cache_images.py`: decode a photo dataset once into a cache at the training size."""
+    runtime.configure()
+    parser = cache_parser()
     args = parser.parse_args(argv)
+    if not args.cache:
+        parser.error("the following arguments are required: --cache")
 
     from data.cache import build_cache
     from data.pipeline import parse_dataset
@@ -169,7 +189,7 @@ def cache_main(argv=None):
         source = parse_dataset(args.dataset, args.val_fraction, args.seed)
         if source.kind != "files":
             raise ValueError(f"--dataset must be a photo folder (folder:PATH or coco:PATH), received {args.dataset!r}.")
-        cache = build_cache(args.out, {"train": source.train_paths, "val": source.val_paths},
+        cache = build_cache(args.cache, {"train": source.train_paths, "val": source.val_paths},
                             image_size=args.image_size, source=args.dataset, resize_mode=args.resize_mode,
                             drop_greyscale=not args.keep_greyscale, color_space=args.color_space,
                             files_per_shard=args.files_per_shard,
@@ -177,32 +197,35 @@ def cache_main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     print(f"train with: python train_colorizer.py --dataset {args.dataset} --image-size {args.image_size} "
-          f"--cache {args.out}")
+          f"--cache {args.cache}")
     return cache
 
 
-def colorize_main(argv=None):
-    """`python colorize.py`: colorize photos at their own resolution."""
-    runtime.configure()
+def colorize_parser():
     parser = argparse.ArgumentParser(
         description="Colorize photos (colour or greyscale) with a trained generator. ab is predicted at the "
         "model's size and upsampled; the photo's own lightness is kept at full resolution.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--weights", required=True, help="run folder, .weights.h5 or .keras")
-    parser.add_argument("--out", default="colorized", help="output folder")
+    parser.add_argument("--out", default="colorized", help="output folder of the colorized photos")
     _add_model_flags(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def colorize_main(argv=None):
+    """`python colorize.py`: colorize photos at their own resolution."""
+    runtime.configure()
+    args = colorize_parser().parse_args(argv)
 
     from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
     from data import images
 
     try:
-        colorizer = load_colorizer(args.weights, args.image_size, args.base_filters,
+        colorizer = load_colorizer(args.colorizer, args.image_size, args.base_filters,
                                    args.dropout_at_inference, args.checkpoint)
         if colorizer.pretext is not None and not colorizer.pretext.colorizes:
-            raise ValueError(f"{args.weights} is a {colorizer.pretext.name} run: it predicts classes, not colour.")
+            raise ValueError(f"{args.colorizer} is a {colorizer.pretext.name} run: it predicts classes, not colour.")
         paths = []
         for item in args.inputs:
             if os.path.isdir(item):

@@ -12,6 +12,7 @@ import json
 import os
 
 from cgan_colorization import registry
+from cgan_colorization.constants import TEXT_CHOICES
 
 PAPER_DATASET = "coco"
 PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' sets every value of the paper
@@ -175,38 +176,49 @@ def check_config(config):
     return entry
 
 
+def add_alias(parser, alias, dest, **kwargs):
+    """An older spelling of a flag that still works but is not shown by --help."""
+    parser.add_argument(alias, dest=dest, help=argparse.SUPPRESS, **kwargs)
+
+
 def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=(), ranges=None,
-                 choices=None):
+                 choices=None, flags=None):
     """An argparse parser with `--preset` and one flag per field of the `config_cls` dataclass, every
     flag defaulting to 'take it from the preset' and refusing values outside `ranges` (numbers) or
-    `choices` ({field: values}, for text)."""
+    the field's choices (`constants.TEXT_CHOICES`, updated by `choices`). `--help` shows the value of
+    every preset. `flags` renames a field's flag: {field: (flag, [hidden older spellings])}."""
     presets = PRESETS if presets is None else presets
     helps = _HELP if helps is None else helps
     ranges = RANGES if ranges is None else ranges
-    choices_of = choices
+    choices_of = dict(TEXT_CHOICES, objective=registry.OBJECTIVES, backbone=tuple(registry.BACKBONES), **(choices or {}))
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
     defaults = config_cls()
     for field in dataclasses.fields(config_cls):
         if field.name in exclude:
             continue
-        flag = "--" + field.name.replace("_", "-")
-        default = presets["fast"].get(field.name, getattr(defaults, field.name))
-        paper = presets.get("paper", {}).get(field.name, default)
-        shown = f"default {default}" + (f", paper {paper}" if paper != default else "")
+        flag, aliases = (flags or {}).get(field.name, ("--" + field.name.replace("_", "-"), []))
+        base = getattr(defaults, field.name)
+        values = {name: presets.get(name, {}).get(field.name, base) for name in PRESET_NAMES}
+        shown = ", ".join(f"{name} {'unset' if value is None else value}" for name, value in values.items()) \
+            if len(set(map(repr, values.values()))) > 1 else f"default {values['fast']}"
         helptext = f"{helps.get(field.name, '')} ({shown})"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-            continue
-        kind = type(default) if default is not None else (field.type if isinstance(field.type, type) else str)
-        if field.name in ranges:
-            kind = bounded(kind, ranges[field.name])
-        choices = (choices_of or {}).get(field.name)
-        if field.name == "objective":
-            choices = registry.OBJECTIVES
-        elif field.name == "backbone":
-            choices = tuple(registry.BACKBONES)
-        parser.add_argument(flag, type=kind, default=None, help=helptext, choices=choices)
+        default = values["fast"]
+        if isinstance(default, bool) or isinstance(base, bool):
+            if field.name.startswith("no_"):  # a switch that is already a negation: no --no-no-... twin
+                kwargs = dict(action="store_const", const=True, default=None)
+            else:
+                kwargs = dict(action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = type(default) if default is not None else (field.type if isinstance(field.type, type) else str)
+            if field.name in ranges:
+                kind = bounded(kind, ranges[field.name])
+            kwargs = dict(type=kind, default=None, choices=choices_of.get(field.name))
+            if kwargs["choices"] is None:  # named after the flag, also when it is renamed
+                kwargs["metavar"] = flag[2:].upper().replace("-", "_")
+        parser.add_argument(flag, dest=field.name, help=helptext, **kwargs)
+        for alias in aliases:
+            add_alias(parser, alias, field.name, **{k: v for k, v in kwargs.items() if k != "default"})
     return parser
 
 

@@ -23,6 +23,22 @@ KERAS_MOBILENET_BN_MOMENTUM = 0.999
 CHECKPOINT_FILES = {"last": "generator.weights.h5", "best": "generator_best.weights.h5"}
 CHECKPOINTS = tuple(CHECKPOINT_FILES)
 DEFAULT_CHECKPOINT = "last"
+DEFAULT_COLORIZER = "runs/colorizer"  # what train_colorizer.py writes by default, and what the loaders read
 CHECKPOINT_HELP = ("which generator of a colorizer run folder to load: 'last' (the end of training, the paper's and "
                    "pix2pix's practice) or 'best' (the epoch with the lowest validation score of the pretext's own "
                    "monitor, e.g. validation L1); ignored for a weights file")
+
+# The values of the text options that several scripts share: argparse refuses any other value before
+# TensorFlow loads, and `--help` lists them.
+STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+TEXT_CHOICES = {
+    "strategy": STRATEGIES,
+    "mixed_precision": PRECISIONS,
+    "checkpoint": CHECKPOINTS,
+    "resize_mode": ("resize", "crop"),
+    "color_space": ("lab", "yuv"),
+    "init": ("colorization", "random"),
+    "split_mode": ("paper", "official"),
+    "unfrozen_bn": ("inference", "train"),
+}

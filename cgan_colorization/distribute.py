@@ -8,8 +8,7 @@ import os
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+from cgan_colorization.constants import PRECISIONS, STRATEGIES  # noqa: F401 - re-exported for callers
 # Seconds a multi-worker collective waits for the other workers before giving up (0: forever).
 DEFAULT_COLLECTIVE_TIMEOUT = 600
 

@@ -1,4 +1,4 @@
-"""Colorization with a segmentation head trained jointly (Dabholkar, seed 003), on two backbones.
+"""Colorization with a segmentation head trained jointly (Dabholkar), on two backbones.
 
 * **pix2pix U-Net** (`build_multitask_unet`): the generator's trunk, built by the same functions
   (`unet_encoder`, `unet_decoder`), so its layers carry the generator's names (`enc1_conv`, ...,
@@ -32,7 +32,7 @@ from cgan_colorization.backbones import (DROPOUT_RATE, MOBILENET_DECODER_FILTERS
 from cgan_colorization.constants import MOBILENET_BN_MOMENTUM
 from cgan_colorization.models import build_generator
 from cgan_colorization.pretext import PretextModel, compiled, regression_colorizer, unet_options
-from data.masks import VOID
+from data.labelled.masks import VOID
 from data.pets import NUM_CLASSES as PETS_CLASSES
 
 COLOR_KEYS = ("ab", "uv", "yuv")  # the colour output of a multitask network: one of these

@@ -74,7 +74,8 @@ def _callbacks(config, run_dir, sample, source, steps_done):
     """`sample`: the fixed (grey, colour) batch of the sample grids, None for a pretext that does not colorize."""
     entry = check_config(config)
     grids = [] if sample is None else [cb.SampleGrid(*sample, os.path.join(run_dir, "samples"),
-                                                     color_space=entry.color_space)]
+                                                     color_space=entry.color_space,
+                                                     log_dir=os.path.join(run_dir, "tensorboard", "samples"))]
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
         cb.GeneratorCheckpoint(run_dir),

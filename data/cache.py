@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from data import images
 from data.color import check_color_space, split_rgb
-from data.transforms import fit_to_size
+from data.images import fit_to_size
 
 MANIFEST = "manifest.json"
 BUILD = "build.json"

@@ -33,6 +33,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+RESIZE_MODES = ("resize", "crop")  # how a photo is brought to the square training size
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # An image is greyscale when its mean chroma (max(R, G, B) - min(R, G, B), averaged over pixels,
@@ -459,3 +460,31 @@ def check_readable(paths, sample=32):
             "%d of %d sampled image files are unreadable and will be skipped (e.g. '%s').",
             len(failures), len(picks), failures[0][0],
         )
+
+
+def fit_to_size(rgb, image_size, mode="resize", random_crop=False, flip=False, seed=None):
+    """Brings one RGB image [H, W, 3] to [image_size, image_size, 3].
+
+    mode "resize" squashes the whole image to the size (the paper); "crop" scales the shorter side to
+    the size and takes a centre crop, or a random one when `random_crop`. Images smaller than the
+    size are scaled up. `seed` is a stateless seed pair, needed for the random options.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, received mode={mode!r}.")
+    size = tf.constant([image_size, image_size])
+    if mode == "resize":
+        out = tf.image.resize(rgb, size, antialias=True)
+    else:
+        hw = tf.cast(tf.shape(rgb)[:2], tf.float32)
+        scale = float(image_size) / tf.reduce_min(hw)
+        new_hw = tf.maximum(tf.cast(tf.math.ceil(hw * scale), tf.int32), image_size)
+        out = tf.image.resize(rgb, new_hw, antialias=True)
+        if random_crop:
+            out = tf.image.stateless_random_crop(out, [image_size, image_size, 3], seed=seed)
+        else:
+            top = (new_hw[0] - image_size) // 2
+            left = (new_hw[1] - image_size) // 2
+            out = out[top:top + image_size, left:left + image_size]
+    if flip:
+        out = tf.image.stateless_random_flip_left_right(out, seed=seed[::-1] if seed is not None else None)
+    return tf.clip_by_value(tf.ensure_shape(out, [image_size, image_size, 3]), 0.0, 1.0)

@@ -27,9 +27,9 @@ import re
 import tensorflow as tf
 
 from data.color import TARGET_KEYS, check_color_space, split_rgb
-from data.masks import VOID
+from data.labelled.masks import VOID
 from data.tfds_sources import prepared_builder
-from data.transforms import fit_to_size
+from data.images import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 

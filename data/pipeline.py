@@ -24,7 +24,7 @@ from data.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab
 from data import cache as image_cache
 from data import images, pets, synthetic, tinyimagenet
 from data.tfds_sources import prepared_builder
-from data.transforms import RESIZE_MODES, fit_to_size  # RESIZE_MODES: re-exported
+from data.images import fit_to_size
 
 SYNTHETIC_VAL_START = 2**40  # held-out scenes come from an index range training never reaches
 AUTOTUNE = tf.data.AUTOTUNE

@@ -23,7 +23,7 @@ import re
 import numpy as np
 
 from data import images
-from data.labelled_source import LabelledSource, _check_fixed_classes
+from data.labelled.source import LabelledSource, _check_fixed_classes
 
 TINY_VAL_PER_CLASS = 10  # train photos of each class held out as the labelled "val" split
 

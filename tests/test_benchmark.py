@@ -3,7 +3,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.benchmark import benchmark_config, graph_flops, reference_step_flops, train_step_flops
+from benchmarks.measure import benchmark_config, graph_flops, reference_step_flops, train_step_flops
 from tests.conftest import run_script as _script
 
 

@@ -7,7 +7,7 @@ import pytest
 from data import cache, images
 from data.color import split_rgb
 from data.pipeline import cached_source, parse_dataset, pretext_dataset
-from data.transforms import fit_to_size
+from data.images import fit_to_size
 from tests.conftest import run_script
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cgan_colorization import gpu_check
+from benchmarks import gpu as gpu_check
 from tests.conftest import run_script
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")

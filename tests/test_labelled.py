@@ -11,10 +11,12 @@ from PIL import Image
 
 from data.color import normalize_lab, rgb_to_lab
 from data import labelled, synthetic
-from data.masks import VOID, read_mask, scan_masks
+from data.labelled.masks import VOID, read_mask, scan_masks
 from data.progress import PROGRESS_MIN_FILES, with_progress
-from data.splits import _split_sizes, paper_split
-from data.transforms import PAD_VALUE, crop_pair, rescale_pair, resize_mask, resize_pair
+from data.labelled.splits import SPLITS, _split_sizes, paper_split
+from data.labelled.synthetic import SYNTHETIC_DOWNSTREAM_SEED, SYNTHETIC_STARTS
+from data.labelled.transforms import PAD_VALUE, crop_pair, rescale_pair, resize_mask, resize_pair
+from data.labelled.voc import VOC_CLASSES
 from tests.conftest import realdata
 
 S = 40  # fixture masks are S x S, so the evaluation centre crop is the whole mask
@@ -134,7 +136,7 @@ def voc_root(tmp_path_factory):
 
 
 def _names(row):
-    return {labelled.VOC_CLASSES[i] for i in np.flatnonzero(row)}
+    return {VOC_CLASSES[i] for i in np.flatnonzero(row)}
 
 
 def _all(ds):
@@ -157,10 +159,10 @@ def test_voc_classification_labels(voc_root, difficult):
     for image_id, row in source.labels.items():
         assert _names(row) == expected[image_id], image_id
     assert ("dog" in _names(source.labels["2008_000001"])) is difficult
-    assert source.num_classes == 20 and source.class_names == list(labelled.VOC_CLASSES)
-    assert labelled.VOC_CLASSES[0] == "aeroplane" and labelled.VOC_CLASSES[19] == "tvmonitor"
+    assert source.num_classes == 20 and source.class_names == list(VOC_CLASSES)
+    assert VOC_CLASSES[0] == "aeroplane" and VOC_CLASSES[19] == "tvmonitor"
     # The paper split of 6 images: disjoint, covering, each split non-empty.
-    splits = [set(source.splits[s]) for s in labelled.SPLITS]
+    splits = [set(source.splits[s]) for s in SPLITS]
     assert set.union(*splits) == set(source.labels) and sum(map(len, splits)) == 6
     assert all(splits)
 
@@ -204,7 +206,7 @@ def test_voc_palette_masks_are_read_as_indices(voc_root):
 
 def test_voc_segmentation_stream(voc_root):
     source = labelled.parse_labelled(f"voc:{voc_root}", "segmentation", split_mode="official")
-    assert source.num_classes == 21 and source.void_index == labelled.VOID == 255
+    assert source.num_classes == 21 and source.void_index == VOID == 255
     assert source.class_names[0] == "background" and source.class_names[15] == "person"
     x, masks = _all(labelled.segmentation_dataset(source, "val", image_size=S, batch_size=4))
     assert x.shape == (2, S, S, 1) and masks.shape == (2, S, S) and masks.dtype == np.int32
@@ -261,14 +263,14 @@ def test_paper_split_sizes_and_stratification(n, sizes):
     labels = rng.random((n, 20)) < prevalence
     ids = [f"img{i:05d}" for i in range(n)]
     split = paper_split(ids, labels, seed=0)
-    assert tuple(len(split[s]) for s in labelled.SPLITS) == sizes
-    parts = [set(split[s]) for s in labelled.SPLITS]
+    assert tuple(len(split[s]) for s in SPLITS) == sizes
+    parts = [set(split[s]) for s in SPLITS]
     assert set.union(*parts) == set(ids) and sum(map(len, parts)) == n  # disjoint, covering
     assert paper_split(ids, labels, seed=0) == split  # deterministic
     assert paper_split(ids, labels, seed=1) != split
     index = {image_id: i for i, image_id in enumerate(ids)}
     overall = labels.mean(0)
-    for s in labelled.SPLITS:
+    for s in SPLITS:
         rows = [index[i] for i in split[s]]
         assert np.abs(labels[rows].mean(0) - overall).max() < 0.02, s
 
@@ -322,7 +324,7 @@ def test_real_voc_mini():
     assert {k: _names(v) for k, v in source.labels.items()} == {
         "2011_000003": {"person"}, "2011_000006": {"person"}, "2011_000025": {"bus", "car"}}
     count = 0
-    for split in labelled.SPLITS:
+    for split in SPLITS:
         x, y = _all(labelled.classification_dataset(source, split, image_size=64, batch_size=2))
         np.testing.assert_array_equal(y, source.label_matrix(split))
         count += len(x)
@@ -332,7 +334,7 @@ def test_real_voc_mini():
         raw = np.asarray(Image.open(path))
         np.testing.assert_array_equal(read_mask(path), raw)  # indices, 255 kept
     assert set(np.flatnonzero(seg.labels["2011_000025"])) == {0, 6, 7}  # bus 6, car 7
-    for split in labelled.SPLITS:
+    for split in SPLITS:
         item = seg.splits[split][0]
         raw = set(np.unique(np.asarray(Image.open(seg.mask_paths[item]))))
         _, masks = _all(labelled.segmentation_dataset(seg, split, image_size=128, batch_size=1,
@@ -359,7 +361,7 @@ def test_real_camvid():
     assert set(np.unique(masks.numpy())) <= set(range(11)) | {255}
     # The root layout, pooled and re-split 70/20/10 (paper mode); labels from the masks.
     pooled = labelled.parse_labelled(f"seg-folder:{root}", "classification", void_index=11)
-    assert [pooled.split_size(s) for s in labelled.SPLITS] == [327, 94, 47]
+    assert [pooled.split_size(s) for s in SPLITS] == [327, 94, 47]
     assert pooled.void_index is None and pooled.num_classes == 11
     labels = pooled.label_matrix("test")
     _, y = next(iter(labelled.classification_dataset(pooled, "test", image_size=32,
@@ -406,7 +408,7 @@ def test_tfds_voc(tmp_path):
                                          tfds_data_dir=str(tmp_path), include_difficult=False)
         assert (strict.label_matrix("train")[:, 14] == 1).all()
         assert strict.label_matrix("train").sum() == strict.split_size("train")
-        assert sum(strict.split_size(s) for s in labelled.SPLITS) == 12
+        assert sum(strict.split_size(s) for s in SPLITS) == 12
 
 
 # ------------------------------------------------------------------------------------ synthetic
@@ -429,25 +431,25 @@ def test_synthetic_labels_agree_with_masks_and_splits_differ():
         assert set(np.flatnonzero(label)) == present
         assert mask.max() <= 5 and mask.min() >= 0
     # L is the pretext's normalization of the rendered scene.
-    scenes = synthetic.render_scenes(tf.range(labelled.SYNTHETIC_STARTS["val"],
-                                              labelled.SYNTHETIC_STARTS["val"] + 2,
+    scenes = synthetic.render_scenes(tf.range(SYNTHETIC_STARTS["val"],
+                                              SYNTHETIC_STARTS["val"] + 2,
                                               dtype=tf.int64),
-                                     seed=labelled.SYNTHETIC_DOWNSTREAM_SEED, image_size=size,
+                                     seed=SYNTHETIC_DOWNSTREAM_SEED, image_size=size,
                                      num_classes=5)
     np.testing.assert_allclose(x_cls[:2], normalize_lab(rgb_to_lab(scenes["image"]))[0],
                                atol=1e-5)
     # Train / val / test and the pretext's scenes (seed 0 from index 0, val from 2**40) differ.
     sets = {}
-    for split in labelled.SPLITS:
+    for split in SPLITS:
         x, _ = _all(labelled.classification_dataset(cls, split, image_size=size, batch_size=8,
                                                     size=16, training=False))
         sets[split] = {row.tobytes() for row in x}
         assert len(sets[split]) == 16
     pretext = synthetic.synthetic_dataset(seed=0, image_size=size, num_classes=5, count=16)
     pretext_l = {normalize_lab(rgb_to_lab(s["image"]))[0].numpy().tobytes() for s in pretext}
-    for a in labelled.SPLITS:
+    for a in SPLITS:
         assert not sets[a] & pretext_l
-        for b in labelled.SPLITS:
+        for b in SPLITS:
             assert a == b or not sets[a] & sets[b]
     # Training: one shuffled pass per iteration over the same items.
     train = labelled.classification_dataset(cls, "train", image_size=size, batch_size=8, size=16)
@@ -482,17 +484,6 @@ def test_every_documented_prefix_has_one_parser_and_an_unknown_one_the_same_erro
         with pytest.raises(ValueError) as error:
             labelled.parse_labelled(spec, "classification")
         assert str(error.value) == expected.format(spec)
-
-
-def test_names_moved_out_of_labelled_still_import_from_it():
-    for name in ("VOID", "VOC_CLASSES", "VOC_VOID", "SPLITS", "TASKS", "SPLIT_MODES", "EVAL_FITS",
-                 "PAPER_FRACTIONS", "PAPER_SPLIT_SIZES", "SYNTHETIC_DOWNSTREAM_SEED",
-                 "SYNTHETIC_STARTS", "SYNTHETIC_SPLIT_SIZES", "PAD_VALUE", "LabelledSource",
-                 "find_voc_root", "parse_voc_annotation", "read_mask", "scan_masks",
-                 "labels_from_counts", "pad_pair", "crop_pair", "resize_mask", "rescale_pair",
-                 "resize_pair", "stratified_split", "paper_split"):
-        assert hasattr(labelled, name), name
-    assert labelled.VOID is VOID and labelled.VOC_VOID == VOID == 255
 
 
 def test_progress_bar_only_over_many_files(capsys):

@@ -7,7 +7,7 @@ from cgan_colorization import multitask as mt
 from data.color import rgb_to_yuv_target, yuv_target_to_rgb
 from cgan_colorization.models import build_generator
 from data.pipeline import to_lab_pair
-from data.masks import VOID
+from data.labelled.masks import VOID
 from data.synthetic import synthetic_dataset
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 

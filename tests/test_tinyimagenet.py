@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from data import labelled, tinyimagenet
+from data.labelled.splits import SPLITS
 from data.pipeline import parse_dataset, pretext_dataset
 from tests.conftest import realdata
 
@@ -121,7 +122,7 @@ def test_classes_come_from_wnids_in_order_with_names_from_words(tiny_root):
 
 def test_labelled_splits_are_fixed_disjoint_and_the_train_order_class_balanced(tiny_root):
     source = labelled.parse_labelled(f"tinyimagenet:{tiny_root}", "classification", seed=1)
-    splits = {name: source.splits[name] for name in labelled.SPLITS}
+    splits = {name: source.splits[name] for name in SPLITS}
     assert sum(map(len, splits.values())) == len(set().union(*splits.values())) == 3 * PER_CLASS + len(VAL)
     # test: every val photo in the order of k, with the class of its annotation
     assert splits["test"] == [str(tiny_root / "val" / "images" / f"val_{k}.JPEG") for k in sorted(VAL)]
@@ -135,7 +136,7 @@ def test_labelled_splits_are_fixed_disjoint_and_the_train_order_class_balanced(t
     train_classes = [WNIDS.index(_index(p)[0]) for p in splits["train"]]
     for k in range(1, PER_CLASS - held + 1):
         assert np.bincount(train_classes[:k * 3], minlength=3).tolist() == [k] * 3
-    for split in labelled.SPLITS:  # one-hot labels agreeing with the photo's class
+    for split in SPLITS:  # one-hot labels agreeing with the photo's class
         matrix = source.label_matrix(split)
         assert matrix.dtype == np.float32 and set(np.unique(matrix)) == {0.0, 1.0}
         assert (matrix.sum(axis=1) == 1).all()
@@ -203,9 +204,9 @@ def test_real_tiny_imagenet():
     assert len(parse_dataset(spec, max_photos_per_class=5).train_paths) == 1_010
     source = labelled.parse_labelled(spec, "classification")
     assert source.num_classes == 202 and source.single_label
-    sizes = {split: source.split_size(split) for split in labelled.SPLITS}
+    sizes = {split: source.split_size(split) for split in SPLITS}
     assert sizes == {"train": 48_480, "val": 2_020, "test": 5_058}
-    every = [p for split in labelled.SPLITS for p in source.splits[split]]
+    every = [p for split in SPLITS for p in source.splits[split]]
     assert len(set(every)) == len(every)
     first = np.argmax(source.label_matrix("train", size=202), axis=1)
     assert sorted(first.tolist()) == list(range(202))  # the first 202 train photos: one of each class

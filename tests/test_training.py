@@ -6,10 +6,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from cgan_colorization.callbacks import read_resume_point
+from cgan_colorization.callbacks import SAMPLES_TAG, read_resume_point
 from cgan_colorization.config import TrainConfig
-from cgan_colorization.plots import read_csv_log
+from cgan_colorization.plots import plt, read_csv_log
 from cgan_colorization.gan import build as build_gan
 from cgan_colorization.training import train
 from tests.conftest import run_script as _script
@@ -91,7 +92,25 @@ def test_run_folder_holds_config_weights_and_plots(tmp_path):
     for name in ("generator.weights.h5", "generator_best.weights.h5", "discriminator.weights.h5",
                  "generator.keras", "loss_l1.png", "log.csv", "best.json"):
         assert os.path.getsize(os.path.join(run, name)) > 0, name
-    assert os.listdir(os.path.join(run, "tensorboard"))
+    assert {"train", "validation", "samples"} <= set(os.listdir(os.path.join(run, "tensorboard")))
+    images = tensorboard_images(os.path.join(run, "tensorboard", "samples"))
+    grid = plt.imread(os.path.join(run, "samples", "epoch_001.png"))
+    assert list(images) == [1] and images[1].shape == (2 * 32, 3 * 32, 3)  # sample_count 2: rows of grey | colour | original
+    grey, original = images[1][:, :32].astype(int), images[1][:, 64:].astype(int)
+    assert grid.shape[0] > 0 and np.abs(grey[..., 0] - grey[..., 2]).max() <= 2  # the grey input comes first
+    assert np.abs(original[..., 0] - original[..., 2]).max() > 10  # and the coloured original last
+
+
+def tensorboard_images(log_dir):
+    """{step: the decoded image} of the sample grids TensorBoard would show from `log_dir`."""
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    events = EventAccumulator(log_dir, size_guidance={IMAGES: 0})
+    events.Reload()
+    tags = events.Tags()["tensors"] + events.Tags()["images"]
+    assert SAMPLES_TAG in tags, tags
+    return {e.step: tf.io.decode_png(e.tensor_proto.string_val[2]).numpy()
+            for e in events.Tensors(SAMPLES_TAG)}
 
 
 @pytest.mark.slow

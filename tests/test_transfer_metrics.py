@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.masks import VOID
+from data.labelled.masks import VOID
 from transfer import metrics as tm
 
 

@@ -9,8 +9,9 @@ from cgan_colorization import registry, runtime
 from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, PRESET_NAMES, STRATEGY_HELP, Range,
                                       bounded, build_parser, comma_separated,
                                       config_from_args)
-from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS
-from transfer.config import DEFAULT_COLORIZER, RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig
+from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_COLORIZER, TEXT_CHOICES
+from transfer import options
+from transfer.config import RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig, ProbeConfig
 
 _HELP = {
     "init": "'colorization' (transfer the colorizer's weights, two phases) or 'random' (N(0, 0.02), from scratch)",
@@ -74,6 +75,7 @@ def segmenter_main(argv=None):
 def reproduce_main(argv=None):
     """`python reproduce.py` (`cgan-reproduce`): the whole protocol and its report."""
     runtime.configure()
+    options.reproduce_parser().parse_args(argv)  # a bad value is refused before TensorFlow loads
     from transfer.reproduce import main  # TensorFlow loads here, after the runtime settings
 
     return main(argv)
@@ -82,40 +84,64 @@ def reproduce_main(argv=None):
 def scaling_main(argv=None):
     """`python scaling_study.py` (`cgan-scaling-study`): the data-scaling study on Tiny ImageNet."""
     runtime.configure()
+    options.scaling_parser().parse_args(argv)  # a bad value is refused before TensorFlow loads
     from transfer.scaling import main  # TensorFlow loads here, after the runtime settings
 
     return main(argv)
 
 
-def _finetune_config(task, description, argv):
-    """The FinetuneConfig of `task` from the fine-tuning flags in `argv` (presets, help and ranges of
-    the fine-tuning scripts)."""
-    presets = {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
-    parser = build_parser(description, FinetuneConfig, presets, _HELP, exclude=("task",), ranges=RANGES,
-                          choices={"checkpoint": CHECKPOINTS, "split_mode": ("paper", "official")})
-    config = config_from_args(parser.parse_args(argv), FinetuneConfig, presets)
+def _presets(task):
+    return {name: TASK_PRESETS[(task, name)] for name in PRESET_NAMES}
+
+
+def finetune_parser(task, description=None):
+    """The parser of the fine-tuning flags of `task` (presets, help, ranges and choices of the
+    fine-tuning scripts)."""
+    what = "multi-label classifier (encoder + 2 x Dense 4096)" if task == "classification" else \
+        "U-Net segmenter (the whole generator + a softmax output)"
+    description = description or (
+        f"Fine-tune a {what} from the colorizer's weights in two phases (frozen, then unfrozen), or from scratch "
+        "with --init random, and score it on the test split. --preset paper sets the paper's epochs, rates and "
+        "batch size.")
+    return build_parser(description, FinetuneConfig, _presets(task), _HELP, exclude=("task",), ranges=RANGES)
+
+
+def _finetune_config(task, args):
+    config = config_from_args(args, FinetuneConfig, _presets(task))
     config.task = task
     return config
+
+
+TASKS = ("classification", "segmentation")
+
+
+def diagnose_parser(task="segmentation"):
+    """The fine-tuning flags of `task` plus the diagnosis' own `--task` and `--statistics-batches`."""
+    parser = finetune_parser(
+        task, "Train one downstream model as the fine-tuning scripts do, then score the same weights in inference "
+        "mode, with batch statistics and with re-estimated BatchNorm statistics (encoder, decoder, all), and "
+        "measure how far the moving statistics are from the data's. The presets' values below are those of "
+        "--task segmentation unless --task classification is given.")
+    parser.add_argument("--task", choices=TASKS, default="segmentation",
+                        help="which downstream model to train and diagnose (default segmentation)")
+    parser.add_argument("--statistics-batches", type=bounded(int, Range(1)), default=STATISTICS_BATCHES,
+                        help=f"training batches that estimate the data's statistics (default {STATISTICS_BATCHES})")
+    return parser
 
 
 def diagnose_main(argv=None):
     """`python diagnose_batchnorm.py` (`cgan-diagnose-batchnorm`): one run, then the same weights scored in
     inference mode, with batch statistics and with re-estimated BatchNorm statistics."""
     runtime.configure()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--task", choices=sorted({task for task, _ in TASK_PRESETS}), default="segmentation")
-    pre.add_argument("--statistics-batches", type=bounded(int, Range(1)), default=STATISTICS_BATCHES)
-    known, rest = pre.parse_known_args(argv)
-    config = _finetune_config(
-        known.task,
-        "Train one downstream model as the fine-tuning scripts do, then score the same weights in inference "
-        "mode, with batch statistics and with re-estimated BatchNorm statistics (encoder, decoder, all), and "
-        "measure how far the moving statistics are from the data's. --task classification|segmentation "
-        f"(default segmentation), --statistics-batches N (default {STATISTICS_BATCHES}).", rest)
+    pre = argparse.ArgumentParser(add_help=False)  # the task decides the presets of the full parser
+    pre.add_argument("--task", choices=TASKS, default="segmentation")
+    task = pre.parse_known_args(argv)[0].task
+    args = diagnose_parser(task).parse_args(argv)
+    config = _finetune_config(task, args)
     from transfer.bn_diagnosis import diagnose  # TensorFlow loads here, after the runtime settings
 
     try:
-        result = diagnose(config, known.statistics_batches)
+        result = diagnose(config, args.statistics_batches)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2)
@@ -126,12 +152,7 @@ def diagnose_main(argv=None):
 def finetune_main(task, argv=None):
     """`python finetune_classifier.py` / `python finetune_segmenter.py`."""
     runtime.configure()
-    what = "multi-label classifier (encoder + 2 x Dense 4096)" if task == "classification" else \
-        "U-Net segmenter (the whole generator + a softmax output)"
-    config = _finetune_config(
-        task, f"Fine-tune a {what} from the colorizer's weights in two phases (frozen, then unfrozen), or from "
-        "scratch with --init random, and score it on the test split. --preset paper sets the paper's epochs, "
-        "rates and batch size.", argv)
+    config = _finetune_config(task, finetune_parser(task).parse_args(argv))
     from cgan_colorization.distribute import peer_failure
     from transfer.experiment import run_finetune
 
@@ -150,10 +171,7 @@ def finetune_main(task, argv=None):
     return result
 
 
-def features_main(argv=None):
-    """`python evaluate_features.py` (`cgan-evaluate-features`): linear probes per encoder level."""
-    runtime.configure()
-    from transfer.feature_eval import ProbeConfig
+def features_parser():
 
     defaults = ProbeConfig()
     parser = argparse.ArgumentParser(
@@ -183,13 +201,19 @@ def features_main(argv=None):
                         help="low-shot positives per class, comma-separated (empty: no low-shot)")
     parser.add_argument("--draws", type=bounded(int, Range(1)), default=defaults.draws,
                         help="random draws per low-shot k")
-    parser.add_argument("--split-mode", choices=("paper", "official"), default=defaults.split_mode,
+    parser.add_argument("--split-mode", choices=TEXT_CHOICES["split_mode"], default=defaults.split_mode,
                         help=_HELP["split_mode"])
     parser.add_argument("--void-index", type=bounded(int, RANGES["void_index"]),
                         help=_HELP["void_index"])
     parser.add_argument("--min-fraction", type=bounded(float, RANGES["min_fraction"]),
                         default=defaults.min_fraction, help=_HELP["min_fraction"])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def features_main(argv=None):
+    """`python evaluate_features.py` (`cgan-evaluate-features`): linear probes per encoder level."""
+    runtime.configure()
+    args = features_parser().parse_args(argv)
     checkpoints = CHECKPOINTS if args.checkpoint == "both" else (args.checkpoint,)
     config = ProbeConfig(colorizers=tuple((path, c) for path in args.colorizer for c in checkpoints),
                          dataset=args.dataset, out=args.out, seed=args.seed, random_seeds=args.random_seeds,

@@ -1,11 +1,9 @@
-"""Downstream run configuration and the presets of the paper (SPEC section 2)."""
+"""Downstream run configuration and the presets of the paper's downstream schedule."""
 
 import dataclasses
 
 from cgan_colorization.config import Range
 from cgan_colorization.constants import DEFAULT_CHECKPOINT
-
-DEFAULT_COLORIZER = "runs/colorizer"  # used, and trained first when absent, when no --colorizer is given
 
 
 @dataclasses.dataclass
@@ -50,7 +48,7 @@ class FinetuneConfig:
     label_fraction: float = 1.0  # train on this share of the training labels (the first ones of the split's order)
 
 
-# SPEC section 2. The paper gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).
+# The paper's downstream schedule. It gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).
 STATISTICS_BATCHES = 20  # diagnose_batchnorm.py: training batches that estimate the data's statistics
 
 TASK_PRESETS = {
@@ -90,3 +88,30 @@ def default_run_name(config):
     if config.label_fraction < 1:
         name += f"-labels{100 * config.label_fraction:g}"
     return f"{name}-seed{config.seed}"
+
+
+# Low-shot probes: positives per class, and random draws of each k.
+SHOTS = (1, 2, 4, 8, 16, 32)
+DRAWS = 5
+
+
+@dataclasses.dataclass
+class ProbeConfig:
+    """Everything that defines a probe run; saved beside its results."""
+
+    colorizers: tuple = ()  # colorizer run folders, or (run folder, checkpoint) pairs; random inits are added
+    checkpoint: str = DEFAULT_CHECKPOINT  # the checkpoint of a run folder given without one: "last" or "best"
+    dataset: str = "synthetic"
+    out: str = "runs/probes"
+    seed: int = 0
+    random_seeds: int = 1  # random inits of each backbone (their spread is the floor's)
+    train_size: int = 512  # caps on the training (train + val) and test images; 0: all
+    test_size: int = 512
+    batch_size: int = 32
+    shots: tuple = SHOTS
+    draws: int = DRAWS
+    split_mode: str = "paper"
+    void_index: int = None
+    min_fraction: float = 0.01
+    synthetic_classes: int = 6
+    pooled_size: int = None  # values per level; None: 9k for the SVM probes, LINEAR_POOLED_SIZE for linear top-1

@@ -22,9 +22,10 @@ from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.training import train
 from data import labelled
 from data.labelled import TASKS
-from data.masks import VOID
+from data.labelled.masks import VOID
 from transfer import metrics as tm
-from transfer.config import DEFAULT_COLORIZER, default_run_name
+from cgan_colorization.constants import DEFAULT_COLORIZER
+from transfer.config import default_run_name
 from transfer.finetune import UNFROZEN_BN, Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 

@@ -28,28 +28,6 @@ from transfer import linear_eval, probes
 LINEAR_POOLED_SIZE = 2048
 
 
-@dataclasses.dataclass
-class ProbeConfig:
-    """Everything that defines a probe run; saved beside its results."""
-
-    colorizers: tuple = ()  # colorizer run folders, or (run folder, checkpoint) pairs; random inits are added
-    checkpoint: str = DEFAULT_CHECKPOINT  # the checkpoint of a run folder given without one: "last" or "best"
-    dataset: str = "synthetic"
-    out: str = "runs/probes"
-    seed: int = 0
-    random_seeds: int = 1  # random inits of each backbone (their spread is the floor's)
-    train_size: int = 512  # caps on the training (train + val) and test images; 0: all
-    test_size: int = 512
-    batch_size: int = 32
-    shots: tuple = probes.SHOTS
-    draws: int = probes.DRAWS
-    split_mode: str = "paper"
-    void_index: int = None
-    min_fraction: float = 0.01
-    synthetic_classes: int = 6
-    pooled_size: int = None  # values per level; None: 9k for the SVM probes, LINEAR_POOLED_SIZE for linear top-1
-
-
 def _labelled_source(config):
     return labelled.parse_labelled(config.dataset, "classification", seed=config.seed, split_mode=config.split_mode,
                                    void_index=config.void_index, min_fraction=config.min_fraction,

@@ -17,7 +17,7 @@ that both agree with the numpy definitions here on void-heavy masks.
 import numpy as np
 from sklearn import metrics as skm
 
-from data.masks import VOID
+from data.labelled.masks import VOID
 
 __all__ = [
     "average_precision",

@@ -24,12 +24,11 @@ from sklearn.svm import LinearSVC
 
 from cgan_colorization import registry
 from transfer import metrics as tm
+from transfer.config import DRAWS, SHOTS  # noqa: F401 - the low-shot protocol, defined with the probe config
 from transfer.models import transfer_weights
 
 POOLED_SIZE = 9216  # values per level after average pooling (Goyal et al. pool each level to about 9k)
 COSTS = tuple(10.0 ** e for e in range(-4, 3))  # the cost grid of the cross-validation
-SHOTS = (1, 2, 4, 8, 16, 32)
-DRAWS = 5
 FOLDS = 3
 POSITIVE_WEIGHT = 2.0  # positives weighted 2 : 1 against negatives, as Goyal et al.
 

@@ -1,26 +1,25 @@
 """The whole protocol in one command: pretext, then both downstream tasks with both inits over
 several seeds, then `report.md` with the paper's Table 3 and Table 4 shapes and its figures."""
 
-import argparse
 import dataclasses
 import itertools
 import json
 import os
+import sys
 import time
 
 from cgan_colorization import registry
-from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, PRESETS as TRAIN_PRESETS, Range, TrainConfig
-from cgan_colorization.config import bounded, comma_separated, load_config
-from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
+from cgan_colorization.config import PRESET_NAMES, PRESETS as TRAIN_PRESETS, TrainConfig, load_config
+from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.training import SUMMARY_FILE, train
 from data.labelled import TASKS
 from data.pipeline import parse_dataset, pretext_dataset
-from transfer.config import TASK_PRESETS, FinetuneConfig
-from transfer import feature_eval
+from transfer import feature_eval, options
+from transfer.config import TASK_PRESETS, FinetuneConfig, ProbeConfig
 from transfer.experiment import run_finetune
-from transfer.feature_eval import ProbeConfig, checkpoint_name, split_entry
+from transfer.feature_eval import checkpoint_name, split_entry
 from transfer.report import write_report
 
 PRESETS = {
@@ -29,56 +28,6 @@ PRESETS = {
     "paper": dict(pretext_dataset="coco", classification_dataset=None, segmentation_dataset=None, seeds=3),
 }
 assert tuple(PRESETS) == PRESET_NAMES
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Reproduce the protocol of Treneska et al. 2022 end to end: train the colorizer, score it "
-        "(Table 3), fine-tune the classifier and the segmenter from it and from scratch over several seeds "
-        "(Table 4), and write OUT/report.md. 'fast' runs on the embedded data on a CPU in minutes; 'paper' "
-        "needs COCO 2014 and --voc PATH. A killed run resumes: finished parts are kept.")
-    positive = bounded(int, Range(1))
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
-    parser.add_argument("--seeds", type=positive, help="downstream seeds (default 3)")
-    parser.add_argument("--out", help="output folder (default runs/reproduce-<preset>)")
-    parser.add_argument("--pretext-dataset", help="colorizer data: synthetic, coco, coco:PATH, folder:PATH")
-    parser.add_argument("--voc", help="VOCdevkit/VOC2012 folder for both downstream tasks")
-    parser.add_argument("--labelled", help="'seg-folder:IMAGES,MASKS' (or the train;val form) for both tasks")
-    parser.add_argument("--classification-dataset", help="overrides the classification data")
-    parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
-    parser.add_argument("--void-index", type=bounded(int, Range(0, 255)), help="void value of a labelled folder's masks (CamVid: 11)")
-    parser.add_argument("--pretexts", default="gan",
-                        help="comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
-                             "one colorizer, transferred at both checkpoints); random init of each backbone is the "
-                             "floor: " + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()))
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT,
-                        help="the checkpoint of a pretext named without one: " + CHECKPOINT_HELP)
-    parser.add_argument("--multitask-dataset",
-                        help="pretext data of the multitask pretexts, which need masks (synthetic or pets) when "
-                             "--pretext-dataset is a photo folder without them (default: --pretext-dataset)")
-    parser.add_argument("--colorizer", help="reuse this colorizer run folder (for a single pretext)")
-    parser.add_argument("--image-size", type=bounded(int, Range(4)),
-                        help="pretext and downstream size (fast 64, paper 256)")
-    parser.add_argument("--pretext-epochs", type=positive, help="colorizer epochs")
-    parser.add_argument("--pretext-steps", type=positive, help="colorizer steps per epoch")
-    parser.add_argument("--downstream-scale", type=bounded(float, Range(0, low_open=True)), default=1.0,
-                        help="multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)")
-    parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
-    parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
-    parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
-    parser.add_argument("--label-fractions", type=FRACTIONS, default=(1.0,),
-                        help="fine-tune on these shares of the training labels too, e.g. 0.1,1 (label efficiency: "
-                             "the smaller shares nest in the larger ones and take as many steps)")
-    parser.add_argument("--probes", action="store_true",
-                        help="also run the linear probes per encoder level and low-shot (evaluate_features.py) on "
-                             "the classification data, for every colorizer and the random floors over the seeds")
-    parser.add_argument("--probe-train-size", type=bounded(int, Range(0)), default=512,
-                        help="training images of the probes (0: all)")
-    return parser
-
-
-# Shares of the training labels, in (0, 1].
-FRACTIONS = comma_separated(float, Range(0, 1, low_open=True))
 
 
 def resolve(args):
@@ -229,7 +178,7 @@ def run_probes(plan, colorizers, log=print):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = options.reproduce_parser().parse_args(argv)
     try:
         plan = resolve(args)
         os.makedirs(plan["out"], exist_ok=True)
@@ -243,6 +192,7 @@ def main(argv=None):
         probes = run_probes(plan, colorizers) if plan.get("probes") else None
         path = write_report(plan, colorizers, table3, results, seconds=time.time() - start, probes=probes)
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"report: {path}")
     return path

@@ -17,7 +17,6 @@ Every part is a run folder that is read back when finished, so the study resumes
         --labelled "seg-folder:CAMVID/train,CAMVID/trainannot;CAMVID/val,CAMVID/valannot" --void-index 11
 """
 
-import argparse
 import json
 import os
 import sys
@@ -26,51 +25,10 @@ import time
 import numpy as np
 
 from cgan_colorization import registry
-from cgan_colorization.config import Range, bounded, comma_separated
 from cgan_colorization.plots import plt
 from data import tinyimagenet
-from transfer import reproduce
+from transfer import options, reproduce
 from transfer.report import _mean_std, weights_table
-
-TINY_TRAIN_PER_CLASS = 50  # fine-tuning and probe training images of each class (10,100 for 202 classes)
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        description="The data-scaling study: pretexts trained on nested subsets of Tiny ImageNet (N photos a "
-        "class), scored by linear top-1 per encoder level, Tiny ImageNet fine-tuning on a share of the labels and "
-        "CamVid segmentation, beside random init and a supervised ceiling; writes OUT/report.md and "
-        "OUT/scaling.png. Resumes where it stopped: finished parts are read back.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    positive = bounded(int, Range(1))
-    share = bounded(float, Range(0, 1, low_open=True))
-    parser.add_argument("--tiny", required=True, help="the unpacked tiny-imagenet-200 folder")
-    parser.add_argument("--labelled", required=True,
-                        help="the segmentation data, e.g. 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,VAL_MASKS'")
-    parser.add_argument("--void-index", type=bounded(int, Range(0, 255)),
-                        help="void value of the segmentation masks (CamVid: 11)")
-    parser.add_argument("--out", default="runs/scaling", help="output folder")
-    parser.add_argument("--pretexts", default="gan,classification", help="comma-separated pretexts")
-    parser.add_argument("--per-class", default="5,50,250", type=comma_separated(int, Range(1)),
-                        help="pretext photos of each class, one colorizer per value (the subsets nest)")
-    parser.add_argument("--seeds", type=positive, default=3, help="downstream seeds (and random inits)")
-    parser.add_argument("--pretext-epochs", type=positive, default=30, help="colorizer epochs, at every size")
-    parser.add_argument("--pretext-steps", type=positive, default=200, help="colorizer steps per epoch")
-    parser.add_argument("--image-size", type=positive, default=64, help="pretext and downstream size")
-    parser.add_argument("--base-filters", type=positive, default=32, help="U-Net width")
-    parser.add_argument("--tiny-fraction", type=share, default=0.1,
-                        help="share of the Tiny ImageNet training labels the classifier is fine-tuned on")
-    parser.add_argument("--camvid-fractions", type=reproduce.FRACTIONS, default=(0.1, 1.0),
-                        help="shares of the segmentation labels")
-    parser.add_argument("--train-per-class", type=positive, default=TINY_TRAIN_PER_CLASS,
-                        help="Tiny ImageNet training images a class for fine-tuning and the linear probe")
-    parser.add_argument("--segmentation-train-size", type=positive,
-                        help="cap on the segmentation training images (default: the fast preset's 1,024)")
-    parser.add_argument("--downstream-scale", type=bounded(float, Range(0, low_open=True)), default=1.0,
-                        help="multiply the fine-tuning epochs of the fast preset (e.g. 0.25 for a quick look)")
-    parser.add_argument("--no-ceiling", action="store_true", help="leave out the supervised ceiling")
-    return parser
-
 
 def size_plan(args, per_class, num_classes):
     """The `transfer.reproduce` plan of one pretext size (its own folder), or of the floor (per_class None)."""
@@ -273,7 +231,7 @@ def write_report(args, num_classes, pretexts, colorizers, table3, results, probe
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = options.scaling_parser().parse_args(argv)
     try:
         path = run(args)
     except (FileNotFoundError, ValueError) as error:

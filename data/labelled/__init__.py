@@ -7,23 +7,22 @@ Every dataset yields the model input `L`, the L channel normalized exactly as in
 class-index mask `[S, S]` int32 (segmentation).
 
 Sources (the `--dataset` value, see `parse_labelled`; one module each):
-  synthetic                  the embedded procedural scenes (`data/labelled_synthetic.py`)
+  synthetic                  the embedded procedural scenes (`data/labelled/synthetic.py`)
   voc:PATH                   a `VOCdevkit/VOC2012` folder (or the VOCdevkit folder, or its parent)
-                             (`data/voc.py`)
+                             (`data/labelled/voc.py`)
   tfds:voc/2012              TFDS `voc/2012`, when prepared (classification only: it has no masks)
-                             (`data/voc.py`)
+                             (`data/labelled/voc.py`)
   seg-folder:IMAGES,MASKS    an images folder and a masks folder paired by file stem
   seg-folder:TI,TM;VI,VM     separate train and val folders (e.g. CamVid's train/trainannot,
                              val/valannot); `seg-folder:ROOT` finds that layout under ROOT
-                             (`data/labelled_folders.py`)
+                             (`data/labelled/folders.py`)
   tinyimagenet:PATH          the unpacked `tiny-imagenet-200` folder, single-label classification
                              only, with fixed splits (`data/tinyimagenet.py`)
 
-The pieces live in their own modules: masks and the one void value in `data/masks.py`, image and
-mask transforms in `data/transforms.py`, the paper's stratified split in `data/splits.py`, the
-`LabelledSource` they all build in `data/labelled_source.py`. The names callers used from this
-module before the split (`VOID`, `VOC_CLASSES`, `paper_split`, `read_mask`, `crop_pair`, ...)
-are still importable from it.
+The pieces live in their own modules of this package: masks and the one void value in `masks.py`,
+image and mask pair transforms in `transforms.py`, the paper's stratified split in `splits.py`, the
+`LabelledSource` they all build in `source.py`, the sources in `voc.py`, `folders.py` and
+`synthetic.py`; import each name from the module that defines it.
 
 Documented choices
 ------------------
@@ -45,7 +44,7 @@ Documented choices
   pretext's default "resize" mode), for training and evaluation alike (no augmentation).
 * **Paper split** (`split_mode="paper"`): all labelled images re-split 70/20/10 by iterative
   stratification, 11,987 / 3,425 / 1,713 for the 17,125 VOC trainval JPEGs and the paper's
-  2,039 / 577 / 297 for the 2,913 VOC masks (the size rule is in `data/splits.py`).
+  2,039 / 577 / 297 for the 2,913 VOC masks (the size rule is in `data/labelled/splits.py`).
   Segmentation sets are stratified over image-level classes derived from the masks (class c
   present when it covers >= `min_fraction` of the non-void pixels; background included).
 * **Official splits** (`split_mode="official"`): VOC `ImageSets/Main/{train,val}.txt`
@@ -62,7 +61,7 @@ Documented choices
   number of items is `source.split_size(split, size)`. Evaluation datasets are one ordered pass.
   `size` caps any split to its first `size` items (in the split's order).
 * **Synthetic downstream data** comes from the same renderer as the pretext but never from the
-  pretext's scenes (disjoint Philox keys and index ranges; see `data/labelled_synthetic.py`).
+  pretext's scenes (disjoint Philox keys and index ranges; see `data/labelled/synthetic.py`).
 * **Progress.** Scanning many VOC annotations or masks at start-up (over 200 files) shows a
   `keras.utils.Progbar`; `parse_labelled(..., verbose=False)` keeps it quiet.
 """
@@ -72,20 +71,14 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from data import images, labelled_folders, tinyimagenet, voc
+from data import images
 from data.color import check_color_space, split_rgb
-from data.labelled_source import ParseOptions, _check_split
-from data.labelled_synthetic import parse_synthetic, synthetic_scenes
-from data.masks import read_mask
-from data.transforms import _match_mask, crop_pair, fit_to_size, rescale_pair, resize_pair
-
-# Re-exported: the names callers imported from this module before it was split up.
-from data.labelled_source import LabelledSource
-from data.labelled_synthetic import SYNTHETIC_DOWNSTREAM_SEED, SYNTHETIC_SPLIT_SIZES, SYNTHETIC_STARTS
-from data.masks import VOID, labels_from_counts, scan_masks
-from data.splits import PAPER_FRACTIONS, PAPER_SPLIT_SIZES, SPLITS, paper_split, stratified_split
-from data.transforms import PAD_VALUE, pad_pair, resize_mask
-from data.voc import VOC_CLASSES, VOC_VOID, find_voc_root, parse_voc_annotation
+from data.labelled import folders, voc
+from data.labelled.source import ParseOptions, _check_split
+from data.labelled.synthetic import parse_synthetic, synthetic_scenes
+from data.labelled.masks import read_mask
+from data.labelled.transforms import _match_mask, crop_pair, rescale_pair, resize_pair
+from data.images import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -109,14 +102,20 @@ class _Source(typing.NamedTuple):
     needs_argument: bool
 
 
+def _parse_tinyimagenet(rest, task, options):
+    from data import tinyimagenet  # it imports data.labelled.source, so it is imported when used
+
+    return tinyimagenet.parse_tinyimagenet(rest, task, options)
+
+
 # Spec prefix -> source; the prefix is everything up to and including the first ':', or the
 # whole spec when it has none.
 SOURCES = {
     "synthetic": _Source(parse_synthetic, needs_argument=False),
     "voc:": _Source(voc.parse_voc, needs_argument=True),
     "tfds:": _Source(voc.parse_tfds_voc, needs_argument=False),  # any other name: its own error
-    "seg-folder:": _Source(labelled_folders.parse_folder, needs_argument=True),
-    "tinyimagenet:": _Source(tinyimagenet.parse_tinyimagenet, needs_argument=True),
+    "seg-folder:": _Source(folders.parse_folder, needs_argument=True),
+    "tinyimagenet:": _Source(_parse_tinyimagenet, needs_argument=True),
 }
 
 

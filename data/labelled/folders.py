@@ -3,7 +3,7 @@ or `seg-folder:ROOT` (ROOT holding train/trainannot[, val/valannot[, test/testan
 CamVid layout).
 
 Images and masks are paired by file name without extension (searched recursively). Image-level
-labels come from the masks (`data.masks.scan_masks`), which are checked for stray values at
+labels come from the masks (`data.labelled.masks.scan_masks`), which are checked for stray values at
 start-up. A set with separate train and val folders keeps them under `split_mode="official"`,
 and its val folder is split 2:1 (stratified) into val and test (a test folder, when present, is
 the test split instead); with `split_mode="paper"` the folders are pooled and re-split 70/20/10,
@@ -16,9 +16,9 @@ import os
 import numpy as np
 
 from data import images
-from data.labelled_source import LabelledSource
-from data.masks import VOID, scan_masks
-from data.splits import PAPER_FRACTIONS, SPLITS, _split_sizes, paper_split, stratified_split
+from data.labelled.source import LabelledSource
+from data.labelled.masks import VOID, scan_masks
+from data.labelled.splits import PAPER_FRACTIONS, SPLITS, _split_sizes, paper_split, stratified_split
 
 _logger = logging.getLogger(__name__)
 

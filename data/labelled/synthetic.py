@@ -6,7 +6,7 @@ pretext's scenes: scene `i` of the pretext is Philox-keyed by `(seed, i)` with t
 `(SYNTHETIC_DOWNSTREAM_SEED, i)`, a constant outside the 32-bit range of run seeds (so the
 downstream sets are also the same whatever the run seed, which only changes the shuffle).
 Train, val and test use the disjoint index ranges [0, n), [2**41, 2**41 + n) and
-[2**42, 2**42 + n); default sizes `SYNTHETIC_SPLIT_SIZES`. Classification labels are the
+[2**42, 2**42 + n); default sizes `source.SYNTHETIC_SPLIT_SIZES`. Classification labels are the
 renderer's multi-hot labels (K classes); segmentation masks have K + 1 classes, 0 = background,
 and no void.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import synthetic
-from data.labelled_source import SYNTHETIC_SPLIT_SIZES, LabelledSource, _check_fixed_classes
-from data.splits import SPLITS
+from data.labelled.source import LabelledSource, _check_fixed_classes
+from data.labelled.splits import SPLITS
 
 SYNTHETIC_DOWNSTREAM_SEED = 2**32 + 7  # no 32-bit run seed (the pretext's) can equal it
 SYNTHETIC_STARTS = {"train": 0, "val": 2**41, "test": 2**42}

@@ -1,6 +1,6 @@
 """Image and image/mask transforms, pure TensorFlow, usable eagerly and inside `tf.data.map`.
 
-* `fit_to_size` brings one photo to S x S (the pretext, classification and pets images).
+Pair transforms (`fit_to_size`, which brings one photo to S x S, is in `data.images`).
 * The `*_pair` functions move an image and its class-index mask together. Masks are only ever
   resized with nearest neighbour, so no new class value can appear; padding fills the image
   with mid-grey `PAD_VALUE` and the mask with `VOID`, so padding never counts in the loss.
@@ -8,38 +8,9 @@
 
 import tensorflow as tf
 
-from data.masks import VOID
+from data.labelled.masks import VOID
 
-RESIZE_MODES = ("resize", "crop")
 PAD_VALUE = 0.5  # image padding (mid-grey); masks are padded with VOID
-
-
-def fit_to_size(rgb, image_size, mode="resize", random_crop=False, flip=False, seed=None):
-    """Brings one RGB image [H, W, 3] to [image_size, image_size, 3].
-
-    mode "resize" squashes the whole image to the size (the paper); "crop" scales the shorter side to
-    the size and takes a centre crop, or a random one when `random_crop`. Images smaller than the
-    size are scaled up. `seed` is a stateless seed pair, needed for the random options.
-    """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"mode must be one of {RESIZE_MODES}, received mode={mode!r}.")
-    size = tf.constant([image_size, image_size])
-    if mode == "resize":
-        out = tf.image.resize(rgb, size, antialias=True)
-    else:
-        hw = tf.cast(tf.shape(rgb)[:2], tf.float32)
-        scale = float(image_size) / tf.reduce_min(hw)
-        new_hw = tf.maximum(tf.cast(tf.math.ceil(hw * scale), tf.int32), image_size)
-        out = tf.image.resize(rgb, new_hw, antialias=True)
-        if random_crop:
-            out = tf.image.stateless_random_crop(out, [image_size, image_size, 3], seed=seed)
-        else:
-            top = (new_hw[0] - image_size) // 2
-            left = (new_hw[1] - image_size) // 2
-            out = out[top:top + image_size, left:left + image_size]
-    if flip:
-        out = tf.image.stateless_random_flip_left_right(out, seed=seed[::-1] if seed is not None else None)
-    return tf.clip_by_value(tf.ensure_shape(out, [image_size, image_size, 3]), 0.0, 1.0)
 
 
 def _pad_offsets(extent, size):

@@ -1,6 +1,6 @@
 """What a `--dataset` value resolves to (`LabelledSource`) and the options that resolve it.
 
-The source modules (`data.voc`, `data.labelled_folders`, `data.labelled_synthetic`,
+The source modules (`data.labelled.voc`, `data.labelled.folders`, `data.labelled.synthetic`,
 `data.tinyimagenet`) each build a `LabelledSource`; `data.labelled.parse_labelled` picks one by the
 spec's prefix and streams it.
 """
@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from data.splits import SPLITS
+from data.labelled.splits import SPLITS
 
 SYNTHETIC_SPLIT_SIZES = {"train": 2048, "val": 512, "test": 512}  # default synthetic set sizes
 

@@ -8,7 +8,7 @@ test = ceil(rest / 3) and val = rest - test (the remainder rule of two successiv
 JPEGs. The paper's segmentation split of the 2,913 VOC masks, 2,039 / 577 / 297, is not a
 rounding of 70/20/10 (577 / 2913 = 19.8 %), so `PAPER_SPLIT_SIZES` holds it verbatim. Each
 split gets at least one item when n >= 3. Segmentation sets are stratified over image-level
-classes derived from the masks (`data.masks.scan_masks`).
+classes derived from the masks (`data.labelled.masks.scan_masks`).
 """
 
 import math

@@ -18,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.benchmark import device_name, matmul_peak, train_rate, train_step_flops
+from benchmarks.feed import folder_vs_cache
+from benchmarks.measure import device_name, matmul_peak, train_rate, train_step_flops
 from cgan_colorization.config import TrainConfig
-from cgan_colorization.feed import folder_vs_cache
 from cgan_colorization.gan import build as build_gan
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from data import images
-from data.labelled_source import LabelledSource, _check_fixed_classes
-from data.masks import VOID, read_mask, scan_masks
+from data.labelled.source import LabelledSource, _check_fixed_classes
+from data.labelled.masks import VOID, read_mask, scan_masks
 from data.progress import with_progress
-from data.splits import PAPER_FRACTIONS, paper_split
+from data.labelled.splits import PAPER_FRACTIONS, paper_split
 from data.tfds_sources import prepared_builder
 
 VOC_CLASSES = (
