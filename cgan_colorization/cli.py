@@ -260,3 +260,35 @@ def colorize_main(argv=None):
     if not written:
         raise SystemExit(1)
     return written
+
+
+def demo_parser():
+    parser = argparse.ArgumentParser(
+        description="Serve the colorization page: upload a photo, see its grey input, colorization and original "
+        "side by side at the photo's resolution, PSNR / SSIM against a colour original, and stochastic "
+        "colorizations. Needs the [demo] extra (pip install -e '.[cpu,demo]').",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--colorizer", default=DEFAULT_COLORIZER, help=COLORIZER_HELP + ", shown first")
+    add_alias(parser, "--run", "colorizer")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT, help=CHECKPOINT_HELP)
+    parser.add_argument("--runs-dir", default="runs", help="the colorizer run folders under it can be chosen on the page")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=bounded(int, Range(1, 65535)), default=7860, help="port to serve on")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio link")
+    return parser
+
+
+def demo_main(argv=None):
+    """`python demo.py` (`cgan-demo`): the colorization page in the browser."""
+    runtime.configure()
+    args = demo_parser().parse_args(argv)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        _fail("the page needs Gradio: install the [demo] extra (pip install -e '.[cpu,demo]').")
+    from cgan_colorization.demo import serve
+
+    try:
+        serve(args.colorizer, args.runs_dir, args.checkpoint, args.host, args.port, args.share)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
