@@ -70,11 +70,12 @@ def batch_norm(name, seed=None, synchronized=False):
 
 def upsample_head(features, channels, name, activation=None, kernel_size=4, seed=None):
     """A task head: a stride-2 transposed convolution to `channels` (`{name}_deconv`) back to the
-    input size, then `activation` (`{name}_{activation}`, float32); without one the convolution
-    itself computes in float32 (logits)."""
+    input size, then `activation` (`{name}_{activation}`, float32). Without one the outputs are logits
+    in the compute dtype (Zhang's 262-bin head is about a third of the forward pass, so it runs at the
+    mixed-precision rate); its loss and decoding cast them to float32 first."""
     x = layers.Conv2DTranspose(
         channels, kernel_size, strides=2, padding="same", kernel_initializer=gaussian_init(seed),
-        name=f"{name}_deconv", **({} if activation else {"dtype": "float32"}),
+        name=f"{name}_deconv",
     )(features)
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}", dtype="float32")(x)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -104,46 +105,122 @@ def _write_json(path, payload):
     os.replace(path + ".tmp", path)
 
 
+class BackupError(ValueError):
+    """No backup of an interrupted run can be read (its message is one sentence)."""
+
+
+def _readable_weights(path):
+    """Whether the HDF5 weights file at `path` opens and every array in it reads back whole."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = []
+            f.visititems(lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) else None)
+            for array in arrays:
+                array[()]
+        return True
+    except Exception:  # noqa: BLE001 - truncated, overwritten or not HDF5 at all: not readable
+        return False
+
+
+def usable_backup(backup_dir):
+    """The record of the newest backup in `backup_dir` whose weights read back whole (the last one,
+    else the one before it), None when there is no backup; a `BackupError` when there are backups and
+    none can be read. A record holds the weights file, the epoch, the step and the random state."""
+    record = _read_json(os.path.join(backup_dir, RESUME_FILE))
+    if not record:
+        return None
+    candidates = [record] + ([record["previous"]] if record.get("previous") else [])
+    for i, candidate in enumerate(candidates):
+        if _readable_weights(os.path.join(backup_dir, candidate["weights"])):
+            if i:
+                print(f"warning: the last backup {os.path.join(backup_dir, record['weights'])} cannot be read "
+                      f"(written when the run was killed?); resuming from the one before it.", flush=True)
+            return candidate
+    raise BackupError(f"no backup in {backup_dir} can be read ({', '.join(c['weights'] for c in candidates)} are "
+                      f"damaged): delete {backup_dir} to start the run over.")
+
+
 class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that also records how many steps of the current epoch are done, so a run
     killed mid-epoch resumes at the step where its last backup was taken, not at the epoch's start.
 
-    Keras restores the weights (both networks and both optimizers) and the epoch; `read_resume_point`
-    gives the step, which the trainer uses to finish the interrupted epoch with the remaining steps.
-    The model's random state (the seed generators of its dropout layers, which are not weights) is
-    saved and restored too, so a resumed run draws the dropout masks the uninterrupted one would.
+    A backup is taken every `save_every` steps (0: never by steps), every `save_minutes` minutes of
+    wall time (0: never by time), and at every epoch end. Each is written whole under a new name
+    beside the previous one, then `resume.json` is replaced atomically to point at it (and at the one
+    before), so a kill at any moment leaves a readable backup; the restore takes the newest backup
+    whose weights read back whole (`usable_backup`). Restored: both networks, both optimizers, the
+    epoch, the step (`read_resume_point`, which the trainer uses to finish the interrupted epoch), and
+    the model's random state (the seed generators of its dropout layers), so a resumed run draws the
+    dropout masks the uninterrupted one would.
     """
 
-    def __init__(self, backup_dir, save_freq, steps_done=0):
-        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+    def __init__(self, backup_dir, save_every, steps_done=0, save_minutes=0.0):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        self.save_every, self.save_minutes = save_every, save_minutes
         self._steps_offset = steps_done
         self._steps_in_epoch = steps_done
+        self._since_save, self._saved_at = 0, time.time()
+        self.backup_seconds = []  # wall time of each backup written, for the benchmark
+
+    def _load_model(self):
+        record = usable_backup(self.backup_dir)
+        if record is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, record["weights"]))
+        self.model._initial_epoch = record["epoch"]
+        for variable, value in zip(random_state(self.model), record.get("random_state") or [], strict=False):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        saved = _read_json(os.path.join(self.backup_dir, RESUME_FILE)).get("random_state")
-        if saved:
-            for variable, value in zip(random_state(self.model), saved, strict=True):
-                variable.assign(np.asarray(value, dtype=variable.dtype))
+        self._load_model()  # a damaged backup falls back to the one before it, in `usable_backup`
+        self._saved_at = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         self._steps_in_epoch = self._steps_offset + batch + 1
-        super().on_train_batch_end(batch, logs)
+        self._since_save += 1
+        by_steps = self.save_every and self._since_save >= self.save_every
+        by_time = self.save_minutes and time.time() - self._saved_at >= 60 * self.save_minutes
+        if by_steps or by_time:
+            self._save_model()
 
     def on_epoch_end(self, epoch, logs=None):
         self._steps_offset = self._steps_in_epoch = 0
-        super().on_epoch_end(epoch, logs)
-        if self.save_freq != "epoch":  # also back up every epoch end, so the epoch count is exact
-            self._save_model()
+        super().on_epoch_end(epoch, logs)  # sets the epoch and backs up: every epoch end is exact
 
     def _save_model(self):
-        super()._save_model()
-        _write_json(os.path.join(self.backup_dir, RESUME_FILE),
-                    {"epoch": self._current_epoch, "step": self._steps_in_epoch,
-                     "random_state": [keras.ops.convert_to_numpy(v.value).tolist() for v in random_state(self.model)]})
+        start = time.time()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        path = os.path.join(self.backup_dir, RESUME_FILE)
+        previous = _read_json(path)
+        index = previous.get("index", 0) + 1
+        name = f"backup-{index:06d}.weights.h5"
+        partial = os.path.join(self.backup_dir, f"backup-{index:06d}.partial.weights.h5")
+        self.model.save_weights(partial, overwrite=True)
+        os.replace(partial, os.path.join(self.backup_dir, name))
+        record = {"index": index, "weights": name, "epoch": self._current_epoch, "step": self._steps_in_epoch,
+                  "random_state": [keras.ops.convert_to_numpy(v.value).tolist() for v in random_state(self.model)]}
+        if previous:
+            record["previous"] = {k: v for k, v in previous.items() if k != "previous"}
+        _write_json(path, record)  # the switch: atomic, so a kill leaves the old record or the new one
+        kept = {name, previous.get("weights")}
+        for stale in os.listdir(self.backup_dir):
+            if stale.endswith(".weights.h5") and stale not in kept:
+                os.remove(os.path.join(self.backup_dir, stale))
+        self._since_save, self._saved_at = 0, time.time()
+        self.backup_seconds.append(self._saved_at - start)
+
+
+def backup_weights(backup_dir):
+    """The weights file of the backup a resumed run would start from."""
+    record = usable_backup(backup_dir)
+    return None if record is None else os.path.join(backup_dir, record["weights"])
 
 
 def random_state(model):
@@ -153,9 +230,9 @@ def random_state(model):
 
 
 def read_resume_point(backup_dir):
-    """(epoch, step) where an interrupted run stopped, or (0, 0) for a new run."""
-    state = _read_json(os.path.join(backup_dir, RESUME_FILE))
-    return (int(state["epoch"]), int(state["step"])) if state else (0, 0)
+    """(epoch, step) where an interrupted run stopped (its newest readable backup), or (0, 0) for a new run."""
+    record = usable_backup(backup_dir)
+    return (int(record["epoch"]), int(record["step"])) if record else (0, 0)
 
 
 class DecodeStatsLogger(keras.callbacks.Callback):

@@ -156,7 +156,10 @@ def cache_parser():
         "--seed. Run the same command again to finish an interrupted build.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--dataset", required=True, help="'folder:PATH' or 'coco:PATH' (comma-separated folders)")
+    parser.add_argument("--dataset", help="'folder:PATH' or 'coco:PATH' (comma-separated folders); required unless "
+                                          "--verify")
+    parser.add_argument("--verify", action="store_true",
+                        help="only check an existing cache: every shard's size and SHA-256 against its manifest")
     parser.add_argument("--cache", help=CACHE_HELP + " to write: new, empty, or an interrupted build (required)")
     add_alias(parser, "--out", "cache")
     parser.add_argument("--image-size", type=bounded(int, Range(4)), default=256, help="square size of the images")
@@ -181,6 +184,18 @@ def cache_main(argv=None):
     args = parser.parse_args(argv)
     if not args.cache:
         parser.error("the following arguments are required: --cache")
+    if args.verify:
+        from data.cache import open_cache, verify_cache
+
+        try:
+            cache = open_cache(args.cache)
+            checked = verify_cache(cache)
+        except (FileNotFoundError, ValueError) as error:
+            _fail(error)
+        print(f"{args.cache}: all {len(checked)} shards match their size and SHA-256 ({cache.summary()})")
+        return cache
+    if not args.dataset:
+        parser.error("the following arguments are required: --dataset (or --verify)")
 
     from data.cache import build_cache
     from data.pipeline import parse_dataset

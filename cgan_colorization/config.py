@@ -19,9 +19,11 @@ PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' set
 PRESET_HELP = "'fast' runs on a CPU in minutes; 'paper' sets every value of the paper"
 STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
                  "(TF_CONFIG) or tpu")
-PRECISION_HELP = "auto (mixed_float16 on GPUs, float32 on CPUs), float32, mixed_float16 or mixed_bfloat16"
+PRECISION_HELP = ("auto (float32 on CPUs; mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 on older "
+                  "ones, refused there with several replicas), float32, mixed_float16 or mixed_bfloat16")
 COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for the others in one collective "
-                           "before the run stops with an error (0: forever)")
+                           "before the run stops with an error (0: no such timer; a dead worker is still found "
+                           "within about 10 s by the coordination service's heartbeats, a stuck one is not)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +114,15 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("cache", str, "", "folder of a decoded-image cache of a photo --dataset (inputs and targets at the training "
                        "size): read instead of decoding every epoch; built there first when absent, resumed when "
                        "half-written (see cache_images.py)", None),
-    ("backup_every", int, 50, "steps between backups that let a killed run resume mid-epoch", Range(1)),
+    ("backup_every", int, 50, "steps between backups that let a killed run resume mid-epoch (0: not by steps; "
+                              "every epoch end is backed up too)", Range(0)),
+    ("backup_minutes", float, 0.0, "also back up after this many minutes of training since the last backup (0: not "
+                                   "by time); what a GPU run should use, since a paper-size backup (both nets and "
+                                   "both Adam states) is hundreds of MB", Range(0)),
     ("sample_count", int, 6, "images in the per-epoch sample grid", Range(1)),
     ("jit_compile", bool, False, "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)", None),
     ("strategy", str, "auto", STRATEGY_HELP, None),
-    ("collective_timeout", int, 600, COLLECTIVE_TIMEOUT_HELP, Range(0)),
+    ("collective_timeout", int, 0, COLLECTIVE_TIMEOUT_HELP, Range(0)),
     ("mixed_precision", str, "auto", PRECISION_HELP, None),
     ("steps_per_execution", int, 1, "train steps run per call into the compiled function", Range(1)),
 ]
@@ -146,7 +152,8 @@ TrainConfig = dataclasses.make_dataclass(
 PRESETS = {
     "fast": {},
     "paper": dict(dataset=PAPER_DATASET, image_size=256, base_filters=64, batch_size=32, epochs=20,
-                  steps_per_epoch=None, lr=2e-4, beta_1=0.5, l1_weight=100.0, val_size=4000),
+                  steps_per_epoch=None, lr=2e-4, beta_1=0.5, l1_weight=100.0, val_size=4000, backup_every=0,
+                  backup_minutes=10.0),
 }
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from cgan_colorization.constants import PRECISIONS, STRATEGIES  # noqa: F401 - re-exported for callers
 # Seconds a multi-worker collective waits for the other workers before giving up (0: forever).
-DEFAULT_COLLECTIVE_TIMEOUT = 600
+DEFAULT_COLLECTIVE_TIMEOUT = 0  # 0: no per-collective timer; a dead worker is found by the coordination service's heartbeats
 
 
 def make_strategy(name="auto", collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT):
@@ -95,16 +95,47 @@ def peer_failure(error, after_restart=""):
             f"({type(error).__name__}): restart every worker with the same command{after_restart}.")
 
 
-def set_precision(name="auto"):
-    """Sets Keras' global dtype policy and returns its name.
+BFLOAT16_MIN_CAPABILITY = (8, 0)  # Ampere and later: bfloat16 at the float16 tensor-core rate
 
-    auto: mixed_float16 on GPUs (loss scaling is added by the trainer), float32 on CPUs, where
-    mixed precision measured slower.
+
+def choose_precision(name, capabilities, replicas=1):
+    """The dtype policy that `--mixed-precision name` means on GPUs of these compute capabilities
+    ([] on a CPU) with `replicas` replicas in sync.
+
+    auto: float32 on CPUs (mixed precision measured slower there); mixed_bfloat16 when every GPU has
+    compute capability >= 8.0 (no loss scaling, same tensor-core rate); mixed_float16 on older GPUs,
+    refused with several replicas: Keras' loss scaling judges each replica's gradients before the
+    all-reduce, so one replica may skip a step that another applies. An explicit mixed_float16 is
+    taken as asked.
     """
     if name not in PRECISIONS:
         raise ValueError(f"--mixed-precision must be one of {PRECISIONS}, received {name!r}.")
-    if name == "auto":
-        name = "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+    if name != "auto":
+        return name
+    if not capabilities:
+        return "float32"
+    if min(tuple(c) for c in capabilities) >= BFLOAT16_MIN_CAPABILITY:
+        return "mixed_bfloat16"
+    if replicas > 1:
+        oldest = ".".join(map(str, min(tuple(c) for c in capabilities)))
+        raise ValueError(f"--mixed-precision auto would pick mixed_float16 on these GPUs (compute capability {oldest}, "
+                         f"no bfloat16), whose loss scaling can skip a step on one of the {replicas} replicas and not "
+                         "on another: pass --mixed-precision mixed_float16 to use it anyway, or float32.")
+    return "mixed_float16"
+
+
+def gpu_capabilities():
+    """The compute capability (major, minor) of every visible GPU; [] on a CPU."""
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        found.append(tuple(capability) if capability else (0, 0))
+    return found
+
+
+def set_precision(name="auto", replicas=1):
+    """Sets Keras' global dtype policy (`choose_precision` on this machine's GPUs) and returns its name."""
+    name = choose_precision(name, gpu_capabilities(), replicas)
     keras.mixed_precision.set_global_policy(name)
     return name
 

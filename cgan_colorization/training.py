@@ -20,7 +20,7 @@ from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
 SUMMARY_FILE = "train_summary.json"
 # Options a resumed run may change: how often it backs up and how long it waits for its peers, not what it learns.
-RESUMABLE_OPTIONS = ("out", "backup_every", "collective_timeout")
+RESUMABLE_OPTIONS = ("out", "backup_every", "backup_minutes", "collective_timeout")
 
 
 def changed_options(config, run_dir):
@@ -77,7 +77,8 @@ def _callbacks(config, run_dir, sample, source, steps_done):
                                                      color_space=entry.color_space,
                                                      log_dir=os.path.join(run_dir, "tensorboard", "samples"))]
     callbacks = [
-        cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done),
+        cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done,
+                                save_minutes=config.backup_minutes),
         cb.GeneratorCheckpoint(run_dir),
         *grids,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
@@ -102,7 +103,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
     """
     check_config(config)
     strategy = make_strategy(config.strategy, config.collective_timeout)
-    precision = set_precision(config.mixed_precision)
+    precision = set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
     chief = is_chief()
     run_dir = config.out if chief else os.path.join(config.out, f".worker-{worker_index()}")
     summary_path = os.path.join(config.out, SUMMARY_FILE)

@@ -17,11 +17,18 @@ A cache folder holds:
     train-00000.f16 ...     float16 records [S, S, 3] (grey input, colour target), no header
     train-00000.json        that shard's files and counts, written once the shard itself is complete
     val-00000.f16 ...       the held-out split, the same way
-    manifest.json           written last, atomically: source, size, counts and shards
+    manifest.json           written last, atomically: source, size, counts and shards (each with its SHA-256)
+    verified.json           the shards whose SHA-256 a run has checked (size and mtime), so each is read once
 
 Only a folder with `manifest.json` is a cache (`open_cache`). A build killed mid-way leaves no
 manifest, so it is never read as complete; building again into the folder keeps every shard whose
 record was written and rewrites the rest, or starts over when the build parameters changed.
+
+Nothing in a cache is read half-written or altered without a word: each shard's SHA-256 is computed
+as it is written and checked again when the build finishes (`verify_cache`, also `cache_images.py
+--verify`) and, once per shard, the first time a run reads it (`check_new_shards`); every open checks
+each shard's size against the manifest. A truncated or altered shard is one sentence that names it
+and says how to rebuild.
 """
 
 import dataclasses
@@ -39,6 +46,8 @@ from data.images import fit_to_size
 
 MANIFEST = "manifest.json"
 BUILD = "build.json"
+VERIFIED = "verified.json"
+_READ_CHUNK = 1 << 24  # bytes hashed at a time
 FORMAT = "float16-pairs-v1"
 SUFFIX = ".f16"
 FILES_PER_SHARD = 1024  # about 400 MB per shard at 256 px
@@ -127,7 +136,76 @@ def open_cache(path):
     if cache.manifest.get("format") != FORMAT:
         raise ValueError(f"the cache {path} has format {cache.manifest.get('format')!r}, this version reads "
                          f"{FORMAT!r}: build it again into another folder.")
+    check_sizes(cache)
     return cache
+
+
+def _shard_entries(cache):
+    return [(os.path.join(cache.path, shard["file"]), shard) for split in SPLITS
+            for shard in cache.manifest["splits"].get(split, {}).get("shards", [])]
+
+
+def _damaged(cache, path, why):
+    source = cache.manifest.get("source") or "the photo folder"
+    return ValueError(f"the cache shard {path} {why}: rebuild the cache from {source} into a new folder with "
+                      f"cache_images.py --cache NEW_FOLDER (or delete {cache.path} and run the same command).")
+
+
+def check_sizes(cache):
+    """Every shard's size against the manifest (records x record bytes): one sentence for a missing or
+    truncated shard, at the cost of a stat per shard."""
+    record_bytes = cache.manifest["record_bytes"]
+    for path, shard in _shard_entries(cache):
+        expected = shard["images"] * record_bytes
+        if not os.path.isfile(path):
+            raise _damaged(cache, path, "is missing")
+        size = os.path.getsize(path)
+        if size != expected:
+            raise _damaged(cache, path, f"holds {size:,} bytes where its {shard['images']} records take "
+                                        f"{expected:,} (truncated or altered)")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_READ_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_cache(cache, only_new=False, log=print):
+    """Reads shards back and checks each against the SHA-256 taken when it was written (all of them,
+    or with `only_new` those not yet checked in their present size and mtime, as recorded in
+    `verified.json`); a one-sentence ValueError names an altered shard. Returns the shards checked."""
+    record_path = os.path.join(cache.path, VERIFIED)
+    verified = _read_json(record_path) if only_new and os.path.isfile(record_path) else {}
+    checked = []
+    for path, shard in _shard_entries(cache):
+        if "sha256" not in shard:  # a cache written before shards carried checksums
+            continue
+        stat = os.stat(path)
+        key, stamp = os.path.basename(path), [stat.st_size, stat.st_mtime_ns]
+        if only_new and verified.get(key) == stamp:
+            continue
+        if _sha256(path) != shard["sha256"]:
+            raise _damaged(cache, path, "does not match the checksum taken when it was written (altered on disk)")
+        verified[key] = stamp
+        checked.append(path)
+    if only_new and checked:
+        try:
+            _write_json(record_path, verified)
+        except OSError:  # a read-only cache: checked again next time
+            pass
+    return checked
+
+
+def check_new_shards(cache, log=print):
+    """The check a run makes before it reads a cache: each shard's checksum the first time it is read."""
+    start = time.time()
+    checked = verify_cache(cache, only_new=True, log=log)
+    if checked:
+        log(f"checked the SHA-256 of {len(checked)} cache shard(s) in {time.time() - start:.1f} s")
+    return checked
 
 
 def _plan(splits, files_per_shard):
@@ -160,7 +238,7 @@ def _write_shard(files, path, image_size, resize_mode, drop_greyscale, color_spa
     (via a .tmp file renamed once complete). Returns the shard's files and counts."""
     stats.reset()
     tmp = path + ".tmp"
-    written = 0
+    written, digest = 0, hashlib.sha256()
     with open(tmp, "wb") as f:
         if files:
             ds = images.image_file_dataset(files, stats=stats, drop_greyscale=drop_greyscale)
@@ -168,7 +246,9 @@ def _write_shard(files, path, image_size, resize_mode, drop_greyscale, color_spa
                         num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
             try:
                 for pixels in ds:
-                    f.write(pixels.numpy().tobytes())
+                    data = pixels.numpy().tobytes()
+                    f.write(data)
+                    digest.update(data)
                     written += 1
             except tf.errors.InvalidArgumentError:  # every file of the shard unreadable or greyscale
                 pass
@@ -177,7 +257,7 @@ def _write_shard(files, path, image_size, resize_mode, drop_greyscale, color_spa
     os.replace(tmp, path)
     counts = stats.as_dict() if files else {"seen": 0, "skipped": 0, "greyscale": 0}
     return {"files": len(files), "images": written, "unreadable": counts["skipped"],
-            "greyscale": counts["greyscale"], "paths": list(files)}
+            "greyscale": counts["greyscale"], "sha256": digest.hexdigest(), "paths": list(files)}
 
 
 def build_cache(path, splits, *, image_size, source="", resize_mode="resize", drop_greyscale=True,
@@ -244,8 +324,8 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
                                       drop_greyscale, color_space, stats)
                 _write_json(record, counts)
                 log(f"{split} shard {index + 1}/{len(plan[split])}: {counts['images']} images")
-            shards.append({key: counts[key] for key in ("files", "images", "unreadable", "greyscale")}
-                          | {"file": name + SUFFIX})
+            shards.append({key: counts[key] for key in ("files", "images", "unreadable", "greyscale", "sha256")
+                           if key in counts} | {"file": name + SUFFIX})
             if on_shard is not None:
                 on_shard(split, index)
         summary[split] = {"shards": shards, **{key: sum(s[key] for s in shards)
@@ -260,8 +340,12 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
                 "record_bytes": int(image_size) ** 2 * 3 * 2, "dtype": "float16", "build": params,
                 "seconds": round(time.time() - start, 1), "resumed_shards": kept,
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    _write_json(os.path.join(path, MANIFEST), manifest)  # last: from now on the cache is complete
     cache = Cache(path, manifest)
+    check_sizes(cache)
+    if os.path.isfile(os.path.join(path, VERIFIED)):
+        os.remove(os.path.join(path, VERIFIED))
+    verify_cache(cache, only_new=True, log=log)  # every shard read back against the SHA-256 taken as it was written
+    _write_json(os.path.join(path, MANIFEST), manifest)  # last: from now on the cache is complete
     log(cache.summary() + (f"; {kept} shard(s) kept from an interrupted build" if kept else ""))
     return cache
 

@@ -152,8 +152,9 @@ def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_g
                                 image_size=image_size, source=source.spec, resize_mode=resize_mode,
                                 drop_greyscale=drop_greyscale, color_space=color_space, log=log,
                                 split_info={"val_fraction": val_fraction, "seed": seed})
-    cache = image_cache.open_cache(cache_dir)
+    cache = image_cache.open_cache(cache_dir)  # checks every shard's size against the manifest
     cache.check(image_size, resize_mode, drop_greyscale, color_space)
+    image_cache.check_new_shards(cache, log=log)
     # The cache keeps the split it was built with; its photos must still be the dataset's (e.g. not Tiny
     # ImageNet's first 5 photos a class read by a run of 50 a class).
     splits = cache.manifest.get("splits", {})

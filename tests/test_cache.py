@@ -161,3 +161,49 @@ def test_cache_command_then_train_and_evaluate_read_the_cache(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["num_images"] == train_images + manifest["splits"][
         "val"]["images"]
     assert {name: (cache_dir / name).stat().st_mtime_ns for name in os.listdir(cache_dir)} == written  # only read
+
+
+def _open_for(source, path):
+    return cached_source(source, str(path), image_size=16, build=False, log=lambda *_: None)
+
+
+def test_a_truncated_shard_is_one_sentence_that_names_it(source, tmp_path):
+    built = _build(source, tmp_path / "cache")
+    shard = built.shards("train")[0]
+    with open(shard, "r+b") as f:  # a copy that stopped, a full disk
+        f.truncate(os.path.getsize(shard) - 100)
+    with pytest.raises(ValueError) as error:
+        _open_for(source, tmp_path / "cache")
+    message = str(error.value)
+    assert message.startswith(f"the cache shard {shard} holds ") and "(truncated or altered)" in message
+    assert "rebuild the cache" in message and "cache_images.py" in message and "\n" not in message
+
+
+def test_a_shard_with_flipped_bytes_is_caught_the_first_time_a_run_reads_it(source, tmp_path):
+    built = _build(source, tmp_path / "cache")
+    assert _open_for(source, tmp_path / "cache").cache.count("train") == built.count("train")  # checked at build
+    shard = built.shards("val")[0]
+    with open(shard, "r+b") as f:
+        f.seek(40)
+        byte = f.read(1)
+        f.seek(40)
+        f.write(bytes([byte[0] ^ 0xFF]))  # same size, one byte altered
+    with pytest.raises(ValueError, match=rf"the cache shard {shard} does not match the checksum .*rebuild"):
+        _open_for(source, tmp_path / "cache")
+    verify = run_script("cache_images.py", "--cache", str(tmp_path / "cache"), "--verify")
+    assert verify.returncode == 2 and "does not match the checksum" in verify.stderr
+    assert "Traceback" not in verify.stderr
+
+
+def test_verify_reads_every_shard_and_a_run_checks_each_once(source, tmp_path, monkeypatch):
+    built = _build(source, tmp_path / "cache")
+    assert len(cache.verify_cache(built)) == len(built.shards("all"))
+    reads = []
+    monkeypatch.setattr(cache, "_sha256", lambda path: reads.append(path) or cache.hashlib.sha256(
+        open(path, "rb").read()).hexdigest())
+    _open_for(source, tmp_path / "cache")
+    assert reads == []  # the build checked them all and recorded it
+    os.remove(tmp_path / "cache" / cache.VERIFIED)
+    _open_for(source, tmp_path / "cache")
+    _open_for(source, tmp_path / "cache")
+    assert sorted(reads) == sorted(built.shards("all"))  # each shard once, by the first run that read it

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +77,41 @@ def test_mirrored_over_two_devices_matches_one_device_on_the_same_global_batch(o
 def test_checkpoints_restore_across_strategies(outcome):
     assert outcome["restore_diff"] == 0.0 and outcome["back_diff"] == 0.0
     assert outcome["iterations"] == [3, 3]  # optimizer state travels too
+
+
+def test_auto_precision_follows_the_gpus_compute_capability():
+    from cgan_colorization.distribute import choose_precision
+
+    assert choose_precision("auto", []) == "float32"  # a CPU
+    assert choose_precision("auto", [(9, 0)], replicas=8) == "mixed_bfloat16"  # H100 / H200
+    assert choose_precision("auto", [(8, 0), (8, 6)], replicas=2) == "mixed_bfloat16"
+    assert choose_precision("auto", [(7, 0)]) == "mixed_float16"  # V100: no bfloat16 tensor cores
+    assert choose_precision("auto", [(8, 0), (7, 5)]) == "mixed_float16"  # the oldest GPU decides
+    with pytest.raises(ValueError, match=r"compute capability 7\.0.*2 replicas.*--mixed-precision mixed_float16"):
+        choose_precision("auto", [(7, 0), (7, 0)], replicas=2)
+    assert choose_precision("mixed_float16", [(7, 0), (7, 0)], replicas=2) == "mixed_float16"  # asked for
+    assert choose_precision("float32", [(9, 0)]) == "float32"
+    with pytest.raises(ValueError, match="--mixed-precision must be one of"):
+        choose_precision("float16", [])
+
+
+def test_zhangs_head_computes_in_the_mixed_dtype_and_its_loss_in_float32():
+    import keras
+
+    from cgan_colorization import zhang
+    from cgan_colorization.classification import build_classification_generator
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bins = zhang.ab_gamut_bins()
+        net = build_classification_generator(image_size=16, base_filters=4, num_bins=len(bins), seed=0)
+        head = net.get_layer("output_logits_deconv")
+        assert head.compute_dtype == "bfloat16" and head.variable_dtype == "float32"
+        logits = net(np.zeros((2, 16, 16, 1), np.float32))
+        assert logits.dtype == "bfloat16"
+
+        loss = zhang.class_rebalanced_loss(bins, np.ones(len(bins), np.float32))(np.zeros((2, 16, 16, 2), np.float32),
+                                                                                 logits)
+        assert loss.dtype == "float32" and np.isfinite(float(loss))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -25,7 +25,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 EXIT_BOUND_S = 120  # a worker that lost its peer must stop within this (it would otherwise hang forever)
-TIMEOUT = ["--collective-timeout", "20"]
+TIMEOUT = []  # the default, no per-collective timer: the coordination service's heartbeats must find the dead peer
 
 ONE_PROCESS = r"""
 import sys

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.callbacks import SAMPLES_TAG, read_resume_point
+from cgan_colorization.callbacks import SAMPLES_TAG, backup_weights, read_resume_point
 from cgan_colorization.config import TrainConfig
 from cgan_colorization.plots import plt, read_csv_log
 from cgan_colorization.gan import build as build_gan
@@ -53,10 +53,10 @@ def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(t
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=[Crash(at=9)], verbose=0)  # killed after step 4 of epoch 2
     backup = os.path.join(config.out, "backup")
-    assert read_resume_point(backup) == (1, 3)  # the last backup (every 2 steps): step 3 of epoch 2
+    assert read_resume_point(backup) == (1, 4)  # the last backup (every 2 steps from the epoch's start): step 4
     saved = build_gan(config)
-    saved.load_weights(os.path.join(backup, "latest.weights.h5"))
-    assert int(saved.g_optimizer.iterations) == 8
+    saved.load_weights(backup_weights(backup))
+    assert int(saved.g_optimizer.iterations) == 9
 
     FirstWeights.weights = None
     train(config, extra_callbacks=[FirstWeights()], verbose=0)
@@ -65,7 +65,7 @@ def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(t
     log = read_csv_log(os.path.join(config.out, "log.csv"))
     assert log["epoch"] == [0.0, 1.0, 2.0]
     summary = json.load(open(os.path.join(config.out, "train_summary.json")))
-    assert summary["optimizer_steps"] == 15  # 8 backed up + 2 to finish epoch 2 + 5
+    assert summary["optimizer_steps"] == 15  # 9 backed up + 1 to finish epoch 2 + 5
     assert not os.path.exists(backup)
     assert sorted(os.listdir(os.path.join(config.out, "samples"))) == [
         "epoch_001.png", "epoch_002.png", "epoch_003.png"]
@@ -175,3 +175,53 @@ def test_train_script_help_explains_presets():
     result = _script("train_colorizer.py", "--help", timeout=60)
     assert result.returncode == 0
     assert "--preset" in result.stdout and "paper" in result.stdout and "--l1-weight" in result.stdout
+
+
+def _killed_run(tmp_path, **overrides):
+    """A run killed after step 4 of its second epoch (5 steps an epoch)."""
+    config = _tiny(tmp_path, **overrides)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=[Crash(at=9)], verbose=0)
+    return config, os.path.join(config.out, "backup")
+
+
+def test_a_backup_truncated_mid_write_resumes_from_the_one_before(tmp_path, capsys):
+    config, backup = _killed_run(tmp_path)
+    record = json.load(open(os.path.join(backup, "resume.json")))
+    assert (record["epoch"], record["step"]) == (1, 4) and (record["previous"]["epoch"], record["previous"]["step"]) == (1, 2)
+    latest = os.path.join(backup, record["weights"])
+    with open(latest, "r+b") as f:  # the process was killed while this file was being written
+        f.truncate(os.path.getsize(latest) // 2)
+    assert read_resume_point(backup) == (1, 2)
+    assert "cannot be read" in capsys.readouterr().out
+    FirstWeights.weights = None
+    train(config, extra_callbacks=[FirstWeights()], verbose=0)
+    summary = json.load(open(os.path.join(config.out, "train_summary.json")))
+    assert summary["optimizer_steps"] == 15  # 7 backed up + 3 to finish epoch 2 + 5: no step lost or repeated
+
+
+def test_a_kill_while_writing_leaves_the_last_backup_whole(tmp_path):
+    config, backup = _killed_run(tmp_path)
+    half_written = os.path.join(backup, "backup-000099.partial.weights.h5")
+    with open(half_written, "wb") as f:  # a kill before the switch: the record still names the last whole backup
+        f.write(b"\x89HDF\r\n" + b"\0" * 100)
+    assert read_resume_point(backup) == (1, 4)
+    train(config, verbose=0)
+    assert json.load(open(os.path.join(config.out, "train_summary.json")))["optimizer_steps"] == 15
+
+
+def test_no_readable_backup_is_one_sentence_that_says_how_to_start_over(tmp_path):
+    config, backup = _killed_run(tmp_path)
+    for name in os.listdir(backup):
+        if name.endswith(".weights.h5"):
+            open(os.path.join(backup, name), "wb").close()
+    with pytest.raises(ValueError, match=r"no backup in .* can be read .*: delete .* to start the run over\."):
+        train(config, verbose=0)
+
+
+def test_backups_by_wall_time_and_at_epoch_ends(tmp_path):
+    _, backup = _killed_run(tmp_path, backup_every=0, out=str(tmp_path / "epochs"))
+    assert read_resume_point(backup) == (1, 0)  # no step backups: the end of epoch 1
+    _, backup = _killed_run(tmp_path, backup_every=0, backup_minutes=1e-9, out=str(tmp_path / "timed"))
+    assert read_resume_point(backup) == (1, 4)  # a backup after every step, the time limit being passed each time
+    assert len([n for n in os.listdir(backup) if n.endswith(".weights.h5")]) == 2  # the last one and the one before

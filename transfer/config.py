@@ -38,7 +38,7 @@ class FinetuneConfig:
     scale_shorter: int = None  # segmentation: scale pairs so the shorter side has this many pixels
     run_name: str = None  # folder under --out; None: `default_run_name` (init, checkpoint, labels, seed)
     strategy: str = "auto"
-    collective_timeout: int = 600  # --strategy multiworker: seconds a collective waits for the other workers
+    collective_timeout: int = 0  # --strategy multiworker: seconds a collective waits for the other workers (0: no timer)
     save_weights: bool = False  # write the fine-tuned model's weights to RUN/model.weights.h5
     mixed_precision: str = "auto"
     backbone: str = None  # None: the colorizer's (unet without one); mobilenetv2 reads YUV's Y

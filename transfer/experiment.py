@@ -201,7 +201,7 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         raise ValueError(f"--checkpoint must be one of {CHECKPOINTS}, received {config.checkpoint!r}.")
     strategy = make_strategy(config.strategy, config.collective_timeout)  # first: it may configure collectives
     keras.utils.set_random_seed(config.seed)
-    set_precision(config.mixed_precision)
+    set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
     start = time.time()
     # The data first, so that a wrong --dataset stops the run before a default colorizer is trained.
     source = labelled.parse_labelled(
