@@ -6,6 +6,8 @@ import math
 import os
 import time
 
+import numpy as np
+
 from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
 
@@ -32,14 +34,32 @@ def _rates(rate, cores, target):
     return {"images_per_s": rate, "images_per_s_per_core": per_core, "cores_for_target": math.ceil(target / per_core)}
 
 
-def folder_vs_cache(dataset, cache_dir, image_size=256, batch_size=32, batches=20, target=1000, seed=0, log=print):
+def sample_files(source, max_files, seed=0):
+    """`source` with at most `max_files` of its photos, drawn at random (seeded) from each split in
+    proportion, so that measuring a COCO-sized folder never decodes all of it."""
+    listed = len(source.train_paths) + len(source.val_paths)
+    if not max_files or listed <= max_files:
+        return source
+    rng = np.random.default_rng(seed)
+    keep_val = max(1, round(max_files * len(source.val_paths) / listed)) if source.val_paths else 0
+    source.train_paths = sorted(rng.choice(source.train_paths, max_files - keep_val, replace=False).tolist())
+    source.val_paths = sorted(rng.choice(source.val_paths, keep_val, replace=False).tolist()) if keep_val else []
+    return source
+
+
+def folder_vs_cache(dataset, cache_dir, image_size=256, batch_size=32, batches=20, target=1000, seed=0, log=print,
+                    max_files=None):
     """Feed rates of the photo folder `dataset` ('folder:PATH' or 'coco:PATH') and of its cache in
     `cache_dir` (built there first when absent, and timed), with every host core; per core is the
-    rate over the number of cores. Returns a dict of figures."""
+    rate over the number of cores. With `max_files`, both read a seeded sample of that many photos.
+    Returns a dict of figures."""
     source = parse_dataset(dataset, val_fraction=0.05, seed=seed)
     cores = host_cores()
+    listed = len(source.train_paths) + len(source.val_paths)
+    source = sample_files(source, max_files, seed)
     result = dict(dataset=dataset, image_size=image_size, batch_size=batch_size, host_cores=cores,
-                  target_images_per_s=target, files=len(source.train_paths) + len(source.val_paths))
+                  target_images_per_s=target, files=listed,
+                  files_sampled=len(source.train_paths) + len(source.val_paths))
     start = time.perf_counter()
     cached = cached_source(source, cache_dir, image_size=image_size, val_fraction=0.05, seed=seed, log=log)
     result["cache_build_or_open_seconds"] = time.perf_counter() - start

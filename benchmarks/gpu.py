@@ -18,12 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.feed import folder_vs_cache
+from benchmarks.feed import feed_rate, folder_vs_cache, host_cores
 from benchmarks.measure import device_name, matmul_peak, train_rate, train_step_flops
 from cgan_colorization.config import TrainConfig
 from cgan_colorization.gan import build as build_gan
+from data.cache import open_cache
+from data.pipeline import PretextSource
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("mixed_bfloat16", "mixed_float16", "float32")  # the most useful figures first
 MATMUL_DTYPE = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # Dense (no sparsity) tensor-core peaks from NVIDIA's data sheets, FLOP/s; float32 runs as TF32 on
 # these GPUs (TensorFlow's default). Matched by a substring of the device name, first match wins.
@@ -47,15 +49,16 @@ class CheckConfig:
     xla: tuple = (False, True)
     steps: int = 10  # timed steps per measurement (after 3 untimed ones)
     feed: str = ""  # photo folder for the pipeline part ('' : JPEGs made from synthetic scenes)
-    feed_files: int = 512  # JPEGs made when `feed` is ''
+    feed_files: int = 2048  # photos of `feed` sampled into the cache (a COCO-sized folder is never read whole)
+    synthetic_files: int = 512  # JPEGs made when `feed` is ''
     feed_batches: int = 20
-    cache_dir: str = ""  # '' : a temporary folder
+    cache_dir: str = ""  # '' : a temporary folder; a complete cache given alone is read as it is
     target: int = 1000  # images/s the train step and the pipeline should reach
     budget_s: float = 240.0  # no measurement starts that would end after this (judged by the longest of its kind)
     matmul_n: int = 8192
 
 
-TINY = dict(image_size=32, base_filters=4, batch_size=2, max_batch=8, steps=2, feed_files=24, feed_batches=2,
+TINY = dict(image_size=32, base_filters=4, batch_size=2, max_batch=8, steps=2, synthetic_files=24, feed_batches=2,
             matmul_n=256)
 
 
@@ -112,10 +115,10 @@ def _step_rate(check, precision, xla, batch, flops_per_image, peaks, datasheet):
         tf.config.experimental.reset_memory_stats(gpu[0].name)
     rate = train_rate(gan, data, check.steps)
     dtype = MATMUL_DTYPE[precision]
-    achieved = rate * flops_per_image
+    achieved = rate * flops_per_image if flops_per_image else None
     return dict(images_per_s=rate, achieved_flops_per_s=achieved,
-                fraction_of_measured_peak=achieved / peaks[dtype],
-                fraction_of_datasheet_peak=achieved / datasheet[dtype] if datasheet else None,
+                fraction_of_measured_peak=achieved / peaks[dtype] if achieved and peaks.get(dtype) else None,
+                fraction_of_datasheet_peak=achieved / datasheet[dtype] if achieved and datasheet else None,
                 peak_memory_bytes=tf.config.experimental.get_memory_info(gpu[0].name)["peak"] if gpu else None)
 
 
@@ -163,35 +166,56 @@ def _measure(runs, budget, log, label, fn):
     return entry
 
 
-def run_check(check, log=print):
-    """Every figure of the check, as a dict ready for JSON."""
+def _phase(result, save, name, fn, default=None):
+    """Runs one part of the check outside the timed steps; a failure is recorded (and saved) instead of
+    ending the check, and `default` stands for its figures."""
+    try:
+        return fn()
+    except Exception as error:  # noqa: BLE001 - every figure taken so far is kept; the rest still run
+        result["failures"].append({"part": name, "error": f"{type(error).__name__}: {str(error).strip()[:300]}"})
+        return default
+    finally:
+        save(result)
+
+
+def run_check(check, log=print, save=lambda result: None):
+    """Every figure of the check, as a dict ready for JSON; `save(result)` is called after every
+    measurement and every part, so a failure or a kill loses nothing already measured. Order: the
+    train step at the first batch in every precision (bfloat16 and float16 first), then with XLA, then
+    the input pipeline, then the largest batch that fits, then XLA at that batch."""
     budget = _Budget(check.budget_s)
     device = device_name()
     gpus = tf.config.list_physical_devices("GPU")
-    result = dict(device=device, gpu=bool(gpus), check=dataclasses.asdict(check), runs=[])
-    peaks = {dtype: matmul_peak(dtype, n=check.matmul_n) for dtype in sorted(set(MATMUL_DTYPE.values()))}
+    result = dict(device=device, gpu=bool(gpus), check=dataclasses.asdict(check), runs=[], failures=[],
+                  finished=False)
+    peaks = _phase(result, save, "matmul peak", lambda: {
+        dtype: matmul_peak(dtype, n=check.matmul_n) for dtype in sorted(set(MATMUL_DTYPE.values()))}, {})
     datasheet = datasheet_peak(device) if gpus else None
     result.update(measured_matmul_peak_flops_per_s=peaks, datasheet_peak_flops_per_s=datasheet)
     log(f"{device}: matmul peak " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
     keras.mixed_precision.set_global_policy("float32")
     config = dataclasses.replace(TrainConfig(), image_size=check.image_size, base_filters=check.base_filters)
-    flops = train_step_flops(build_gan(config), check.batch_size, check.image_size)
+    flops = _phase(result, save, "FLOP count",
+                   lambda: train_step_flops(build_gan(config), check.batch_size, check.image_size))
     result["train_flops_per_image"] = flops
     keras.backend.clear_session()
     runs = result["runs"]
 
     def step(precision, xla, batch):
         label = dict(precision=precision, xla=xla, batch=batch)
-        return _measure(runs, budget, log, label,
-                        lambda: _step_rate(check, precision, xla, batch, flops, peaks, datasheet))
+        entry = _measure(runs, budget, log, label,
+                         lambda: _step_rate(check, precision, xla, batch, flops, peaks, datasheet))
+        save(result)
+        return entry
 
     first = {}
     for precision in check.precisions:  # 1. batch 32 without XLA (quick to build), every precision
         first[precision] = step(precision, False, check.batch_size) if False in check.xla else {}
-    result["feed"] = _feed(check, budget, log)  # 2. the pipeline from the cache, every host core
-    if True in check.xla:  # 3. batch 32 with XLA (compiling takes longer)
+    if True in check.xla:  # 2. batch 32 with XLA (compiling takes longer)
         for precision in check.precisions:
             step(precision, True, check.batch_size)
+    result["feed"] = _phase(result, save, "input pipeline", lambda: _feed(check, budget, log),
+                            {"error": "see failures"})  # 3. the pipeline from the cache, every host core
     result["gpu_memory_limit_bytes"] = limit = gpu_memory_limit() if gpus else None
     largest = {}
     for precision in check.precisions:  # 4. the largest batch that fits
@@ -209,6 +233,8 @@ def run_check(check, log=print):
         per_core = result["feed"]["cache"]["images_per_s_per_core"]
         result["feed"]["cores_to_feed_best_step"] = math.ceil(best["images_per_s"] / per_core)
     result["total_seconds"] = round(check.budget_s - budget.left(), 1)
+    result["finished"] = True
+    save(result)
     return result
 
 
@@ -236,10 +262,19 @@ def _largest_batch(check, step, precision, peak_bytes, limit_bytes, budget):
 def _feed(check, budget, log):
     if budget.left() <= 0:
         return {"skipped": "time budget spent"}
+    if check.cache_dir and not check.feed:  # a cache given alone: its rate, no folder to compare with
+        cache = open_cache(check.cache_dir)
+        rate = feed_rate(PretextSource(cache.manifest["source"], "cache", cache=cache), check.image_size,
+                         check.batch_size, check.feed_batches, 0)
+        cores = host_cores()
+        return {"cache": {"images_per_s": rate, "images_per_s_per_core": rate / cores,
+                          "cores_for_target": math.ceil(check.target / (rate / cores))},
+                "cache_images": cache.count("all"), "host_cores": cores, "photos": f"the cache {check.cache_dir}"}
     with tempfile.TemporaryDirectory() as scratch:
-        feed = check.feed or "folder:" + synthetic_jpegs(os.path.join(scratch, "jpegs"), check.feed_files)
+        feed = check.feed or "folder:" + synthetic_jpegs(os.path.join(scratch, "jpegs"), check.synthetic_files)
         cache_dir = check.cache_dir or os.path.join(scratch, "cache")
         result = folder_vs_cache(feed, cache_dir, check.image_size, check.batch_size, check.feed_batches,
-                                 check.target, log=log)
-    result["photos"] = "given" if check.feed else f"{check.feed_files} JPEGs of synthetic scenes, 480 x 360"
+                                 check.target, log=log, max_files=check.feed_files if check.feed else None)
+    result["photos"] = (f"{result['files_sampled']} of the {result['files']} photos given, sampled" if check.feed
+                        else f"{check.synthetic_files} JPEGs of synthetic scenes, 480 x 360")
     return result

@@ -3,6 +3,7 @@ without XLA, at batch 32 and at the largest batch that fits, against the GPU's p
 pipeline from the decoded-image cache with every host core. Under 5 minutes on one GPU; one JSON.
 
     python benchmarks/gpu_check.py --feed folder:/data/train2014 --json runs/gpu_check.json
+        # (2,048 of the folder's photos, sampled into a fresh cache: --feed-files)
     python benchmarks/gpu_check.py --tiny      # the same path on a CPU at 32 px, in about a minute
 """
 
@@ -47,7 +48,11 @@ def build_parser():
     parser.add_argument("--steps", type=positive, help="timed steps per measurement (default 10)")
     parser.add_argument("--feed", default="", help="photo folder for the pipeline part (folder:PATH or coco:PATH); "
                                                    "default: JPEGs made from the synthetic scenes, 480 x 360")
-    parser.add_argument("--cache", default="", help="cache of --feed at the size (default: a temporary one)")
+    parser.add_argument("--feed-files", type=positive, default=None,
+                        help="photos of --feed sampled (seeded) into a fresh cache, so a COCO-sized folder is never "
+                             "decoded whole (default 2048)")
+    parser.add_argument("--cache", default="", help="cache of --feed at the size (default: a temporary one); given "
+                                                    "without --feed, a complete cache whose read rate is measured")
     add_alias(parser, "--cache-dir", "cache")
     parser.add_argument("--budget-s", type=bounded(float, Range(1)), default=240.0,
                         help="no measurement starts that would end after this many seconds, judged by the longest "
@@ -64,19 +69,25 @@ def main(argv=None):
     from benchmarks.gpu import TINY, CheckConfig, run_check
 
     values = dict(TINY) if args.tiny else {}
-    for name in ("image_size", "base_filters", "batch_size", "max_batch", "steps"):
+    for name in ("image_size", "base_filters", "batch_size", "max_batch", "steps", "feed_files"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     check = CheckConfig(precisions=args.precisions, xla=args.xla, feed=args.feed, cache_dir=args.cache,
                         budget_s=args.budget_s, **values)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+
+    def save(result):  # after every measurement, atomically: a kill or a failure keeps every figure taken
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(result, f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+
     try:
-        result = run_check(check)
+        result = run_check(check, save=save)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
+    for failure in result["failures"]:
+        print(f"failed: {failure['part']}: {failure['error']}", file=sys.stderr)
     best = result["best"]
     if best:
         print(f"best: {best['images_per_s']:.0f} images/s ({best['precision']}, XLA {'on' if best['xla'] else 'off'}, "

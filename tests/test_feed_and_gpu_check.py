@@ -43,7 +43,9 @@ def test_benchmark_feed_reports_folder_and_cache_rates_per_core(tmp_path):
 @pytest.mark.slow
 def test_gpu_check_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_path):
     out = tmp_path / "check.json"
+    gpu_check.synthetic_jpegs(str(tmp_path / "photos"), 30, size=(60, 80))  # more photos than --feed-files
     result = run_script("benchmarks/gpu_check.py", "--tiny", "--budget-s", "3600", "--json", str(out),
+                        "--feed", f"folder:{tmp_path / 'photos'}", "--feed-files", "10",
                         timeout=900)  # the budget must not bind on a slow or shared CPU
     assert result.returncode == 0, result.stderr[-3000:]
     check = json.loads(out.read_text())
@@ -63,6 +65,8 @@ def test_gpu_check_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_path):
         assert run["fraction_of_measured_peak"] == pytest.approx(run["achieved_flops_per_s"] / peak)
     assert check["best"]["images_per_s"] == max(r["images_per_s"] for r in measured.values())
     feed = check["feed"]
+    assert (feed["files"], feed["files_sampled"], feed["cache_images"]) == (30, 10, 10)  # never the whole folder
+    assert check["finished"] and check["failures"] == []
     assert feed["cache_images"] > 0 and feed["cache"]["images_per_s"] > 0 and feed["folder"]["images_per_s"] > 0
     assert feed["cores_to_feed_best_step"] >= 1 and "best:" in result.stdout
 
@@ -93,3 +97,49 @@ def test_the_budget_starts_no_measurement_that_would_not_end_in_time():
     assert not budget.allows(True) and budget.allows(False)
     budget.spent(False, 0.5)  # the longest of a kind counts, not the last
     assert budget.longest[False] == 1.0
+
+
+class Killed(Exception):
+    """Raised from the save after a given measurement, as a kill would stop the check."""
+
+
+def test_the_check_saves_after_every_measurement_and_records_failures(tmp_path, monkeypatch):
+    calls = []
+
+    def step_rate(check, precision, xla, batch, *figures):
+        calls.append((precision, xla, batch))
+        if len(calls) == 2:
+            raise RuntimeError("cuDNN launch failure")
+        return {"images_per_s": 100.0 * len(calls)}
+
+    def no_flops(*args):
+        raise ValueError("no graph to count")
+
+    def no_feed(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(gpu_check, "_step_rate", step_rate)
+    monkeypatch.setattr(gpu_check, "train_step_flops", no_flops)
+    monkeypatch.setattr(gpu_check, "folder_vs_cache", no_feed)
+    check = gpu_check.CheckConfig(**gpu_check.TINY, feed="folder:photos")
+    saved = []
+    result = gpu_check.run_check(check, log=lambda *_: None, save=lambda r: saved.append(json.loads(json.dumps(r))))
+    assert [f["part"] for f in result["failures"]] == ["FLOP count", "input pipeline"]
+    assert "No space left on device" in result["failures"][1]["error"] and result["train_flops_per_image"] is None
+    assert calls[0] == ("mixed_bfloat16", False, 2) and calls[1] == ("mixed_float16", False, 2)  # the useful first
+    assert result["runs"][1]["error"] == "RuntimeError: cuDNN launch failure"
+    assert len(calls) > 6 and result["finished"] and saved[-1] == json.loads(json.dumps(result))
+    assert len(saved) >= len(result["runs"])  # saved after every measurement
+
+    path = tmp_path / "check.json"
+
+    def save_then_die(r):
+        path.write_text(json.dumps(r))
+        if len(r["runs"]) == 3:
+            raise Killed
+
+    calls.clear()
+    with pytest.raises(Killed):
+        gpu_check.run_check(check, log=lambda *_: None, save=save_then_die)
+    on_disk = json.loads(path.read_text())
+    assert len(on_disk["runs"]) == 3 and not on_disk["finished"] and on_disk["runs"][0]["images_per_s"] == 100.0
