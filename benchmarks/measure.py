@@ -4,6 +4,7 @@ written the way research code usually is (per-image NumPy/scikit-image colour co
 Python generator, three `train_on_batch` calls per step)."""
 
 import dataclasses
+import os
 import resource
 import time
 
@@ -221,6 +222,19 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def backup_cost(gan):
+    """Seconds and bytes of one backup as training writes it (both networks and both optimizers' state,
+    after a step so the Adam slots exist), to a temporary folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "backup.weights.h5")
+        start = time.perf_counter()
+        gan.save_weights(path)
+        seconds = time.perf_counter() - start
+        return {"backup_seconds": seconds, "backup_bytes": os.path.getsize(path)}
+
+
 def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, reference=True, log=print):
     """All figures for one size and batch, as a dict."""
     gan = build_gan(config)
@@ -252,6 +266,10 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
     log(f"FLOPs/image {result['train_flops_per_image'] / 1e9:.2f} G; achieved "
         f"{result['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * result['fraction_of_matmul_peak']:.0f} % "
         f"of the measured matmul peak ({result['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s)")
+    result.update(backup_cost(gan))
+    log(f"one backup (both nets, both optimizers): {result['backup_seconds']:.2f} s, "
+        f"{result['backup_bytes'] / 2**20:.0f} MiB, the time of "
+        f"{result['backup_seconds'] * result['train_images_per_s'] / config.batch_size:.1f} train steps")
     if reference:
         # Both loops read the same 64 decoded RGB images: the reference converts them one by one in
         # Python, ours in a tf.data pipeline (resize + Lab, batched, parallel, prefetched).

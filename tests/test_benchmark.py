@@ -73,7 +73,7 @@ def test_benchmark_script_reports_every_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.load(open(out))
     for key in ("pipeline_images_per_s", "train_images_per_s", "train_images_per_s_with_pipeline",
-                "reference_images_per_s", "matmul_peak_flops_per_s", "peak_rss_mb"):
+                "reference_images_per_s", "matmul_peak_flops_per_s", "peak_rss_mb", "backup_seconds", "backup_bytes"):
         assert row[key] > 0, key
     # G at 32 px, width 4: a few MFLOPs per image; the count must be of that order, not zero or absurd.
     assert 1e6 < row["train_flops_per_image"] < 1e9
@@ -81,3 +81,19 @@ def test_benchmark_script_reports_every_figure(tmp_path):
         row["train_flops_per_image"] * row["train_images_per_s"] / row["matmul_peak_flops_per_s"])
     assert 1.0 < row["flop_ratio_reference_over_ours"] < 1.5
     assert len(row["long_run"]["rss_samples"]) == 10 and "ours / reference" in result.stdout
+
+
+def test_one_backup_holds_both_nets_and_both_optimizers_and_is_timed():
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.measure import backup_cost, train_rate
+    from cgan_colorization.gan import build as build_gan
+
+    gan = build_gan(benchmark_config(32, 2, 4, "synthetic", False))
+    data = tf.data.Dataset.from_tensors((tf.zeros([2, 32, 32, 1]), tf.zeros([2, 32, 32, 2]))).repeat()
+    train_rate(gan, data, 1)  # after a step the Adam slots exist, as in a real backup
+    weights = sum(np.asarray(w).nbytes for w in gan.weights)
+    trainable = sum(np.asarray(w).nbytes for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights)
+    cost = backup_cost(gan)
+    assert cost["backup_seconds"] > 0 and cost["backup_bytes"] > weights + 2 * trainable  # weights + Adam m and v
