@@ -183,8 +183,9 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._current_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps_in_epoch = self._steps_offset + batch + 1
-        self._since_save += 1
+        done = self._steps_offset + batch + 1  # with steps_per_execution > 1, `batch` is the last step run
+        self._since_save += done - self._steps_in_epoch
+        self._steps_in_epoch = done
         by_steps = self.save_every and self._since_save >= self.save_every
         by_time = self.save_minutes and time.time() - self._saved_at >= 60 * self.save_minutes
         if by_steps or by_time:

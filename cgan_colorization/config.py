@@ -21,6 +21,7 @@ STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one
                  "(TF_CONFIG) or tpu")
 PRECISION_HELP = ("auto (float32 on CPUs; mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 on older "
                   "ones, refused there with several replicas), float32, mixed_float16 or mixed_bfloat16")
+GPU_STEPS_PER_EXECUTION = 16  # --steps-per-execution 0 (auto) on GPUs
 COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for the others in one collective "
                            "before the run stops with an error (0: no such timer; a dead worker is still found "
                            "within about 10 s by the coordination service's heartbeats, a stuck one is not)")
@@ -124,7 +125,9 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("strategy", str, "auto", STRATEGY_HELP, None),
     ("collective_timeout", int, 0, COLLECTIVE_TIMEOUT_HELP, Range(0)),
     ("mixed_precision", str, "auto", PRECISION_HELP, None),
-    ("steps_per_execution", int, 1, "train steps run per call into the compiled function", Range(1)),
+    ("steps_per_execution", int, 0, "train steps run per call into the compiled function (0: auto, "
+                                    f"{GPU_STEPS_PER_EXECUTION} on GPUs, where a return to Python each step can "
+                                    "cost as much as the step, 1 on CPUs)", Range(0)),
 ]
 
 _HELP = {name: help for name, _, _, help, _ in _COMMON_FIELDS}

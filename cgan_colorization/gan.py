@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from cgan_colorization import losses
 from cgan_colorization.models import build_discriminator, build_generator
-from cgan_colorization.pretext import PretextModel, adam, regression_colorizer, unet_options
+from cgan_colorization.pretext import PretextModel, adam, regression_colorizer, steps_per_execution, unet_options
 
 GAN_METRICS = ("g_loss", "g_gan", "g_l1", "d_loss", "d_real", "d_fake")
 
@@ -94,7 +94,7 @@ def build(config, strategy=None, train_ds=None, run_dir=None, dropout_rate=0.5):
             build_discriminator(config.image_size, config.base_filters, synchronized_bn=sync),
         )
         gan.compile(g_optimizer=adam(config), d_optimizer=adam(config), l1_weight=config.l1_weight,
-                    jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+                    jit_compile=config.jit_compile, steps_per_execution=steps_per_execution(config))
         gan.build()
     return gan
 

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from cgan_colorization import losses
+from cgan_colorization.config import GPU_STEPS_PER_EXECUTION
 
 
 class PretextModel(keras.Model):
@@ -117,6 +118,22 @@ def unet_options(config):
     return {"skip_dropout": config.skip_dropout, "no_skips": config.no_skips}
 
 
+def steps_per_execution(config, steps=None):
+    """`--steps-per-execution`, with 0 (auto) resolved: `GPU_STEPS_PER_EXECUTION` on GPUs, 1 on CPUs.
+
+    Keras runs whole executions, so an epoch of `steps` steps that the value does not divide would
+    run extra steps (5 steps at 2 a call run 6): auto then takes the largest divisor of `steps` up to
+    its value, and an explicit value that does not divide `steps` is refused.
+    """
+    if config.steps_per_execution:
+        if steps and steps % config.steps_per_execution:
+            raise ValueError(f"--steps-per-execution {config.steps_per_execution} does not divide the {steps} steps "
+                             "of an epoch, so Keras would run extra steps: pass a divisor of the steps per epoch.")
+        return config.steps_per_execution
+    wanted = GPU_STEPS_PER_EXECUTION if tf.config.list_logical_devices("GPU") else 1
+    return max(n for n in range(1, wanted + 1) if not steps or steps % n == 0)
+
+
 def compiled(config, strategy, make_model, **compile_kwargs):
     """`make_model(synchronized_bn)` built, compiled with Adam and built, in the strategy's scope
     (BatchNorm statistics are synchronized when there are several replicas)."""
@@ -124,7 +141,7 @@ def compiled(config, strategy, make_model, **compile_kwargs):
     with strategy.scope():
         model = make_model(strategy.num_replicas_in_sync > 1)
         model.compile(optimizer=adam(config), jit_compile=config.jit_compile,
-                      steps_per_execution=config.steps_per_execution, **compile_kwargs)
+                      steps_per_execution=steps_per_execution(config), **compile_kwargs)
         model.build()
     return model
 

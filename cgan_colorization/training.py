@@ -15,6 +15,7 @@ from cgan_colorization.config import check_config, save_config
 from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
                                          worker_index)
 from cgan_colorization.plots import read_csv_log, save_loss_curves
+from cgan_colorization.pretext import steps_per_execution
 from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
 
@@ -126,6 +127,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
                                drop_greyscale=not config.keep_greyscale, color_space=check_config(config).color_space,
                                build=not in_cluster(), val_fraction=config.val_fraction, seed=config.seed)
     steps = steps_per_epoch(config, source)
+    per_call = steps_per_execution(config, steps)
     epoch, step = cb.read_resume_point(backup_dir)
     if not chief:  # restore from a copy of the chief's backup; keep writing backups beside it
         shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
@@ -143,6 +145,7 @@ def train(config, extra_callbacks=(), verbose="auto"):
                 replicas=strategy.num_replicas_in_sync,
                 **({"cache_manifest": source.cache.manifest} if source.kind == "cache" else {}))
 
+    config = dataclasses.replace(config, steps_per_execution=per_call)  # saved above as given
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
     gan = build_colorizer(config, strategy, train_ds, run_dir)
     sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None

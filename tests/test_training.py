@@ -225,3 +225,35 @@ def test_backups_by_wall_time_and_at_epoch_ends(tmp_path):
     _, backup = _killed_run(tmp_path, backup_every=0, backup_minutes=1e-9, out=str(tmp_path / "timed"))
     assert read_resume_point(backup) == (1, 4)  # a backup after every step, the time limit being passed each time
     assert len([n for n in os.listdir(backup) if n.endswith(".weights.h5")]) == 2  # the last one and the one before
+
+
+def test_steps_per_execution_auto_divides_the_epoch_and_a_value_that_does_not_is_refused(tmp_path, monkeypatch):
+    from cgan_colorization import pretext
+    assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=0), 100) == 1  # CPU: a step per call
+    assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=4), 100) == 4
+    with pytest.raises(ValueError, match="does not divide the 5 steps"):
+        pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=2), 5)
+    monkeypatch.setattr(pretext.tf.config, "list_logical_devices", lambda kind=None: ["gpu"] if kind == "GPU" else [])
+    assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=0), None) == pretext.GPU_STEPS_PER_EXECUTION
+    assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=0), 100) == 10  # 16 does not divide 100
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Raises once the generator's optimizer has taken `at` steps."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.g_optimizer.iterations) >= self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_several_steps_per_call_back_up_and_resume_step_exactly(tmp_path):
+    config = _tiny(tmp_path, steps_per_execution=2, steps_per_epoch=6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=[StopAtStep(8)], verbose=0)  # two calls into epoch 2
+    assert read_resume_point(os.path.join(config.out, "backup")) == (1, 2)  # every 2 steps, counted per step
+    train(config, verbose=0)
+    assert json.load(open(os.path.join(config.out, "train_summary.json")))["optimizer_steps"] == 18
