@@ -16,7 +16,7 @@ from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, s
                                          worker_index)
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.pretext import steps_per_execution
-from data.pipeline import cached_source, parse_dataset, pretext_dataset
+from data.pipeline import SHARDABLE_KINDS, WorkerShard, cached_source, parse_dataset, pretext_dataset
 
 
 SUMMARY_FILE = "train_summary.json"
@@ -64,8 +64,43 @@ def _datasets(config, source, skip_batches):
     return _auto_shard(train), _auto_shard(val)
 
 
+def _worker_train(config, source, strategy, skip_batches):
+    """The training stream of a multi-worker run, one pipeline per worker that reads only its own
+    photos (`data.pipeline.WorkerShard`), or None where each worker must read the whole stream and
+    keep its share of the batches (TFDS streams, labelled pretexts; `_auto_shard`)."""
+    entry = check_config(config)
+    if (not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or entry.needs_labels
+            or source.kind not in SHARDABLE_KINDS):
+        return None
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be a multiple of the "
+                         f"{strategy.num_replicas_in_sync} replicas of the run.")
+
+    def pipeline(context):
+        shard = WorkerShard(context.input_pipeline_id, context.num_input_pipelines, config.batch_size)
+        return pretext_dataset(
+            source, "train", image_size=config.image_size, seed=config.seed, num_classes=config.num_classes,
+            batch_size=context.get_per_replica_batch_size(config.batch_size), skip_batches=skip_batches,
+            resize_mode=config.resize_mode, random_crop=config.random_crop, flip=config.flip,
+            drop_greyscale=not config.keep_greyscale, with_masks=entry.needs_masks, color_space=entry.color_space,
+            shard=shard)
+
+    what = {"synthetic": "its slot of every global batch of scenes", "files": "its share of the photo files",
+            "cache": "its share of the cache blocks"}[source.kind]
+    print(f"worker {worker_index()}: reads only its own part of the training data ({what}).")
+    return strategy.distribute_datasets_from_function(pipeline)
+
+
+def _fit_input(config, source, strategy, train_ds, skip_batches):
+    """What `fit` reads from step `skip_batches` on: the per-worker pipelines of a multi-worker run,
+    else `train_ds` (already positioned at that step)."""
+    per_worker = _worker_train(config, source, strategy, skip_batches)
+    return train_ds if per_worker is None else per_worker
+
+
 def _auto_shard(dataset):
-    """Each host reads its own share of the batches (the sources are streams, not sharded files)."""
+    """Each host reads the whole stream and keeps its share of the batches (for streams that cannot
+    be split by file: `_worker_train` splits the others)."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
@@ -151,13 +186,15 @@ def train(config, extra_callbacks=(), verbose="auto"):
     sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None
     start = time.time()
     if step:  # finish the interrupted epoch first, with the steps it had left
-        gan.fit(train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - step,
+        gan.fit(_fit_input(config, source, strategy, train_ds, epoch * steps + step), initial_epoch=epoch,
+                epochs=epoch + 1, steps_per_epoch=steps - step,
                 validation_data=val_ds, verbose=verbose, shuffle=False,
                 callbacks=_callbacks(config, run_dir, sample, source, step) + list(extra_callbacks))
         train_ds = train_ds.skip(steps - step)
         epoch += 1
     if epoch < config.epochs:
-        gan.fit(train_ds, initial_epoch=epoch, epochs=config.epochs, steps_per_epoch=steps,
+        gan.fit(_fit_input(config, source, strategy, train_ds, epoch * steps), initial_epoch=epoch,
+                epochs=config.epochs, steps_per_epoch=steps,
                 validation_data=val_ds, verbose=verbose, shuffle=False,
                 callbacks=_callbacks(config, run_dir, sample, source, 0) + list(extra_callbacks))
     if gan.saves_keras_model:  # a plain L -> ab generator, loadable without any config

@@ -368,18 +368,26 @@ def _permutation(n, seed):
     return tf.argsort(keys, stable=True)
 
 
-def cache_dataset(cache, split="train", *, shuffle=False, seed=0, repeat=False, skip=0):
+def cache_dataset(cache, split="train", *, shuffle=False, seed=0, repeat=False, skip=0, shard=None):
     """Streams the records of `split` ("train", "val" or "all") as float16 `[S, S, 3]`: channel 0 the
     grey input, channels 1-2 the colour target, in the cache's colour space.
 
     Records are read `BLOCK` at a time. With `shuffle`, epoch e visits the blocks in a permutation
     keyed by (seed, e), shuffles each block and interleaves `CYCLE` blocks, so the stream is a pure
     function of the arguments; without it, the records come in storage order. `skip` records of the
-    (repeated) stream are passed over first, to resume a run.
+    (repeated) stream are passed over first, to resume a run. `shard=(index, workers)` reads every
+    `workers`-th block from the `index`-th: one worker's part of a multi-worker run.
     """
     blocks = _blocks(cache, split)
     if not blocks:
         raise ValueError(f"the cache {cache.path} holds no {split} images.")
+    if shard is not None:
+        index, workers = shard
+        if len(blocks) < workers:
+            raise ValueError(f"the cache {cache.path} holds {len(blocks)} {split} blocks of up to {BLOCK} images, "
+                             f"fewer than the {workers} workers: train from the photo folder instead, or on "
+                             "fewer workers.")
+        blocks = blocks[index::workers]
     size, record_bytes = cache.image_size, cache.manifest["record_bytes"]
     n_images = sum(block[2] for block in blocks)
     columns = list(zip(*blocks))

@@ -166,23 +166,64 @@ def cached_source(source, cache_dir, *, image_size, resize_mode="resize", drop_g
     return PretextSource(cache.manifest["source"] or source.spec, "cache", cache=cache)
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerShard:
+    """One input pipeline's share of a multi-worker run's training stream: pipeline `index` of
+    `count` (one per worker) adds `global_batch // count` photos to every step.
+
+    Each pipeline reads its own part of the source, so no worker decodes what another uses: the
+    synthetic scenes of its slot in every global batch (the very batches one process would form),
+    every `count`-th photo file, or every `count`-th cache block.
+    """
+
+    index: int
+    count: int
+    global_batch: int
+
+    @property
+    def per_step(self):
+        return self.global_batch // self.count
+
+    def take(self, items, what):
+        """Every `count`-th of `items`, from the `index`-th; a ValueError when that leaves none."""
+        mine = list(items)[self.index::self.count]
+        if not mine:
+            raise ValueError(f"{len(items)} {what} cannot be shared among {self.count} workers: use more training "
+                             "photos, or fewer workers.")
+        return mine
+
+
+SHARDABLE_KINDS = ("synthetic", "files", "cache")  # the others are streams: each worker keeps its share of batches
+
+
 def _batch_to_pairs(ds, batch_size, drop_remainder, color_space="lab"):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     return ds.map(lambda rgb: split_rgb(rgb, color_space), num_parallel_calls=AUTOTUNE)
 
 
+def _stream_index(i, shard):
+    """The key of the `i`-th image of a pipeline's stream: its own, not another worker's."""
+    return i if shard is None else i * shard.count + shard.index
+
+
 def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed=0,
                     resize_mode="resize", random_crop=False, flip=False, drop_greyscale=True,
-                    skip_batches=0, num_classes=6, val_size=256, with_masks=False, color_space="lab"):
+                    skip_batches=0, num_classes=6, val_size=256, with_masks=False, color_space="lab",
+                    shard=None):
     """Batched (L, ab) pairs for training (endless, shuffled) or evaluation (one ordered pass).
 
     `skip_batches` resumes an interrupted run: the training stream starts where step
     `skip_batches` left it. `with_masks` yields (L, {"ab": ab, "mask": mask}) instead, for the
     multitask objective (synthetic scenes and pets only). `color_space="yuv"` yields (Y, UV) and
-    {"uv": UV, "mask": mask} (the MobileNetV2 multitask model).
+    {"uv": UV, "mask": mask} (the MobileNetV2 multitask model). `shard` (a `WorkerShard`, training
+    only, a source kind in `SHARDABLE_KINDS`) makes this one worker's pipeline, in batches of
+    `batch_size` (the per-replica batch).
     """
     training = split == "train"
-    skip = skip_batches * batch_size if training else 0
+    if shard is not None and (not training or source.kind not in SHARDABLE_KINDS):
+        raise ValueError(f"only the training stream of {', '.join(SHARDABLE_KINDS)} sources is read per worker, "
+                         f"not the {split} split of {source.spec!r}.")
+    skip = skip_batches * (batch_size if shard is None else shard.per_step) if training else 0
     check_color_space(color_space)
     key = TARGET_KEYS[color_space]
     if with_masks and source.kind not in ("synthetic", "pets"):
@@ -191,17 +232,18 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
     if source.kind == "cache":
         return _cached_pairs(source, training, image_size=image_size, batch_size=batch_size, seed=seed,
                              resize_mode=resize_mode, random_crop=random_crop, flip=flip,
-                             drop_greyscale=drop_greyscale, skip=skip, color_space=color_space)
+                             drop_greyscale=drop_greyscale, skip=skip, color_space=color_space, shard=shard)
     if source.kind == "pets":
         ds = pets.pets_dataset("train[:90%]" if training else "train[90%:]", image_size, batch_size, seed=seed,
                                training=training, color_space=color_space)
         ds = ds.repeat().skip(skip_batches) if training else ds
         return ds if with_masks else ds.map(lambda gray, targets: (gray, targets[key]))
     if source.kind == "synthetic":
-        start = skip if training else SYNTHETIC_VAL_START
+        start = (skip if shard is None else skip_batches * shard.global_batch) if training else SYNTHETIC_VAL_START
         scenes = synthetic.synthetic_dataset(
             seed=seed, image_size=image_size, num_classes=num_classes, start=start,
             count=None if training else val_size,
+            shard=None if shard is None else (shard.index, shard.count, shard.per_step),
         )
         if with_masks:
             def pair(batch):
@@ -224,11 +266,12 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         if training:
             ds = ds.repeat().shuffle(1024, seed=seed).skip(skip)
     else:
+        paths = source.train_paths if training else source.val_paths
         ds = images.image_file_dataset(
-            source.train_paths if training else source.val_paths, stats=source.stats,
+            paths if shard is None else shard.take(paths, "training photos"), stats=source.stats,
             drop_greyscale=drop_greyscale, shuffle=training, seed=seed, repeat=training, skip=skip,
         )
-    counter = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
+    counter = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), _stream_index(i, shard)]))
     ds = tf.data.Dataset.zip(ds, counter).map(
         lambda rgb, s: fit_to_size(rgb, image_size, resize_mode, training and random_crop,
                                    training and flip, s),
@@ -238,7 +281,7 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
 
 
 def _cached_pairs(source, training, *, image_size, batch_size, seed, resize_mode, random_crop, flip, drop_greyscale,
-                  skip, color_space):
+                  skip, color_space, shard=None):
     """`pretext_dataset` on a cache: its records are already the model's input and target at the size,
     so only flips remain to do."""
     source.cache.check(image_size, resize_mode, drop_greyscale, color_space)
@@ -246,9 +289,11 @@ def _cached_pairs(source, training, *, image_size, batch_size, seed, resize_mode
         raise ValueError("--random-crop needs each photo's whole frame, which a cache does not keep: train without "
                          "--cache, or without --random-crop.")
     ds = image_cache.cache_dataset(source.cache, "train" if training else source.held_out, shuffle=training,
-                                   seed=seed, repeat=training, skip=skip)
+                                   seed=seed, repeat=training, skip=skip,
+                                   shard=None if shard is None else (shard.index, shard.count))
     if training and flip:  # the flip of the n-th image of the stream, also when resumed past it
-        counter = tf.data.Dataset.counter(start=skip).map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
+        counter = tf.data.Dataset.counter(start=skip).map(
+            lambda i: tf.stack([tf.cast(seed, tf.int64), _stream_index(i, shard)]))
         ds = tf.data.Dataset.zip(ds, counter).map(
             lambda packed, s: tf.image.stateless_random_flip_left_right(packed, seed=s[::-1]),
             num_parallel_calls=AUTOTUNE)

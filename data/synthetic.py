@@ -335,13 +335,15 @@ def render_scenes(indices, *, seed, image_size, num_classes=6, max_objects=3):
 
 
 def synthetic_dataset(*, seed=0, image_size=64, num_classes=6, max_objects=3, start=0, count=None,
-                      render_batch=64):
+                      render_batch=64, shard=None):
     """tf.data.Dataset of single scenes (dicts with keys image, mask, labels).
 
     Shapes are [S,S,3], [S,S] and [K]. Scene i (global index start, start+1, ...) depends only on
     (seed, i): the same seed and index give the same scene bit for bit, whatever start/count/
     render_batch. count=None means infinite. Scenes are rendered render_batch at a time and then
-    unbatched, so the per-pixel work is vectorised.
+    unbatched, so the per-pixel work is vectorised. `shard=(index, workers, block)` keeps (and
+    renders) only the scenes i with (i // block) % workers == index: one worker's slot of every
+    run of `workers * block` scenes.
     """
     _validate(image_size, num_classes, max_objects)
     if not _is_int(start) or start < 0:
@@ -355,6 +357,9 @@ def synthetic_dataset(*, seed=0, image_size=64, num_classes=6, max_objects=3, st
         indices = tf.data.Dataset.counter(start=start, dtype=tf.int64)
     else:
         indices = tf.data.Dataset.range(start, start + count, output_type=tf.int64)
+    if shard is not None:
+        index, workers, block = (tf.constant(v, tf.int64) for v in shard)
+        indices = indices.filter(lambda i: tf.equal(tf.math.floordiv(i, block) % workers, index))
 
     def render(batch_indices):
         return render_scenes(batch_indices, seed=seed, image_size=image_size,

@@ -207,3 +207,15 @@ def test_verify_reads_every_shard_and_a_run_checks_each_once(source, tmp_path, m
     _open_for(source, tmp_path / "cache")
     _open_for(source, tmp_path / "cache")
     assert sorted(reads) == sorted(built.shards("all"))  # each shard once, by the first run that read it
+
+
+def test_each_worker_reads_its_own_cache_blocks(source, tmp_path):
+    built = _build(source, tmp_path / "cache")
+    blocks = len(cache._blocks(built, "train"))
+    assert blocks >= 2
+    records = lambda **kw: {x.numpy().astype(np.float32).tobytes() for x in cache.cache_dataset(built, "train", **kw)}
+    every = records()
+    parts = [records(shard=(i, 2)) for i in (0, 1)]
+    assert parts[0] | parts[1] == every and not parts[0] & parts[1] and parts[0] and parts[1]
+    with pytest.raises(ValueError, match=f"holds {blocks} train blocks .* fewer than the {blocks + 1} workers"):
+        cache.cache_dataset(built, "train", shard=(0, blocks + 1))

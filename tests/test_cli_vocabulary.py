@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks import benchmark, gpu_check
+from benchmarks import benchmark, collective_threads, gpu_check, precision_run
 from cgan_colorization import cli
 from cgan_colorization.constants import TEXT_CHOICES
 from tests.conftest import ROOT
@@ -27,6 +27,8 @@ PARSERS = {
     "scaling_study.py": options.scaling_parser,
     "benchmarks/benchmark.py": benchmark.build_parser,
     "benchmarks/gpu_check.py": gpu_check.build_parser,
+    "benchmarks/collective_threads.py": collective_threads.build_parser,
+    "benchmarks/precision_run.py": precision_run.build_parser,
 }
 # Older spellings that must keep working, hidden from --help, and the flag they now mean.
 ALIASES = {

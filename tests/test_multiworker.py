@@ -191,6 +191,8 @@ def test_rerun_workers_resume_from_the_backup_and_end_equal_to_one_process(color
     logs, rerun = colorizer["logs"], colorizer["rerun"]
     assert colorizer["codes"] == [0, 0], rerun.output(0, "err")[-3000:] + rerun.output(1, "err")[-3000:]
     assert "Resuming" in rerun.output(0) and "Resuming" in rerun.output(1)
+    for index in (0, 1):  # each worker renders only its half of every global batch, not the whole stream
+        assert f"worker {index}: reads only its own part of the training data" in rerun.output(index)
     summary = json.loads((logs / "two" / "train_summary.json").read_text())
     assert summary["optimizer_steps"] == 12 and summary["replicas"] == 2
     # Both workers end with the very same weights, and those of one process on the same global batch.

@@ -86,3 +86,32 @@ def test_lab_pair_inside_tf_data_equals_eager():
     mapped = next(iter(tf.data.Dataset.from_tensors(rgb).map(to_lab_pair)))
     for a, b in zip(eager, mapped):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_each_worker_renders_only_its_slot_of_the_global_batches_one_process_would_form():
+    source = parse_dataset("synthetic")
+    one = [g.numpy() for g, _ in pretext_dataset(source, "train", image_size=32, batch_size=8, skip_batches=3).take(2)]
+    halves = [[g.numpy() for g, _ in pretext_dataset(source, "train", image_size=32, batch_size=4, skip_batches=3,
+                                                     shard=pipeline.WorkerShard(i, 2, 8)).take(2)] for i in (0, 1)]
+    for step in range(2):
+        np.testing.assert_array_equal(np.concatenate([halves[0][step], halves[1][step]]), one[step])
+
+
+def test_each_worker_decodes_only_its_own_photo_files(tmp_path):
+    from PIL import Image
+
+    tmp_path.mkdir(exist_ok=True)
+    for i in range(8):  # one flat colour per file, so an image names its file
+        Image.fromarray(np.full((24, 24, 3), (30 * i + 20, 200 - 25 * i, 60), np.uint8)).save(tmp_path / f"p{i}.png")
+    source = parse_dataset(f"folder:{tmp_path}", val_fraction=0.125)
+    assert len(source.train_paths) == 7
+    seen = []
+    for index in (0, 1):
+        shard = pipeline.WorkerShard(index, 2, 4)
+        batches = pretext_dataset(source, "train", image_size=8, batch_size=2, shard=shard).take(4)
+        seen.append({tuple(np.round(ab.numpy()[k].mean(axis=(0, 1)), 3)) for _, ab in batches for k in range(2)})
+    assert len(seen[0]) == 4 and len(seen[1]) == 3 and not seen[0] & seen[1]  # 4 + 3 files, no photo shared
+    with pytest.raises(ValueError, match="7 training photos cannot be shared among 8 workers"):
+        pretext_dataset(source, "train", batch_size=1, shard=pipeline.WorkerShard(7, 8, 8))
+    with pytest.raises(ValueError, match="only the training stream"):
+        pretext_dataset(source, "val", batch_size=1, shard=pipeline.WorkerShard(0, 2, 2))
