@@ -4,7 +4,8 @@ thread count over many fast steps?
 Starts two workers of one MultiWorkerMirroredStrategy cluster on 127.0.0.1 (CPU, a tiny GAN, so
 that steps are fast and collectives many), once per timeout value, samples each worker's thread
 count from /proc twice a second and prints, per value: steps, seconds, steps a second and the
-threads of worker 0 at start, at the middle, at the end and at most.
+threads of worker 0 at start, at the middle, at the end and at most; or, for a run that fails, the
+steps it reached and its last error line (its logs are kept).
 
     python benchmarks/collective_threads.py --timeouts 0,600 --steps 600
 """
@@ -12,6 +13,8 @@ threads of worker 0 at start, at the middle, at the end and at most.
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,29 +81,39 @@ def run_pair(timeout, steps, folder):
                 proc.kill()
                 proc.wait()
     codes = [p.returncode for p in procs]
-    if codes != [0, 0]:
-        raise SystemExit(f"error: the run with --collective-timeout {timeout} failed (exit codes {codes}): "
-                         f"see {folder}.")
+    counts = [c for _, c in samples] or [0]
+    row = {"collective_timeout": timeout, "exit_codes": codes, "seconds_process": round(time.time() - start, 1),
+           "threads_start": counts[0], "threads_middle": counts[len(counts) // 2], "threads_end": counts[-1],
+           "threads_max": max(counts), "samples": samples}
+    if codes != [0, 0]:  # a failure is a figure too: how far the run got, and the last thing it said
+        with open(os.path.join(folder, f"timeout-{timeout}-w0.log")) as f:
+            text = f.read()
+        reached = re.findall(rf"(\d+)/{steps}", text)
+        errors = [line.strip() for line in text.splitlines() if "what()" in line or line.startswith("error:")]
+        return {**row, "steps": int(reached[-1]) if reached else 0, "failure": errors[-1] if errors else "no message"}
     with open(os.path.join(out, "train_summary.json")) as f:
         summary = json.load(f)
-    counts = [c for _, c in samples]
-    return {"collective_timeout": timeout, "steps": summary["optimizer_steps"],
-            "seconds_training": summary["seconds_last_session"], "seconds_process": round(time.time() - start, 1),
-            "threads_start": counts[0], "threads_middle": counts[len(counts) // 2], "threads_end": counts[-1],
-            "threads_max": max(counts), "samples": samples}
+    return {**row, "steps": summary["optimizer_steps"], "seconds_training": summary["seconds_last_session"]}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for timeout in args.timeouts:
-            row = run_pair(timeout, args.steps, folder)
-            rows.append(row)
+    folder = tempfile.mkdtemp(prefix="collective-threads-")  # kept when a run fails, for its logs
+    for timeout in args.timeouts:
+        row = run_pair(timeout, args.steps, folder)
+        rows.append(row)
+        threads = (f"worker 0 threads: start {row['threads_start']}, middle {row['threads_middle']}, end "
+                   f"{row['threads_end']}, max {row['threads_max']}")
+        if "failure" in row:
+            print(f"--collective-timeout {timeout}: FAILED after {row['steps']} of {args.steps} steps and "
+                  f"{row['seconds_process']} s (exit codes {row['exit_codes']}, {row['failure']!r}); {threads}; "
+                  f"logs in {folder}", flush=True)
+        else:
             print(f"--collective-timeout {timeout}: {row['steps']} steps in {row['seconds_training']} s "
-                  f"({row['steps'] / row['seconds_training']:.1f} steps/s); worker 0 threads: start "
-                  f"{row['threads_start']}, middle {row['threads_middle']}, end {row['threads_end']}, "
-                  f"max {row['threads_max']}", flush=True)
+                  f"({row['steps'] / row['seconds_training']:.1f} steps/s); {threads}", flush=True)
+    if not any("failure" in row for row in rows):
+        shutil.rmtree(folder, ignore_errors=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -24,7 +24,9 @@ PRECISION_HELP = ("auto (float32 on CPUs; mixed_bfloat16 on GPUs of compute capa
 GPU_STEPS_PER_EXECUTION = 16  # --steps-per-execution 0 (auto) on GPUs
 COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for the others in one collective "
                            "before the run stops with an error (0: no such timer; a dead worker is still found "
-                           "within about 10 s by the coordination service's heartbeats, a stuck one is not)")
+                           "within about 10 s by the coordination service's heartbeats, a stuck one is not; each "
+                           "collective then keeps a thread for up to S seconds: at 600, a fast run ran out of threads "
+                           "after 68 steps, see docs/distributed.md)")
 
 
 @dataclasses.dataclass(frozen=True)
