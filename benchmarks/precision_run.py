@@ -34,6 +34,8 @@ def build_parser():
     parser.add_argument("--steps-per-epoch", type=positive, default=150)
     parser.add_argument("--max-photos-per-class", type=bounded(int, Range(0)), default=0,
                         help="with a labelled layout: photos of each class (0: all)")
+    parser.add_argument("--steps-per-execution", type=bounded(int, Range(0)), default=0,
+                        help="train steps per call into the compiled function (0: auto, as train_colorizer.py)")
     parser.add_argument("--json", help="also write the rows to this file")
     return parser
 
@@ -64,7 +66,7 @@ def timeline_callback():
             self.steps.append([])
 
         def on_train_batch_end(self, batch, logs=None):
-            self.steps[-1].append(time.perf_counter())
+            self.steps[-1].append((time.perf_counter(), batch))  # batch: the last step of the call
 
         def on_train_end(self, logs=None):
             self.end = time.perf_counter()
@@ -80,15 +82,16 @@ def timeline_callback():
 
 def summarize(timeline, total):
     """Seconds of each part of one run, from its timeline."""
-    first = timeline.steps[0][0] - timeline.begin
-    gaps = [b - a for epoch in timeline.steps for a, b in zip(epoch[1:], epoch[2:])]  # steady: not a first step
-    later_firsts = [epoch[0] - begin for epoch, begin in zip(timeline.steps[1:], timeline.epoch_begins[1:])]
+    first = timeline.steps[0][0][0] - timeline.begin
+    per_step = [(b - a) / (j - i) for epoch in timeline.steps  # steady: not an epoch's first call
+                for (a, i), (b, j) in zip(epoch[1:], epoch[2:])]
+    later_firsts = [epoch[0][0] - begin for epoch, begin in zip(timeline.steps[1:], timeline.epoch_begins[1:])]
     validation = [end - begin for begin, end in timeline.tests]
     after = [next_begin - test[1] for test, next_begin in zip(timeline.tests, timeline.epoch_begins[1:])]
-    steps = sum(len(epoch) for epoch in timeline.steps)
+    steps = sum(epoch[-1][1] + 1 for epoch in timeline.steps)
     return {"total_s": round(total, 1), "before_fit_s": round(timeline.begin - timeline.t0, 1),
-            "first_step_s": round(first, 2), "step_ms": round(1000 * statistics.median(gaps), 1),
-            "train_s": round(sum(epoch[-1] - begin for epoch, begin in zip(timeline.steps, timeline.epoch_begins)), 1),
+            "first_step_s": round(first, 2), "step_ms": round(1000 * statistics.median(per_step), 1),
+            "train_s": round(sum(epoch[-1][0] - begin for epoch, begin in zip(timeline.steps, timeline.epoch_begins)), 1),
             "later_first_steps_s": round(sum(later_firsts), 2), "steps": steps,
             "first_validation_s": round(validation[0], 1),
             "later_validation_s": round(statistics.mean(validation[1:]), 1) if len(validation) > 1 else None,
@@ -96,18 +99,20 @@ def summarize(timeline, total):
             "after_fit_s": round(timeline.t0 + total - timeline.end, 1)}
 
 
-def one_run(dataset, objective, precision, seed, epochs, steps, max_per_class, folder):
+def one_run(dataset, objective, precision, seed, epochs, steps, max_per_class, folder, per_call=0):
     from cgan_colorization.config import TrainConfig
     from cgan_colorization.plots import read_csv_log
     from cgan_colorization.training import train
 
     out = os.path.join(folder, f"{precision}-seed{seed}")
     config = TrainConfig(dataset=dataset, objective=objective, mixed_precision=precision, seed=seed, epochs=epochs,
-                         steps_per_epoch=steps, max_photos_per_class=max_per_class, out=out, backup_every=0)
+                         steps_per_epoch=steps, max_photos_per_class=max_per_class, out=out, backup_every=0,
+                         steps_per_execution=per_call)
     timeline = timeline_callback()
     timeline.t0 = start = time.perf_counter()
     train(config, extra_callbacks=[timeline], verbose=0)
-    row = {"precision": precision, "seed": seed, **summarize(timeline, time.perf_counter() - start)}
+    row = {"precision": precision, "seed": seed, "steps_per_execution": per_call,
+           **summarize(timeline, time.perf_counter() - start)}
     log = read_csv_log(os.path.join(out, "log.csv"))
     row.update({key: round(values[-1], 4) for key, values in log.items() if key.startswith("val_")})
     return row
@@ -121,7 +126,7 @@ def main(argv=None):
         for seed in range(args.seeds):
             for precision in args.precisions:  # alternating, so that a drifting machine hits both alike
                 row = one_run(args.dataset, args.objective, precision, seed, args.epochs, args.steps_per_epoch,
-                              args.max_photos_per_class, folder)
+                              args.max_photos_per_class, folder, args.steps_per_execution)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.json:

@@ -97,3 +97,19 @@ def test_one_backup_holds_both_nets_and_both_optimizers_and_is_timed():
     trainable = sum(np.asarray(w).nbytes for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights)
     cost = backup_cost(gan)
     assert cost["backup_seconds"] > 0 and cost["backup_bytes"] > weights + 2 * trainable  # weights + Adam m and v
+
+
+def test_a_runs_timeline_splits_into_start_up_steps_validation_and_callbacks():
+    from types import SimpleNamespace
+
+    from benchmarks.precision_run import summarize
+
+    # Two epochs of 6 steps at 2 a call: calls end 0.5 s apart after a 3 s first call; validation 1 s, callbacks 0.5 s.
+    timeline = SimpleNamespace(t0=0.0, begin=2.0, epoch_begins=[2.0, 8.5], end=14.5,
+                               steps=[[(5.0, 1), (5.5, 3), (6.0, 5)], [(9.5, 1), (10.0, 3), (10.5, 5)]],
+                               tests=[[6.0, 8.0], [10.5, 11.5]])
+    row = summarize(timeline, total=15.0)
+    assert row["steps"] == 12 and row["before_fit_s"] == 2.0 and row["first_step_s"] == 3.0
+    assert row["step_ms"] == 250.0  # 0.5 s a call of 2 steps
+    assert row["first_validation_s"] == 2.0 and row["later_validation_s"] == 1.0
+    assert row["epoch_end_callbacks_s"] == 0.5 and row["after_fit_s"] == 0.5 and row["train_s"] == 6.0
