@@ -39,7 +39,7 @@ def build_classification_generator(image_size=256, base_filters=64, num_bins=Non
 class ClassificationColorizer(PretextModel):
     """Per-pixel logits over Q in-gamut ab bins, trained with class-rebalanced cross-entropy against
     soft-encoded targets (`ce`), decoded by the annealed mean; `g_l1` logs the decoded colour's L1
-    error after each step, for comparison with the regression pretexts."""
+    error of each step's logits, for comparison with the regression pretexts."""
 
     loss_names = ("ce", "g_l1")
     optimized = "ce"
@@ -65,8 +65,10 @@ class ClassificationColorizer(PretextModel):
         return {"ce": self.loss_fn(ab, logits)}, logits
 
     def update_metrics(self, values, gray, ab, outputs):
-        # The decoded colour's error, in inference mode after the step (not part of the objective).
-        values = dict(values, g_l1=tf.reduce_mean(tf.abs(self.predict_ab(gray) - ab)) / losses.num_replicas())
+        # The error of the step's own logits, decoded (not part of the objective): in training mode
+        # before the update, as the GAN's g_l1, and in inference mode in validation; no second pass.
+        decoded = zhang.annealed_mean(tf.cast(outputs, tf.float32), self.bins, self.temperature)
+        values = dict(values, g_l1=tf.reduce_mean(tf.abs(decoded - ab)) / losses.num_replicas())
         return super().update_metrics(values, gray, ab, outputs)
 
 

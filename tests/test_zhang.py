@@ -268,3 +268,17 @@ def test_stats_round_trip(tmp_path, bins):
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="zhang-ab-stats"):
         zhang.load_zhang_stats(tmp_path / "other.json")
+
+
+def test_the_logged_colour_error_is_that_of_the_steps_own_logits(bins, synthetic_batch):
+    from cgan_colorization.classification import ClassificationColorizer
+
+    keras.utils.set_random_seed(0)
+    gray, ab = synthetic_batch[0][:4], synthetic_batch[1][:4]
+    weights = zhang.rebalancing_weights(zhang.ab_prior([synthetic_batch], bins))
+    model = ClassificationColorizer(build_classification_generator(32, 8, len(bins), seed=0), bins, weights)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    logs = model.evaluate(tf.data.Dataset.from_tensors((gray, ab)), verbose=0, return_dict=True)
+    expected = float(tf.reduce_mean(tf.abs(model.predict_ab(gray) - ab)))  # validation: inference-mode logits
+    assert logs["g_l1"] == pytest.approx(expected, rel=1e-5)
+    assert logs["ce"] == pytest.approx(float(model.loss_fn(ab, model.net(gray, training=False))), rel=1e-5)
