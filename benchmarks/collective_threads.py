@@ -15,13 +15,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from cgan_colorization.config import Range, bounded, comma_separated
+from cgan_colorization.runtime import free_local_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--val-size", "8", "--sample-count", "2",
@@ -37,16 +37,6 @@ def build_parser():
     return parser
 
 
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _threads(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -57,7 +47,7 @@ def _threads(pid):
 
 def run_pair(timeout, steps, folder):
     """One two-worker run; returns its figures (thread samples of worker 0 in time order)."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_local_ports(2)]}
     out = os.path.join(folder, f"timeout-{timeout}")
     procs = []
     for index in range(2):

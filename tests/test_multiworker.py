@@ -11,7 +11,6 @@ shows that two replicas equal one device when nothing is random).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
+from cgan_colorization.runtime import free_local_ports
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -48,16 +48,6 @@ def _env(tf_config=None):
     return env
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 class OneProcess:
     """The reference run, started in the background (it overlaps the killed pair's idle wait)."""
 
@@ -79,7 +69,7 @@ class Workers:
     """Two workers of one cluster running `script args --strategy multiworker`."""
 
     def __init__(self, script, args, logs, name):
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_local_ports(2)]}
         self.logs, self.name, self.procs = logs, name, []
         for index in range(2):
             tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
