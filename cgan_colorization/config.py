@@ -12,7 +12,7 @@ import json
 import os
 
 from cgan_colorization import registry
-from cgan_colorization.constants import TEXT_CHOICES
+from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION, TEXT_CHOICES
 
 PAPER_DATASET = "coco"
 PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' sets every value of the paper
@@ -21,7 +21,6 @@ STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one
                  "(TF_CONFIG) or tpu")
 PRECISION_HELP = ("auto (float32 on CPUs; mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 on older "
                   "ones, refused there with several replicas), float32, mixed_float16 or mixed_bfloat16")
-GPU_STEPS_PER_EXECUTION = 16  # --steps-per-execution 0 (auto) on GPUs
 COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for the others in one collective "
                            "before the run stops with an error (0: no such timer; a dead worker is still found "
                            "within about 10 s by the coordination service's heartbeats, a stuck one is not; each "

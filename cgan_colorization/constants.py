@@ -42,3 +42,5 @@ TEXT_CHOICES = {
     "split_mode": ("paper", "official"),
     "unfrozen_bn": ("inference", "train"),
 }
+
+GPU_STEPS_PER_EXECUTION = 16  # train steps per call into the compiled function under --steps-per-execution 0 (auto) on GPUs

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from cgan_colorization import losses
-from cgan_colorization.config import GPU_STEPS_PER_EXECUTION
+from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION
 
 
 class PretextModel(keras.Model):
