@@ -27,7 +27,9 @@ def test_the_scaling_study_runs_every_part_reports_them_and_resumes(tmp_path):
     assert (out / "scaling.png").stat().st_size > 0
     config = json.loads((out / "4-per-class" / "colorizer" / "config.json").read_text())
     assert config["max_photos_per_class"] == 4 and config["dataset"] == f"tinyimagenet:{tiny}"
-    probes = json.loads((out / "4-per-class" / "probes" / "probes.json").read_text())["inits"]
+    recorded = json.loads((out / "4-per-class" / "probes" / "probes.json").read_text())
+    assert recorded["config"]["test_size"] == 0  # the probe, too, tests on every val photo (0: no cap)
+    probes = recorded["inits"]
     assert set(probes) == {"gan", "supervised"}  # the random floor is probed once, in its own folder
     level = probes["gan"][0]["levels"]["bottleneck"]
     assert 0 <= level["top1"] <= level["top5"] <= 1 and len(level["grid"]) > 1

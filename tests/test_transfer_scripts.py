@@ -109,3 +109,12 @@ def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
     assert probed["gan-skipdrop@best"][0]["colorizer"]["checkpoint"] == "best"
     config = json.loads((out / "colorizer-gan-skipdrop" / "config.json").read_text())
     assert config["skip_dropout"] == 0.5 and config["objective"] == "gan"
+
+
+def test_the_probes_test_cap_is_the_plans_own_where_it_gives_one_even_zero_for_all():
+    from transfer.config import ProbeConfig
+    from transfer.reproduce import _probe_test_size
+
+    assert _probe_test_size({"probe_test_size": 0, "eval_size": 100}) == 0  # the scaling study: every val photo
+    assert _probe_test_size({"eval_size": 100}) == 100
+    assert _probe_test_size({"eval_size": None}) == ProbeConfig.test_size

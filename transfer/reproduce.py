@@ -159,6 +159,13 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
     return results
 
 
+def _probe_test_size(plan):
+    """The probe's cap on test images: the plan's own (0: all of them), else --eval-size, else the default."""
+    if plan.get("probe_test_size") is not None:
+        return plan["probe_test_size"]
+    return plan["eval_size"] or ProbeConfig.test_size
+
+
 def run_probes(plan, colorizers, log=print):
     """The linear probes of every colorizer and of the random floors (one per seed) on the
     classification data, in OUT/probes (read back when finished)."""
@@ -173,7 +180,7 @@ def run_probes(plan, colorizers, log=print):
     config = ProbeConfig(colorizers=specs, dataset=plan["classification_dataset"], out=out,
                          random_seeds=plan.get("probe_random_seeds", plan["seeds"]),
                          train_size=plan["probe_train_size"], void_index=plan["void_index"],
-                         test_size=plan.get("probe_test_size") or plan["eval_size"] or ProbeConfig.test_size)
+                         test_size=_probe_test_size(plan))
     return feature_eval.run_probes(config, log=log)
 
 

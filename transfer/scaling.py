@@ -158,10 +158,11 @@ def _gap_closed(row, key):
     return (value - floor) / (ceiling - floor) if np.isfinite(ceiling) and ceiling != floor else float("nan")
 
 
-def plot_scaling(args, num_classes, pretexts, table, path):
+def plot_scaling(args, num_classes, pretexts, table, path, caption=""):
     """Gain over random init against the pretext photos (log axis): a panel per measure, a line per
-    pretext (mean ± std over seeds), the supervised ceiling's gain dashed."""
-    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 3.8), squeeze=False)
+    pretext (mean ± std over seeds), the supervised ceiling's gain dashed; `caption` (what produced
+    it) along the bottom."""
+    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 4.1), squeeze=False)
     photos = [n * num_classes for n in args.per_class]
     for ax, (label, row) in zip(axes[0], table.items()):
         floor = np.mean(row["random"]) if row.get("random") else np.nan
@@ -178,7 +179,8 @@ def plot_scaling(args, num_classes, pretexts, table, path):
         ax.set_ylabel("gain over random init (points)")
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.text(0.01, 0.01, caption, fontsize=7, color="dimgrey")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -189,7 +191,11 @@ def write_report(args, num_classes, pretexts, colorizers, table3, results, probe
 
     table = measures(args, pretexts, results, probes)
     figure = os.path.join(args.out, "scaling.png")
-    plot_scaling(args, num_classes, pretexts, table, figure)
+    plot_scaling(args, num_classes, pretexts, table, figure,
+                 caption=f"commit {_commit()}; {', '.join(pretexts)} on {', '.join(map(str, args.per_class))} photos a "
+                         f"class, {args.pretext_epochs} x {args.pretext_steps} steps of 16, {args.image_size} px, "
+                         f"{args.base_filters} filters, last checkpoint of each colorizer; downstream seeds "
+                         f"0-{args.seeds - 1} (mean ± std); {args.out}/report.md names each weights file")
     guess = blind_guess(args.tiny)
     columns = list(table)
     lines = [f"# Data-scaling study (Tiny ImageNet, {num_classes} classes)", "",
