@@ -111,6 +111,7 @@ def test_help_shows_each_presets_value(parsers):
 
 @pytest.mark.parametrize("script, argv", [
     ("reproduce.py", ["--pretexts", "jigsaw"]),
+    ("reproduce.py", ["--tasks", "detection"]),
     ("finetune_classifier.py", ["--init", "randm"]),
     ("train_colorizer.py", ["--mixed-precision", "float8"]),
     ("evaluate_features.py", ["--checkpoint", "middle"]),

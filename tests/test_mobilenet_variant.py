@@ -132,7 +132,8 @@ def test_reproduce_puts_the_mobilenet_pretext_beside_its_own_random_floor(tmp_pa
     out = tmp_path / "repro"
     result = _script("reproduce.py", "--out", str(out), "--seeds", "1", "--image-size", "32", "--base-filters", "4",
                      "--pretexts", "l1,multitask-mobilenetv2", "--pretext-epochs", "1", "--pretext-steps", "2",
-                     "--train-size", "16", "--eval-size", "8", "--downstream-scale", "0.25", timeout=900)
+                     "--train-size", "16", "--eval-size", "8", "--downstream-scale", "0.25", "--tasks", "segmentation",
+                     timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     for row in ("| random |", "| random (MobileNetV2) |", "| l1 pretext |", "| multitask-mobilenetv2 pretext |",

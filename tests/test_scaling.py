@@ -16,7 +16,8 @@ def test_the_scaling_study_runs_every_part_reports_them_and_resumes(tmp_path):
     out = tmp_path / "scaling"
     args = ["scaling_study.py", "--tiny", str(tiny), "--labelled", "synthetic", "--out", str(out), "--pretexts", "gan",
             "--per-class", "4", "--seeds", "1", "--pretext-epochs", "1", "--pretext-steps", "2", "--image-size", "32",
-            "--base-filters", "4", "--segmentation-train-size", "16", "--downstream-scale", "0.25"]
+            "--base-filters", "4", "--segmentation-train-size", "16", "--downstream-scale", "0.25",
+            "--camvid-fractions", "1"]
     result = run_script(*args, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()

@@ -85,15 +85,16 @@ def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
     result = _script("reproduce.py", "--out", str(out), "--seeds", "1", "--image-size", "32", "--base-filters", "4",
                      "--pretext-epochs", "1", "--pretext-steps", "2", "--train-size", "16", "--eval-size", "16",
                      "--downstream-scale", "0.25", "--pretexts", "gan-skipdrop,gan-skipdrop@best",
-                     "--label-fractions", "0.5,1",
+                     "--label-fractions", "0.5,1", "--tasks", "segmentation",
                      "--probes", "--probe-train-size", "32", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     assert "## Label efficiency" in report and "| 50 % of the labels | 100 % of the labels |" in report
-    assert "## Linear probes on frozen features" in report and "| gan-skipdrop |" in report
+    assert "### Segmentation" in report and "### Classification" not in report  # only the task asked for
+    assert not (out / "seed0" / "classification").exists() and "classification data" not in report.split("\n")[2]
+    assert "## Linear probes on frozen features" in report and "| gan-skipdrop |" in report  # on the classification data
     assert "`gan-skipdrop`: the paper's cGAN with each skip zeroed" in report
-    for figure in ("classification_label_efficiency.png", "segmentation_label_efficiency.png", "probes.png",
-                   "low_shot.png"):
+    for figure in ("segmentation_label_efficiency.png", "probes.png", "low_shot.png"):
         assert (out / "figures" / figure).stat().st_size > 0
     half = json.loads((out / "seed0" / "segmentation" / "gan-skipdrop-labels50" / "metrics.json").read_text())
     assert half["label_fraction"] == 0.5 and half["num_train"] == 8 and half["pretext"] == "gan-skipdrop"

@@ -10,6 +10,7 @@ from cgan_colorization.config import (COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, P
                                       bounded, build_parser, comma_separated,
                                       config_from_args)
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_COLORIZER, TEXT_CHOICES
+from data import TASKS
 from transfer import options
 from transfer.config import RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneConfig, ProbeConfig
 
@@ -110,9 +111,6 @@ def _finetune_config(task, args):
     config = config_from_args(args, FinetuneConfig, _presets(task))
     config.task = task
     return config
-
-
-TASKS = ("classification", "segmentation")
 
 
 def diagnose_parser(task="segmentation"):

@@ -254,11 +254,12 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
     colorizer_dir = colorizers[pretexts[0]]
+    tasks = plan.get("tasks") or TASKS
+    data = "".join(f"; {task} data: `{plan[f'{task}_dataset']}`" for task in tasks)
     lines = [f"# Reproduction report ({plan['preset']} preset)", "",
              f"Code: commit {_commit()}. Pretext data: `{plan['pretext_dataset']}`"
              + (f" (multitask pretexts: `{plan['multitask_dataset']}`)" if plan.get("multitask_dataset") else "")
-             + f"; classification data: `{plan['classification_dataset']}`; "
-             f"segmentation data: `{plan['segmentation_dataset']}`; {plan['seeds']} downstream seed(s) "
+             + f"{data}; {plan['seeds']} downstream seed(s) "
              f"(0-{plan['seeds'] - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
              "## Colorizer weights", "", weights_table(table3_results), "",
              "## Colorization (the paper's Table 3)", "",
@@ -280,10 +281,10 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
     lines += ["## Downstream tasks (the paper's Table 4)", "",
               "Test-split scores in %, mean ± standard deviation over seeds. The paper reports one run: "
               "an undefined 'Acc' for classification and mIoU for segmentation.", ""]
-    for task in TASKS:
+    for task in tasks:
         lines += [f"### {task.capitalize()}", "", table4(results, task, pretexts), "",
                   f"![{task} loss curves]({_mean_curves(results, task, figures, pretexts)})", ""]
-    efficiency = {task: label_efficiency(results, task, pretexts, figures) for task in TASKS}
+    efficiency = {task: label_efficiency(results, task, pretexts, figures) for task in tasks}
     if any(efficiency.values()):
         lines += ["## Label efficiency", "",
                   "Test scores (%) when fine-tuning on a share of the training labels (the first ones of the "

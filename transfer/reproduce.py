@@ -40,7 +40,8 @@ def resolve(args):
         if source:
             values["classification_dataset"] = args.classification_dataset or source
             values["segmentation_dataset"] = args.segmentation_dataset or source
-    if values["classification_dataset"] is None or values["segmentation_dataset"] is None:
+    needed = set(args.tasks) | ({"classification"} if args.probes else set())  # the probes read the classification data
+    if any(values[f"{task}_dataset"] is None for task in needed):
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
     entries = [split_entry(p, args.checkpoint) for p in args.pretexts.split(",") if p]
     unknown = [name for name, checkpoint in entries if name not in registry.PRETEXTS or checkpoint not in CHECKPOINTS]
@@ -55,7 +56,7 @@ def resolve(args):
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
-                  label_fractions=list(args.label_fractions), probes=args.probes,
+                  tasks=list(args.tasks), label_fractions=list(args.label_fractions), probes=args.probes,
                   probe_train_size=args.probe_train_size,
                   eval_size=args.eval_size, base_filters=args.base_filters)
     return values
@@ -122,7 +123,7 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
         backbones.setdefault(registry.PRETEXTS[split_entry(label)[0]].backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
-        for task in TASKS:
+        for task in plan.get("tasks") or TASKS:
             values = dict(TASK_PRESETS[(task, preset)])
             for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
                 values[key] = max(1, round(values[key] * plan["downstream_scale"]))

@@ -71,7 +71,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from data import images
+from data import TASKS, images  # noqa: F401 - TASKS: the tasks of the labelled sources
 from data.color import check_color_space, split_rgb
 from data.labelled import folders, voc
 from data.labelled.source import ParseOptions, _check_split
@@ -82,7 +82,6 @@ from data.images import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-TASKS = ("classification", "segmentation")
 SPLIT_MODES = ("paper", "official")
 EVAL_FITS = ("crop", "resize")
 

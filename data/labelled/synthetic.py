@@ -50,10 +50,6 @@ def synthetic_scenes(source, split, image_size, seed, training, size):
     if training:
         indices = indices.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
-    def render(batch_indices):
-        return synthetic.render_scenes(batch_indices, seed=SYNTHETIC_DOWNSTREAM_SEED,
-                                       image_size=image_size,
-                                       num_classes=source.synthetic_classes)
-
+    render = synthetic.scene_renderer(SYNTHETIC_DOWNSTREAM_SEED, image_size, source.synthetic_classes)
     # Scene i depends on (seed, i) only, whatever batch it is rendered in.
     return indices.batch(64).map(render, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
