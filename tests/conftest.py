@@ -29,3 +29,17 @@ def run_script(*args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+# The files that take longest (minutes each on a 2-core CPU), started first: with two pytest-xdist workers
+# (setup.cfg) a long file that is handed out last runs alone at the end while the other core idles.
+LONG_FILES = ("test_transfer_scripts.py", "test_training.py", "test_mobilenet_variant.py", "test_multiworker.py",
+              "test_scaling.py", "test_feed_and_gpu_check.py", "test_batchnorm.py", "test_checkpoints.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: each file's own order is kept
