@@ -13,17 +13,9 @@ import os
 import sys
 
 from cgan_colorization import runtime
-from cgan_colorization.config import Range, add_alias, bounded
+from cgan_colorization.config import Range, add_alias, bounded, comma_subset
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-def _precisions(text):
-    names = tuple(n for n in text.split(",") if n)
-    if not names or any(n not in PRECISIONS for n in names):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(PRECISIONS)}, "
-                                         f"received {text!r}")
-    return names
 
 
 def _xla(text):
@@ -43,7 +35,7 @@ def build_parser():
     parser.add_argument("--base-filters", type=positive, help="default 64, the paper's width (4 with --tiny)")
     parser.add_argument("--batch-size", type=positive, help="default 32 (2 with --tiny)")
     parser.add_argument("--max-batch", type=positive, help="the largest-batch search stops here (default 1024)")
-    parser.add_argument("--precisions", type=_precisions, default=PRECISIONS, help="default all three")
+    parser.add_argument("--precisions", type=comma_subset(PRECISIONS), default=PRECISIONS, help="default all three")
     parser.add_argument("--xla", type=_xla, default=(False, True), help="off, on or off,on (default)")
     parser.add_argument("--steps", type=positive, help="timed steps per measurement (default 10)")
     parser.add_argument("--feed", default="", help="photo folder for the pipeline part (folder:PATH or coco:PATH); "

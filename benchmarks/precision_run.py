@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from cgan_colorization import registry, runtime
-from cgan_colorization.config import Range, bounded
+from cgan_colorization.config import Range, bounded, comma_subset
 from cgan_colorization.constants import PRECISIONS
 
 
@@ -28,7 +28,7 @@ def build_parser():
     parser.add_argument("--dataset", default="synthetic", help="the training data, as train_colorizer.py --dataset")
     parser.add_argument("--objective", default="gan", choices=registry.OBJECTIVES, help="the pretext objective, as train_colorizer.py --objective")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16",
-                        type=lambda text: _names(text), help="comma-separated precisions, one run each per seed")
+                        type=comma_subset(tuple(p for p in PRECISIONS if p != "auto")), help="comma-separated precisions, one run each per seed")
     parser.add_argument("--seeds", type=positive, default=1, help="runs per precision, seeds 0 to N - 1")
     parser.add_argument("--epochs", type=positive, default=3)
     parser.add_argument("--steps-per-epoch", type=positive, default=150)
@@ -38,14 +38,6 @@ def build_parser():
                         help="train steps per call into the compiled function (0: auto, as train_colorizer.py)")
     parser.add_argument("--json", help="also write the rows to this file")
     return parser
-
-
-def _names(text):
-    names = [n for n in text.split(",") if n]
-    if not names or any(n not in PRECISIONS or n == "auto" for n in names):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of float32, mixed_float16, "
-                                         f"mixed_bfloat16, received {text!r}")
-    return names
 
 
 def timeline_callback():

@@ -82,6 +82,20 @@ def comma_separated(kind, valid, allow_empty=False, sort=True):
     return parse
 
 
+def comma_subset(choices):
+    """An argparse type: a non-empty comma-separated subset of `choices`, as a tuple in the order given
+    (a name outside them is one sentence)."""
+    def parse(text):
+        names = tuple(n for n in text.split(",") if n)
+        if not names or any(n not in choices for n in names):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(choices)}, "
+                                             f"received {text!r}")
+        return names
+
+    parse.__name__ = "comma-separated names"
+    return parse
+
+
 def _option_range(option):
     return Range(option.low, option.high, option.low_open, option.high_open) \
         if option.low is not None or option.high is not None else None

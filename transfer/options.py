@@ -5,24 +5,13 @@ starts."""
 import argparse
 
 from cgan_colorization import registry
-from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, Range, bounded, comma_separated
+from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, Range, bounded, comma_separated, comma_subset
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
 from data import TASKS
 
 TINY_TRAIN_PER_CLASS = 50  # fine-tuning and probe training images of each class (10,100 for 202 classes)
 # Shares of the training labels, in (0, 1].
 FRACTIONS = comma_separated(float, Range(0, 1, low_open=True))
-
-
-def task_names(text):
-    """An argparse type: a comma-separated subset of the downstream tasks, in the tables' order."""
-    names = [n for n in text.split(",") if n]
-    if not names or any(n not in TASKS for n in names):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(TASKS)}, received {text!r}")
-    return [task for task in TASKS if task in names]
-
-
-task_names.__name__ = "task names"
 
 
 def pretext_names(colorizing=False):
@@ -78,7 +67,7 @@ def reproduce_parser():
     parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
     parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
     parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
-    parser.add_argument("--tasks", type=task_names, default=list(TASKS),
+    parser.add_argument("--tasks", type=comma_subset(TASKS), default=TASKS,
                         help=f"the downstream tasks to fine-tune on, comma-separated (default {','.join(TASKS)}); the "
                              "report's tables cover these")
     parser.add_argument("--label-fractions", type=FRACTIONS, default=(1.0,),

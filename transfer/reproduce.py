@@ -56,7 +56,8 @@ def resolve(args):
                   image_size=args.image_size, pretext_epochs=args.pretext_epochs,
                   pretext_steps=args.pretext_steps, void_index=args.void_index,
                   downstream_scale=args.downstream_scale, train_size=args.train_size,
-                  tasks=list(args.tasks), label_fractions=list(args.label_fractions), probes=args.probes,
+                  tasks=[task for task in TASKS if task in args.tasks],  # in the tables' order
+                  label_fractions=list(args.label_fractions), probes=args.probes,
                   probe_train_size=args.probe_train_size,
                   eval_size=args.eval_size, base_filters=args.base_filters)
     return values
