@@ -402,27 +402,38 @@ def image_file_dataset(
     stream = stream.ignore_errors()
 
     def count(state, element):
-        # Items missing between two that arrive (by stream index) failed to decode.
-        last_index, last_sentinel, kept_in_epoch = state
+        # Items missing between two that arrive (by stream index) failed to decode. A failed epoch
+        # freezes the counters and ends the stream: tf.data may pull elements ahead in a background
+        # thread after the error is raised, and these must neither be counted nor decoded forever.
+        last_index, last_sentinel, kept_in_epoch, failed_before = state
         index, image, grey, sentinel = element
         real = tf.logical_not(sentinel)
         kept = tf.logical_and(real, tf.logical_not(grey))
         full_epoch = tf.equal(index - last_sentinel - 1, n)
-        whole_epoch_failed = sentinel & full_epoch & tf.equal(kept_in_epoch, 0)
-        checks = [tf.debugging.Assert(tf.logical_not(whole_epoch_failed), [no_image_message])]
+        failed = failed_before | (sentinel & full_epoch & tf.equal(kept_in_epoch, 0))
         if stats is not None:
-            checks += [
-                stats.seen.assign_add(index - last_index - tf.cast(sentinel, tf.int64)),
-                stats.decoded.assign_add(tf.cast(real, tf.int64)),
-                stats.greyscale.assign_add(tf.cast(tf.logical_and(real, grey), tf.int64)),
+            live = tf.cast(tf.logical_not(failed_before), tf.int64)
+            checks = [
+                stats.seen.assign_add(live * (index - last_index - tf.cast(sentinel, tf.int64))),
+                stats.decoded.assign_add(live * tf.cast(real, tf.int64)),
+                stats.greyscale.assign_add(live * tf.cast(tf.logical_and(real, grey), tf.int64)),
             ]
+        else:
+            checks = []
         kept_in_epoch = tf.where(sentinel, zero, kept_in_epoch + tf.cast(kept, tf.int64))
-        state = (index, tf.where(sentinel, index, last_sentinel), kept_in_epoch)
+        state = (index, tf.where(sentinel, index, last_sentinel), kept_in_epoch, failed)
         with tf.control_dependencies(checks):
-            return state, (tf.identity(image), grey, sentinel)
+            return state, (tf.identity(image), grey, sentinel, failed, failed_before)
+
+    def check(image, grey, sentinel, failed, failed_before):
+        assertion = tf.debugging.Assert(tf.logical_not(failed), [no_image_message])
+        with tf.control_dependencies([assertion]):
+            return tf.identity(image), grey, sentinel
 
     minus_one = tf.constant(-1, tf.int64)
-    stream = stream.scan((minus_one, minus_one, zero), count)
+    stream = stream.scan((minus_one, minus_one, zero, tf.constant(False)), count)
+    stream = stream.take_while(lambda image, grey, sentinel, failed, failed_before: ~failed_before)
+    stream = stream.map(check)
     stream = stream.filter(lambda image, grey, sentinel: ~(grey | sentinel))
     return stream.map(lambda image, grey, sentinel: image)
 

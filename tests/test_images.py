@@ -348,6 +348,15 @@ def test_stream_of_no_usable_file_raises_instead_of_spinning(tmp_path):
         with pytest.raises(tf.errors.InvalidArgumentError, match="None of the 6 files of an epoch"):
             list(dataset)
         assert stats.as_dict()["skipped"] == 6
+        # Pulling on after the error (as a background prefetch does) ends the stream, counting
+        # nothing twice, instead of decoding the junk again.
+        stream = iter(dataset)
+        stats.reset()
+        with pytest.raises(tf.errors.InvalidArgumentError, match="None of the 6 files"):
+            next(stream)
+        with pytest.raises(StopIteration):
+            next(stream)
+        assert stats.as_dict() == {"seen": 6, "decoded": 0, "skipped": 6, "greyscale": 0}
     Image.fromarray(_photo()).convert("L").save(tmp_path / "grey.png")
     greys = [str(tmp_path / "grey.png")] * 3
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pass drop_greyscale=False"):
