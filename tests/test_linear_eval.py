@@ -125,3 +125,29 @@ def test_bad_input_is_one_sentence_that_quotes_what_was_received(changes, messag
         linear_eval.linear_top1(**_bad(**changes))
     text = str(error.value)
     assert text.endswith(".") and text.count(". ") == 0 and "received" in text
+
+
+def test_the_grid_trained_side_by_side_equals_one_keras_dense_fit_per_pair():
+    import keras
+
+    x_train, y_train, *_ = _splits(separation=1.5, sizes=(200, 1, 1))
+    x_train = linear_eval.standardize(x_train)[0]
+    models = linear_eval.fit_linear_grid(x_train, y_train, CLASSES, GRID, epochs=2, batch_size=32, seed=4)
+    assert len(models) == len(GRID)
+    for (lr, weight_decay), model in zip(GRID, models):
+        # The reference: Keras' own Dense, L2 regularizer, Adam, CosineDecay and fit, on the same batches.
+        batches = linear_eval._Batches(x_train, y_train, 32, 2, seed=4)
+        inputs = keras.Input((x_train.shape[1],))
+        dense = keras.layers.Dense(CLASSES, kernel_initializer="zeros",
+                                   kernel_regularizer=keras.regularizers.L2(weight_decay))
+        reference = keras.Model(inputs, dense(inputs))
+        reference.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, len(batches))),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        reference.fit(batches, epochs=1, shuffle=False, verbose=0)
+        kernel, bias = model.get_layer("linear_head").get_weights()
+        np.testing.assert_allclose(kernel, dense.get_weights()[0], atol=1e-6)
+        np.testing.assert_allclose(bias, dense.get_weights()[1], atol=1e-6)
+        assert np.abs(kernel).max() > 1e-3  # it learned something to compare
+    alone = linear_eval.fit_linear(x_train, y_train, CLASSES, *GRID[1], epochs=2, batch_size=32, seed=4)
+    np.testing.assert_allclose(alone.get_layer("linear_head").get_weights()[0],
+                               models[1].get_layer("linear_head").get_weights()[0], atol=1e-7)

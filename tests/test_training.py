@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -48,11 +49,24 @@ class FirstWeights(keras.callbacks.Callback):
             FirstWeights.weights = [w.numpy().copy() for w in self.model.generator.weights]
 
 
-def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(tmp_path):
-    config = _tiny(tmp_path)
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """The run folder of a run killed after step 4 of its second epoch (5 steps an epoch), trained once;
+    each test resumes its own copy (the run folder may move: `out` is a resumable option)."""
+    config = _tiny(tmp_path_factory.mktemp("killed"))
     with pytest.raises(KeyboardInterrupt):
-        train(config, extra_callbacks=[Crash(at=9)], verbose=0)  # killed after step 4 of epoch 2
-    backup = os.path.join(config.out, "backup")
+        train(config, extra_callbacks=[Crash(at=9)], verbose=0)
+    return config.out
+
+
+def _killed_copy(killed_run, tmp_path):
+    config = _tiny(tmp_path)
+    shutil.copytree(killed_run, config.out)
+    return config, os.path.join(config.out, "backup")
+
+
+def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(killed_run, tmp_path):
+    config, backup = _killed_copy(killed_run, tmp_path)  # killed after step 4 of epoch 2
     assert read_resume_point(backup) == (1, 4)  # the last backup (every 2 steps from the epoch's start): step 4
     saved = build_gan(config)
     saved.load_weights(backup_weights(backup))
@@ -185,8 +199,8 @@ def _killed_run(tmp_path, **overrides):
     return config, os.path.join(config.out, "backup")
 
 
-def test_a_backup_truncated_mid_write_resumes_from_the_one_before(tmp_path, capsys):
-    config, backup = _killed_run(tmp_path)
+def test_a_backup_truncated_mid_write_resumes_from_the_one_before(killed_run, tmp_path, capsys):
+    config, backup = _killed_copy(killed_run, tmp_path)
     record = json.load(open(os.path.join(backup, "resume.json")))
     assert (record["epoch"], record["step"]) == (1, 4) and (record["previous"]["epoch"], record["previous"]["step"]) == (1, 2)
     latest = os.path.join(backup, record["weights"])
@@ -200,8 +214,8 @@ def test_a_backup_truncated_mid_write_resumes_from_the_one_before(tmp_path, caps
     assert summary["optimizer_steps"] == 15  # 7 backed up + 3 to finish epoch 2 + 5: no step lost or repeated
 
 
-def test_a_kill_while_writing_leaves_the_last_backup_whole(tmp_path):
-    config, backup = _killed_run(tmp_path)
+def test_a_kill_while_writing_leaves_the_last_backup_whole(killed_run, tmp_path):
+    config, backup = _killed_copy(killed_run, tmp_path)
     half_written = os.path.join(backup, "backup-000099.partial.weights.h5")
     with open(half_written, "wb") as f:  # a kill before the switch: the record still names the last whole backup
         f.write(b"\x89HDF\r\n" + b"\0" * 100)
@@ -210,8 +224,8 @@ def test_a_kill_while_writing_leaves_the_last_backup_whole(tmp_path):
     assert json.load(open(os.path.join(config.out, "train_summary.json")))["optimizer_steps"] == 15
 
 
-def test_no_readable_backup_is_one_sentence_that_says_how_to_start_over(tmp_path):
-    config, backup = _killed_run(tmp_path)
+def test_no_readable_backup_is_one_sentence_that_says_how_to_start_over(killed_run, tmp_path):
+    config, backup = _killed_copy(killed_run, tmp_path)
     for name in os.listdir(backup):
         if name.endswith(".weights.h5"):
             open(os.path.join(backup, name), "wb").close()
