@@ -167,6 +167,7 @@ def _quadrant_data(n, size=32, seed=0):
 
 
 @pytest.mark.parametrize("momentum, recalibrate", [(MOBILENET_BN_MOMENTUM, 0), (KERAS_MOBILENET_BN_MOMENTUM, 20)])
+@pytest.mark.slow
 def test_a_short_mobilenet_fit_from_scratch_beats_chance_in_inference_mode(momentum, recalibrate):
     """With Keras' momentum alone (0.999, no recalibration) this model stays at chance in inference
     mode after the same steps; the short-schedule momentum, or recalibration, fixes it."""

@@ -47,6 +47,7 @@ def _fwd(model, *specs):
     return _flops(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False), *specs)
 
 
+@pytest.mark.slow
 def test_fused_step_and_reference_flops_follow_from_the_forward_passes():
     from cgan_colorization.gan import build as build_gan
 

@@ -66,6 +66,7 @@ def test_a_missing_best_checkpoint_is_one_sentence_not_the_last_one(colorizer, t
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_resuming_with_other_options_is_refused_and_a_resumed_run_keeps_its_earlier_best(tmp_path):
     config = _config(tmp_path / "run", epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -81,6 +82,7 @@ def test_resuming_with_other_options_is_refused_and_a_resumed_run_keeps_its_earl
     assert json.loads((tmp_path / "run" / "last.json").read_text())["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_downstream_metrics_record_the_last_generator_by_default_and_the_best_when_asked(colorizer, tmp_path):
     base = FinetuneConfig(task="classification", init="colorization", colorizer=str(colorizer), out=str(tmp_path),
                           **TINY)
@@ -96,6 +98,7 @@ def test_downstream_metrics_record_the_last_generator_by_default_and_the_best_wh
     assert on_disk == {"colorization-seed0": "last", "colorization-best-seed0": "best"}
 
 
+@pytest.mark.slow
 def test_two_seeds_of_one_command_leave_two_run_folders(tmp_path):
     for seed in (0, 1):
         run_finetune(FinetuneConfig(task="classification", init="random", colorizer=str(tmp_path / "none"),
@@ -109,6 +112,7 @@ def test_two_seeds_of_one_command_leave_two_run_folders(tmp_path):
     assert len(names) == 12  # every setting but a random init's (unused) checkpoint has its own folder
 
 
+@pytest.mark.slow
 def test_a_missing_colorizer_path_is_refused_before_anything_trains(tmp_path):
     typo = tmp_path / "TYPO"
     result = run_script("finetune_classifier.py", "--init", "colorization", "--colorizer", str(typo),

@@ -66,6 +66,7 @@ def outcome(tmp_path_factory):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_devices_matches_one_device_on_the_same_global_batch(outcome):
     assert outcome["replicas"] == 2
     for key in ("g_l1", "g_gan", "d_loss", "d_real", "d_fake"):
@@ -74,6 +75,7 @@ def test_mirrored_over_two_devices_matches_one_device_on_the_same_global_batch(o
     assert outcome["weight_diff"] < 1e-5  # ...and both strategies moved them alike
 
 
+@pytest.mark.slow
 def test_checkpoints_restore_across_strategies(outcome):
     assert outcome["restore_diff"] == 0.0 and outcome["back_diff"] == 0.0
     assert outcome["iterations"] == [3, 3]  # optimizer state travels too

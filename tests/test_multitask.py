@@ -169,6 +169,7 @@ def trained_mobilenet():
     return model, history, y
 
 
+@pytest.mark.slow
 def test_mobilenet_unet_builds_and_its_colour_loss_falls(trained_mobilenet):
     model, history, y = trained_mobilenet
     net = model.multitask
@@ -221,6 +222,7 @@ def test_mobilenet_local_weights_file_round_trips(tmp_path):
                 np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_mobilenet_weights_transfer_into_its_classifier_and_segmenter(trained_mobilenet):
     model, _, y = trained_mobilenet
     source = model.multitask

@@ -24,6 +24,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("objective", ["gan", "l1", "classification", "multitask"])
+@pytest.mark.slow
 def test_every_objective_transfers_into_both_downstream_models(runs, objective):
     colorizer = load_colorizer(runs[objective])
     classifier = transfer_weights(colorizer.network, build_classifier(32, 4, num_classes=6, dense_units=8))
@@ -36,6 +37,7 @@ def test_every_objective_transfers_into_both_downstream_models(runs, objective):
     assert ab.shape == (4, 32, 32, 2) and np.abs(ab).max() <= 1.0
 
 
+@pytest.mark.slow
 def test_each_objective_logs_its_own_losses(runs):
     headers = {name: open(os.path.join(path, "log.csv")).readline().strip().split(",")
                for name, path in runs.items()}
@@ -46,6 +48,7 @@ def test_each_objective_logs_its_own_losses(runs):
     assert not os.path.exists(os.path.join(runs["l1"], "discriminator.weights.h5"))
 
 
+@pytest.mark.slow
 def test_classification_objective_saves_its_bins_prior_and_weights(runs):
     with open(os.path.join(runs["classification"], "zhang_stats.json")) as f:
         stats = json.load(f)

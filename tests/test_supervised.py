@@ -40,6 +40,7 @@ def test_the_ceiling_learns_the_labels_and_writes_no_colour(ceiling):
         colorizer.predict_ab(np.zeros((1, 32, 32, 1), np.float32))
 
 
+@pytest.mark.slow
 def test_the_ceiling_transfers_its_encoder_by_name_and_is_probed_like_a_colorizer(ceiling, tmp_path):
     network = load_colorizer(str(ceiling)).network
     result = run_finetune(FinetuneConfig(task="segmentation", init="colorization", colorizer=str(ceiling),

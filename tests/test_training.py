@@ -65,6 +65,7 @@ def _killed_copy(killed_run, tmp_path):
     return config, os.path.join(config.out, "backup")
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(killed_run, tmp_path):
     config, backup = _killed_copy(killed_run, tmp_path)  # killed after step 4 of epoch 2
     assert read_resume_point(backup) == (1, 4)  # the last backup (every 2 steps from the epoch's start): step 4
@@ -87,6 +88,7 @@ def test_run_killed_mid_epoch_resumes_at_the_right_step_with_the_saved_weights(k
         train(config, verbose=0)
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_different_seed_different(tmp_path):
     logs = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
@@ -199,6 +201,7 @@ def _killed_run(tmp_path, **overrides):
     return config, os.path.join(config.out, "backup")
 
 
+@pytest.mark.slow
 def test_a_backup_truncated_mid_write_resumes_from_the_one_before(killed_run, tmp_path, capsys):
     config, backup = _killed_copy(killed_run, tmp_path)
     record = json.load(open(os.path.join(backup, "resume.json")))
@@ -214,6 +217,7 @@ def test_a_backup_truncated_mid_write_resumes_from_the_one_before(killed_run, tm
     assert summary["optimizer_steps"] == 15  # 7 backed up + 3 to finish epoch 2 + 5: no step lost or repeated
 
 
+@pytest.mark.slow
 def test_a_kill_while_writing_leaves_the_last_backup_whole(killed_run, tmp_path):
     config, backup = _killed_copy(killed_run, tmp_path)
     half_written = os.path.join(backup, "backup-000099.partial.weights.h5")
@@ -224,6 +228,7 @@ def test_a_kill_while_writing_leaves_the_last_backup_whole(killed_run, tmp_path)
     assert json.load(open(os.path.join(config.out, "train_summary.json")))["optimizer_steps"] == 15
 
 
+@pytest.mark.slow
 def test_no_readable_backup_is_one_sentence_that_says_how_to_start_over(killed_run, tmp_path):
     config, backup = _killed_copy(killed_run, tmp_path)
     for name in os.listdir(backup):
@@ -233,6 +238,7 @@ def test_no_readable_backup_is_one_sentence_that_says_how_to_start_over(killed_r
         train(config, verbose=0)
 
 
+@pytest.mark.slow
 def test_backups_by_wall_time_and_at_epoch_ends(tmp_path):
     _, backup = _killed_run(tmp_path, backup_every=0, out=str(tmp_path / "epochs"))
     assert read_resume_point(backup) == (1, 0)  # no step backups: the end of epoch 1
@@ -264,6 +270,7 @@ class StopAtStep(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_back_up_and_resume_step_exactly(tmp_path):
     config = _tiny(tmp_path, steps_per_execution=2, steps_per_epoch=6)
     with pytest.raises(KeyboardInterrupt):
