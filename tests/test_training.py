@@ -49,13 +49,19 @@ class FirstWeights(keras.callbacks.Callback):
             FirstWeights.weights = [w.numpy().copy() for w in self.model.generator.weights]
 
 
-@pytest.fixture(scope="module")
-def killed_run(tmp_path_factory):
-    """The run folder of a run killed after step 4 of its second epoch (5 steps an epoch), trained once;
-    each test resumes its own copy (the run folder may move: `out` is a resumable option)."""
-    config = _tiny(tmp_path_factory.mktemp("killed"))
+def _killed_run(tmp_path, **overrides):
+    """A run killed after step 4 of its second epoch (5 steps an epoch)."""
+    config = _tiny(tmp_path, **overrides)
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=[Crash(at=9)], verbose=0)
+    return config, os.path.join(config.out, "backup")
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """The run folder of one `_killed_run`, trained once; each test resumes its own copy (the run
+    folder may move: `out` is a resumable option)."""
+    config, _ = _killed_run(tmp_path_factory.mktemp("killed"))
     return config.out
 
 
@@ -191,14 +197,6 @@ def test_train_script_help_explains_presets():
     result = _script("train_colorizer.py", "--help", timeout=60)
     assert result.returncode == 0
     assert "--preset" in result.stdout and "paper" in result.stdout and "--l1-weight" in result.stdout
-
-
-def _killed_run(tmp_path, **overrides):
-    """A run killed after step 4 of its second epoch (5 steps an epoch)."""
-    config = _tiny(tmp_path, **overrides)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, extra_callbacks=[Crash(at=9)], verbose=0)
-    return config, os.path.join(config.out, "backup")
 
 
 @pytest.mark.slow

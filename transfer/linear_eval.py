@@ -110,8 +110,9 @@ def standardize(x_train, *others):
 class _Batches(keras.utils.PyDataset):
     """`epochs` passes over (x, y), each in its own seeded random order, as one stream of batches.
 
-    Batch i is a pure function of (seed, i), so prefetching cannot change the order and nothing
-    global (Python's or NumPy's random state) is read; Keras is asked for one epoch of all the steps.
+    Batch i is a pure function of (seed, i), so the reading order cannot change the batches and
+    nothing global (Python's or NumPy's random state) is read. `fit_linear_grid` reads it by index;
+    being a `PyDataset`, `model.fit` reads the very same batches as one epoch of all the steps.
     The last N mod batch_size images of each order are left out (others next time), so every batch
     has the same shape and the step is traced once.
     """
