@@ -91,6 +91,47 @@ class GeneratorCheckpoint(keras.callbacks.Callback):
             _write_json(os.path.join(self.run_dir, "best.json"), record)
 
 
+KEPT_STEP_FILE = "generator_step{:06d}.weights.h5"  # a generator kept at an optimizer step (--keep-steps)
+KEPT_STEPS_RECORD = "kept_steps.json"
+
+
+class KeepSteps(keras.callbacks.Callback):
+    """Keeps the colorizer network as it is after each of the optimizer steps `steps` (counted over
+    the whole run, resumes included) in `KEPT_STEP_FILE`, with its epoch and step in
+    `KEPT_STEPS_RECORD`: one run at a constant learning rate then also gives the shorter runs'
+    generators (step 3,000 of a 12,000-step run is a 3,000-step run), at no extra training. With
+    several steps per call, a kept step is the first call's end at or past it (its record says which)."""
+
+    def __init__(self, run_dir, steps):
+        super().__init__()
+        self.run_dir = run_dir
+        self.steps = sorted(set(int(s) for s in steps))
+        self._epoch, self._kept = 0, {}
+
+    def on_train_begin(self, logs=None):
+        self._kept = _read_json(os.path.join(self.run_dir, KEPT_STEPS_RECORD))  # a resumed run's
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        pending = [s for s in self.steps if str(s) not in self._kept]
+        if not pending:
+            return
+        done = int(self.model.optimizer_steps)
+        due = [s for s in pending if s <= done]
+        if not due:
+            return
+        kept = self._kept
+        for step in due:
+            name = KEPT_STEP_FILE.format(step)
+            partial = os.path.join(self.run_dir, name.replace(".weights.h5", ".partial.weights.h5"))
+            self.model.network.save_weights(partial)
+            os.replace(partial, os.path.join(self.run_dir, name))
+            kept[str(step)] = {"file": name, "optimizer_step": done, "epoch": self._epoch + 1}
+        _write_json(os.path.join(self.run_dir, KEPT_STEPS_RECORD), kept)
+
+
 def _read_json(path):
     if not os.path.isfile(path):
         return {}

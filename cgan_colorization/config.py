@@ -114,6 +114,8 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("steps_per_epoch", int, 100, "steps per epoch; 0 means one pass over the training files", Range(0)),
     ("lr", float, 2e-4, "Adam learning rate (the paper's text says 2e-3, its code 2e-4)", Range(0, low_open=True)),
     ("beta_1", float, 0.5, "Adam beta_1", Range(0, 1, high_open=True)),
+    ("lr_schedule", str, "constant", "'constant' (pix2pix, the paper) or 'cosine' (decayed to 0 over the run's "
+                                     "steps, e.g. for a converged supervised ceiling)", None),
     ("seed", int, 0, "seed of weights, data order and dropout", Range(0)),
     ("out", str, "runs/colorizer", "run folder; an interrupted run in it is resumed", None),
     ("val_fraction", float, 0.05, "fraction of a photo folder held out for validation and evaluation",
@@ -121,7 +123,7 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("max_photos_per_class", int, 0, "--dataset tinyimagenet:PATH: train on the first N photos of each class "
                                      "(5: ~1k photos, 50: ~10k), nested so a smaller N's photos are among a larger "
                                      "N's; 0 means all", Range(0)),
-    ("val_size", int, 256, "held-out synthetic scenes (or COCO validation images) used for validation", Range(1)),
+    ("val_size", int, 256, "held-out images scored after every epoch: the first N of the held-out split (synthetic scenes, COCO validation images or the photos held out)", Range(1)),
     ("num_classes", int, 6, "object classes of the synthetic scenes", Range(1, 8)),
     ("resize_mode", str, "resize", "'resize' squashes to the size; 'crop' keeps the aspect and crops", None),
     ("random_crop", bool, False, "random instead of centre crops when --resize-mode crop", None),
@@ -135,6 +137,9 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("backup_minutes", float, 0.0, "also back up after this many minutes of training since the last backup (0: not "
                                    "by time); what a GPU run should use, since a paper-size backup (both nets and "
                                    "both Adam states) is hundreds of MB", Range(0)),
+    ("keep_steps", str, "", "comma-separated optimizer steps (e.g. 3000,12000) after which the generator is also kept, "
+                            "as generator_stepNNNNNN.weights.h5 (load it with --colorizer RUN/that file): the shorter "
+                            "runs of a compute contrast, from one run", None),
     ("sample_count", int, 6, "images in the per-epoch sample grid", Range(1)),
     ("jit_compile", bool, False, "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)", None),
     ("strategy", str, "auto", STRATEGY_HELP, None),
@@ -175,6 +180,19 @@ PRESETS = {
 }
 
 
+def parse_steps(text):
+    """The positive optimizer steps of a --keep-steps value ("3000,12000"), sorted; a one-sentence
+    ValueError for anything else."""
+    try:
+        steps = sorted({int(part) for part in str(text).split(",") if part.strip()})
+    except ValueError:
+        raise ValueError(f"--keep-steps takes comma-separated step counts such as 3000,12000, received {text!r}.") \
+            from None
+    if any(step < 1 for step in steps):
+        raise ValueError(f"--keep-steps takes steps >= 1, received {text!r}.")
+    return steps
+
+
 def pretext_of(config):
     """The registry entry of a run's objective, backbone and option values (a one-sentence ValueError
     if there is none)."""
@@ -192,6 +210,7 @@ def check_config(config):
         if value is not None and not valid.contains(value):
             raise ValueError(f"--{name.replace('_', '-')} must be {valid.describe()}, received {value}.")
     backbone.check_size(config.image_size)
+    parse_steps(config.keep_steps)
     for name in registry.options():
         owners = [b for b in registry.BACKBONES.values() if name in b.options]
         value = getattr(config, name)

@@ -37,9 +37,10 @@ TEXT_CHOICES = {
     "mixed_precision": PRECISIONS,
     "checkpoint": CHECKPOINTS,
     "resize_mode": ("resize", "crop"),
+    "lr_schedule": ("constant", "cosine"),
     "color_space": ("lab", "yuv"),
     "init": ("colorization", "random"),
-    "split_mode": ("paper", "official"),
+    "split_mode": ("paper", "official", "sequence"),
     "unfrozen_bn": ("inference", "train"),
 }
 

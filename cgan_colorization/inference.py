@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cgan_colorization.callbacks import KEPT_STEPS_RECORD
 from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINT_FILES, DEFAULT_CHECKPOINT
 from cgan_colorization.pretext import Colorizer
@@ -58,7 +59,10 @@ def checkpoint_info(path):
     kind = _FILE_CHECKPOINT.get(name, "file")
     info = {"file": path, "checkpoint": kind, "epoch": None}
     record = os.path.join(run_dir, _RECORDS.get(kind, ""))
-    if kind in _RECORDS and os.path.isfile(record):
+    kept = _kept_step(run_dir, name)
+    if kept:  # a generator kept at an optimizer step (--keep-steps): "step3000"
+        info.update(checkpoint=f"step{kept[0]}", epoch=kept[1]["epoch"], optimizer_step=kept[1]["optimizer_step"])
+    elif kind in _RECORDS and os.path.isfile(record):
         with open(record) as f:
             info.update(json.load(f))
     elif kind == "last":
@@ -69,6 +73,16 @@ def checkpoint_info(path):
             digest.update(block)
     info["sha256"] = digest.hexdigest()
     return info
+
+
+def _kept_step(run_dir, name):
+    """(step, record) of a generator file kept by --keep-steps, else None."""
+    path = os.path.join(run_dir, KEPT_STEPS_RECORD)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        kept = json.load(f)
+    return next(((int(step), record) for step, record in kept.items() if record.get("file") == name), None)
 
 
 def describe_checkpoint(info):

@@ -105,9 +105,18 @@ class PretextModel(keras.Model):
         return self.update_metrics(values, inputs, targets, outputs)
 
 
+def learning_rate(config):
+    """The run's --lr, constant, or with --lr-schedule cosine decayed to 0 over the run's steps."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    if not config.steps_per_epoch:
+        raise ValueError("--lr-schedule cosine decays over the run's steps: give --steps-per-epoch N.")
+    return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * config.steps_per_epoch)
+
+
 def adam(config):
-    """Adam at the run's rate and beta_1, wrapped for loss scaling under mixed_float16."""
-    optimizer = keras.optimizers.Adam(config.lr, beta_1=config.beta_1)
+    """Adam at the run's rate (`learning_rate`) and beta_1, wrapped for loss scaling under mixed_float16."""
+    optimizer = keras.optimizers.Adam(learning_rate(config), beta_1=config.beta_1)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -15,6 +15,7 @@ import json
 import os
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from cgan_colorization import losses
@@ -89,7 +90,15 @@ def datasets(config, skip_batches=0):
     common = dict(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
     train = labelled.classification_dataset(source, "train", training=True, size=size, **common)
     val = labelled.classification_dataset(source, "val", training=False, size=config.val_size, **common)
-    return train.repeat().skip(skip_batches), val
+    train = train.repeat().skip(skip_batches)
+    if config.flip:  # each image of batch n flipped or not by a draw keyed by (seed, n), also when resumed
+        def flip(index, batch):
+            gray, labels = batch
+            draw = tf.random.stateless_uniform([tf.shape(gray)[0]], seed=tf.stack([tf.constant(config.seed, tf.int64), index]))
+            return tf.where(draw[:, None, None, None] < 0.5, tf.reverse(gray, axis=[2]), gray), labels
+
+        train = train.enumerate(start=skip_batches).map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+    return train, val
 
 
 def build(config, strategy=None, train_ds=None, run_dir=None):

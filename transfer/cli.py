@@ -32,7 +32,13 @@ _HELP = {
     "dense_units": "units of the classifier's two hidden dense layers",
     "seed": "seed of weights, data order and splits",
     "out": "parent folder; this run goes to OUT/<run name>",
-    "split_mode": "'paper' (70/20/10 stratified re-split) or 'official' (VOC train/val lists)",
+    "split_mode": "'paper' (70/20/10 stratified re-split), 'official' (VOC train/val lists) or 'sequence' (video "
+                  "frames of a seg-folder set such as CamVid, split by the name's prefix before '_': test is one "
+                  "whole sequence, val the end of another; docs/data.md)",
+    "test_sequence": "--split-mode sequence: the sequence held out whole as the test split (the default is "
+                     "one of CamVid's)",
+    "val_sequence": "--split-mode sequence: the sequence whose last frames (0.15 of those outside the test sequence, "
+                    "after a gap of 5) are the validation split (unset: the longest one besides the test sequence)",
     "include_difficult": "count VOC objects marked difficult in the image labels",
     "void_index": "mask value to ignore in a labelled folder (CamVid: 11); VOC uses 255",
     "min_fraction": "a class is an image-level label when it covers at least this fraction of a mask",
@@ -177,7 +183,8 @@ def features_parser():
         "colorizer and of the random init of its backbone, one linear SVM per class on pooled, L2-normalized "
         "features, cost by 3-fold cross-validation; test mAP per level, and low-shot curves (on a single-label set "
         "such as tinyimagenet:PATH instead one linear softmax classifier per level, rate and weight decay chosen "
-        "on the validation split: test top-1). Writes OUT/probes.json, OUT/probes.png and OUT/low_shot.png.",
+        "on the validation split: test top-1, and a weighted kNN classifier on the same features: test kNN top-1). "
+        "Writes OUT/probes.json, OUT/probes.png and OUT/low_shot.png.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     count = bounded(int, Range(0))
     parser.add_argument("--colorizer", action="append", default=[],
@@ -201,10 +208,19 @@ def features_parser():
                         help="random draws per low-shot k")
     parser.add_argument("--split-mode", choices=TEXT_CHOICES["split_mode"], default=defaults.split_mode,
                         help=_HELP["split_mode"])
+    parser.add_argument("--test-sequence", default=defaults.test_sequence, help=_HELP["test_sequence"])
+    parser.add_argument("--val-sequence", default=defaults.val_sequence, help=_HELP["val_sequence"])
     parser.add_argument("--void-index", type=bounded(int, RANGES["void_index"]),
                         help=_HELP["void_index"])
     parser.add_argument("--min-fraction", type=bounded(float, RANGES["min_fraction"]),
                         default=defaults.min_fraction, help=_HELP["min_fraction"])
+    parser.add_argument("--knn-k", type=bounded(int, Range(1)), default=defaults.knn_k,
+                        help="single-label sets: training images nearest to each test image that vote in the kNN "
+                             "top-1 (Wu et al. 2018; DINO's 20); capped at the number of training images")
+    parser.add_argument("--knn-temperature", type=bounded(float, Range(0, low_open=True)),
+                        default=defaults.knn_temperature,
+                        help="single-label sets: temperature T of the kNN votes, each weighted exp(cosine / T) "
+                             "(DINO's 0.07; smaller: the nearest neighbours count more)")
     return parser
 
 
@@ -217,7 +233,9 @@ def features_main(argv=None):
                          dataset=args.dataset, out=args.out, seed=args.seed, random_seeds=args.random_seeds,
                          train_size=args.train_size, test_size=args.test_size, batch_size=args.batch_size,
                          shots=args.shots, draws=args.draws, split_mode=args.split_mode,
-                         void_index=args.void_index, min_fraction=args.min_fraction)
+                         test_sequence=args.test_sequence, val_sequence=args.val_sequence,
+                         void_index=args.void_index, min_fraction=args.min_fraction, knn_k=args.knn_k,
+                         knn_temperature=args.knn_temperature)
     from transfer.feature_eval import check_inits, run_probes
 
     try:

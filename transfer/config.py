@@ -27,6 +27,8 @@ class FinetuneConfig:
     seed: int = 0
     out: str = None  # None: runs/classifier or runs/segmenter
     split_mode: str = "paper"
+    test_sequence: str = "0006R0"  # --split-mode sequence: the test sequence (splits.DEFAULT_TEST_SEQUENCE)
+    val_sequence: str = None  # --split-mode sequence: the sequence ending in val; None: the longest other
     include_difficult: bool = True
     void_index: int = None
     min_fraction: float = 0.01
@@ -93,6 +95,9 @@ def default_run_name(config):
 # Low-shot probes: positives per class, and random draws of each k.
 SHOTS = (1, 2, 4, 8, 16, 32)
 DRAWS = 5
+# kNN top-1 on single-label sets: neighbours that vote and the temperature of their weights (DINO's values).
+KNN_K = 20
+KNN_TEMPERATURE = 0.07
 
 
 @dataclasses.dataclass
@@ -111,7 +116,11 @@ class ProbeConfig:
     shots: tuple = SHOTS
     draws: int = DRAWS
     split_mode: str = "paper"
+    test_sequence: str = "0006R0"
+    val_sequence: str = None
     void_index: int = None
     min_fraction: float = 0.01
     synthetic_classes: int = 6
     pooled_size: int = None  # values per level; None: 9k for the SVM probes, LINEAR_POOLED_SIZE for linear top-1
+    knn_k: int = KNN_K  # single-label sets: neighbours that vote in the kNN top-1
+    knn_temperature: float = KNN_TEMPERATURE  # and the temperature of their weights exp(cosine / T)

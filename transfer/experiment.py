@@ -137,18 +137,30 @@ def _scores(model, dataset):
     return np.concatenate(truths), np.concatenate(preds)
 
 
-def evaluate_model(model, config, source, dataset):
-    """Test-split scores: mAP and the accuracies, or per-class IoU, mIoU and pixel accuracy."""
+def evaluate_model(model, config, source, dataset, with_per_image=False):
+    """Test-split scores: mAP and the accuracies, or per-class IoU, mIoU and pixel accuracy. With
+    `with_per_image`, also the per-image arrays that a bootstrap resamples (`transfer.stats`): `correct`
+    (int8 [N], top-1) for one label per image, `scores` and `labels` ([N, C]) for several, `confusion`
+    (int32 [N, C, C], void excluded) for segmentation."""
     if config.task == "classification":
         y_true, scores = _scores(model, dataset)
-        report = tm.single_label_report if _single_label(source) else tm.classification_report
-        return dict(report(y_true, scores, class_names=source.class_names), num_images=int(len(y_true)))
-    cm, images = np.zeros((source.num_classes, source.num_classes), np.int64), 0
-    for x, y in dataset:
-        prediction = np.argmax(model(x, training=False).numpy(), axis=-1)
-        cm += tm.confusion_matrix(y.numpy(), prediction, source.num_classes, void_index=VOID)
-        images += int(y.shape[0])
-    return dict(tm.segmentation_report(cm, class_names=source.class_names), num_images=images)
+        if _single_label(source):
+            report = tm.single_label_report(y_true, scores, class_names=source.class_names)
+            per_image = dict(correct=(scores.argmax(axis=1) == y_true.argmax(axis=1)).astype(np.int8))
+        else:
+            report = tm.classification_report(y_true, scores, class_names=source.class_names)
+            per_image = dict(scores=scores.astype(np.float32), labels=y_true.astype(np.int8))
+    else:
+        n, confusion = source.num_classes, []
+        for x, y in dataset:
+            prediction = np.argmax(model(x, training=False).numpy(), axis=-1)
+            confusion += [tm.confusion_matrix(truth, guess, n, void_index=VOID) for truth, guess in zip(y.numpy(),
+                                                                                                       prediction)]
+        per_image = dict(confusion=np.array(confusion, np.int32).reshape(-1, n, n))
+        report = tm.segmentation_report(per_image["confusion"].sum(axis=0, dtype=np.int64),
+                                        class_names=source.class_names)
+    report = dict(report, num_images=len(next(iter(per_image.values()))))
+    return (report, per_image) if with_per_image else report
 
 
 def label_subset(source, config):
@@ -206,6 +218,7 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
     # The data first, so that a wrong --dataset stops the run before a default colorizer is trained.
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
+        test_sequence=config.test_sequence, val_sequence=config.val_sequence,
         include_difficult=config.include_difficult, void_index=config.void_index,
         min_fraction=config.min_fraction, num_classes=config.num_classes,
         synthetic_classes=config.synthetic_classes)
@@ -244,6 +257,8 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
                                  metrics_factory=metrics_factory, transferred=transferred, log_dir=run_dir,
                                  steps_per_epoch=steps, verbose=verbose, unfrozen_bn=config.unfrozen_bn,
                                  recalibrate_batches=config.recalibrate_bn)
+    inspection = inspect(model, data, source) if inspect else None  # before the test, as it always ran
+    test, per_image = evaluate_model(model, config, source, data["test"], with_per_image=True)
     result = {
         "task": config.task, "init": config.init, "pretext": pretext_name(config, colorizer, backbone),
         "dataset": config.dataset, "seed": config.seed, "label_fraction": config.label_fraction,
@@ -252,8 +267,8 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         "bn_momenta": sorted({float(layer.momentum) for layer in batchnorm_layers(model)}),
         "unfrozen_bn": config.unfrozen_bn if config.init == "colorization" else None,
         "colorizer": colorizer.checkpoint if colorizer is not None else None,
-        "inspection": inspect(model, data, source) if inspect else None,
-        "test": evaluate_model(model, config, source, data["test"]),
+        "inspection": inspection,
+        "test": test,
         "history": history,
         "transfer": dataclasses.asdict(report) if report else None,
         "seconds": round(time.time() - start, 1),
@@ -263,6 +278,10 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         model.save_weights(os.path.join(run_dir, "model.weights.h5"))
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=float)
+    items = source.items("test", config.test_size or None)  # None for the synthetic scenes
+    if items is not None and len(items) == test["num_images"]:  # the names pair runs image by image
+        per_image["items"] = np.array([str(item) for item in items])
+    np.savez_compressed(os.path.join(run_dir, "per_image.npz"), seed=config.seed, **per_image)
     log(f"worker {worker_index()}: final weights sha256 {result['weights_sha256']}")  # equal on every worker
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)

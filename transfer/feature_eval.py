@@ -4,7 +4,10 @@ score by encoder level (one line per init) and the low-shot curves.
 
 A multi-label set (VOC, CamVid's derived labels, the synthetic scenes) is probed with one linear SVM
 per class (test mAP, `probes`); a single-label one (Tiny ImageNet) with one linear softmax
-classifier (test top-1, `linear_eval`), its rate and weight decay chosen on the validation split.
+classifier (test top-1, `linear_eval`), its rate and weight decay chosen on the validation split, and
+with a weighted kNN classifier on the same pooled features (test kNN top-1, `knn_eval`) whose bank is
+the training split alone, the images the linear classifier is fit on (val stays out of the bank: it
+chooses the best level by kNN, as it does for the linear classifier).
 """
 
 import dataclasses
@@ -21,7 +24,7 @@ from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import plt
 from data import labelled
-from transfer import linear_eval, probes
+from transfer import knn_eval, linear_eval, probes
 
 # Values per level for the linear top-1 probe: ~2k (not the SVMs' 9k), so that one level of 10k training
 # images takes about a minute here (linear_eval's measured cost) and a study can probe ten networks.
@@ -30,6 +33,7 @@ LINEAR_POOLED_SIZE = 2048
 
 def _labelled_source(config):
     return labelled.parse_labelled(config.dataset, "classification", seed=config.seed, split_mode=config.split_mode,
+                                   test_sequence=config.test_sequence, val_sequence=config.val_sequence,
                                    void_index=config.void_index, min_fraction=config.min_fraction,
                                    synthetic_classes=config.synthetic_classes)
 
@@ -70,9 +74,13 @@ def _colorizer_specs(config):
 
 
 def _linear_levels(model, names, source, image_size, color_space, config, log):
-    """Linear top-1 of every level on a single-label set: trained on the first `train_size` training
-    images (class-balanced), its rate and weight decay chosen on the validation split, scored on the
-    test split; the best level is the one with the highest validation top-1."""
+    """Linear and kNN top-1 of every level on a single-label set. The linear classifier is trained on
+    the first `train_size` training images (class-balanced), its rate and weight decay chosen on the
+    validation split, and scored on the test split; the best level is the one with the highest
+    validation top-1. The kNN classifier's bank is those same training images (not val), its k and
+    temperature are `config.knn_k` (capped at the bank's size, the k used recorded) and
+    `config.knn_temperature`, and it is scored on the test split ("knn_top1") and on the validation
+    split ("knn_val_top1", which picks "knn_best_level")."""
     pooled = config.pooled_size or LINEAR_POOLED_SIZE
     splits = {}
     for split, size in (("train", config.train_size), ("val", None), ("test", config.test_size)):
@@ -80,14 +88,26 @@ def _linear_levels(model, names, source, image_size, color_space, config, log):
                               progress=False, pooled_size=pooled)
         splits[split] = (x, y.argmax(axis=1))
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
+    knn_k = min(config.knn_k, len(y_train))
+    if knn_k < config.knn_k:
+        log(f"  kNN: k = {knn_k}, all the training images (--knn-k {config.knn_k} is more than the bank holds)")
     levels = {}
     for name in names:
         levels[name] = linear_eval.linear_top1(x_train[name], y_train, x_val[name], y_val, x_test[name], y_test,
                                                source.num_classes, seed=config.seed)
+        knn = {split: knn_eval.knn_top1(x_train[name], y_train, x, y, source.num_classes, k=knn_k,
+                                        temperature=config.knn_temperature)
+               for split, (x, y) in (("val", (x_val[name], y_val)), ("test", (x_test[name], y_test)))}
+        levels[name].update(knn_top1=knn["test"]["top1"], knn_top5=knn["test"]["top5"],
+                            knn_val_top1=knn["val"]["top1"])
         log(f"  {name:<22} dim {x_train[name].shape[1]:>6}  val top-1 {100 * levels[name]['val_top1']:6.2f}  "
-            f"test top-1 {100 * levels[name]['top1']:6.2f}")
+            f"test top-1 {100 * levels[name]['top1']:6.2f}  kNN val {100 * levels[name]['knn_val_top1']:6.2f}  "
+            f"test {100 * levels[name]['knn_top1']:6.2f}")
     best = max(levels, key=lambda name: levels[name]["val_top1"])
-    return {"levels": levels, "best_level": best, "num_train": int(len(y_train)), "num_test": int(len(y_test))}
+    knn_best = max(levels, key=lambda name: levels[name]["knn_val_top1"])
+    return {"levels": levels, "best_level": best, "knn_best_level": knn_best,
+            "knn": {"k": int(knn_k), "temperature": float(config.knn_temperature), "bank": "train"},
+            "num_train": int(len(y_train)), "num_test": int(len(y_test))}
 
 
 def inits(config, log=print):
@@ -151,32 +171,46 @@ def measure(outcomes):
     return "top1" if "top1" in first else "mAP"
 
 
-def _level_stats(outcomes, level):
-    values = [o["levels"][level][measure(outcomes)] for o in outcomes if level in o["levels"]]
+def _level_stats(outcomes, level, key=None):
+    values = [o["levels"][level][key or measure(outcomes)] for o in outcomes if level in o["levels"]]
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def format_table(result):
-    """Markdown: test mAP (%) by init and level; random floors give mean ± std over their seeds."""
+def _score_table(result, key, best_key, best_label):
+    """Markdown rows: the score `key` (%) by init and level, and each init's `best_key` level."""
     levels = list(dict.fromkeys(level for outcomes in result["inits"].values() for o in outcomes
                                 for level in o["levels"]))
-    rows = ["| init | " + " | ".join(levels) + " | best level (by CV) |", "|---|" + "---|" * (len(levels) + 1)]
+    rows = ["| init | " + " | ".join(levels) + f" | {best_label} |", "|---|" + "---|" * (len(levels) + 1)]
     for name, outcomes in result["inits"].items():
         cells = []
         for level in levels:
             if all(level not in o["levels"] for o in outcomes):
                 cells.append("")
                 continue
-            mean, std = _level_stats(outcomes, level)
+            mean, std = _level_stats(outcomes, level, key)
             cells.append(f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if len(outcomes) > 1 else ""))
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {outcomes[0]['best_level']} |")
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {outcomes[0][best_key]} |")
+    return rows
+
+
+def format_table(result):
+    """Markdown: test mAP or linear top-1 (%) by init and level, and on a single-label set a second table
+    of kNN top-1; random floors give mean ± std over their seeds."""
     any_inits = next(iter(result["inits"].values()))
     any_init = any_inits[0]
+    rows = _score_table(result, measure(any_inits), "best_level", "best level (by CV)")
     if measure(any_inits) == "top1":
         rows.append(f"\nTest top-1 (%). {any_init['num_train']} training and {any_init['num_test']} test images; one "
                     "linear softmax classifier on standardized features average-pooled to about "
                     f"{(result['config'].get('pooled_size') or LINEAR_POOLED_SIZE):,} values, rate and weight decay "
                     "chosen on the validation split; best level by validation top-1.")
+        if "knn_best_level" in any_init:
+            knn = any_init["knn"]
+            rows += ["", *_score_table(result, "knn_top1", "knn_best_level", "best level (by val kNN)")]
+            rows.append(f"\nTest kNN top-1 (%). The same pooled features, L2-normalized; each test image's k = "
+                        f"{knn['k']} most cosine-similar of the {any_init['num_train']} training images vote for "
+                        f"their class with weight exp(cosine / {knn['temperature']:g}); best level by validation "
+                        "kNN top-1.")
     else:
         rows.append(f"\nTest mAP (%). {any_init['num_train']} training and {any_init['num_test']} test images; "
                     "linear SVM per class on L2-normalized features average-pooled to about 9k values, cost by "

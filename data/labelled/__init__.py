@@ -53,6 +53,12 @@ Documented choices
   train and val folders keeps them, and its val folder is split 2:1 (stratified) into val and
   test (a test folder, when present, is the test split instead). With `split_mode="paper"` the
   folders are pooled and re-split 70/20/10; a set without a val folder is always re-split.
+* **Sequence split** (`split_mode="sequence"`, folder sets of video frames such as CamVid): the
+  folders are pooled and split by the frame name's prefix up to the first `_`, so that no
+  near-duplicate neighbouring frames sit on both sides: test = one whole sequence (`test_sequence`,
+  default 0006R0), val = a block of 15 % of the remaining frames at the end of another
+  (`val_sequence`, default the longest), 5 frames before it left out, train = the rest; no seed (see
+  `data/labelled/splits.py`). CamVid (SegNet's train + val folders): 307 / 55 / 101.
 * **Tiny ImageNet** (`tinyimagenet:PATH`): fixed splits whatever `split_mode`: test = the val
   photos, val = the last 10 train photos of each class, train = the rest in a class-balanced
   order (every prefix holds about as many photos of each class), see `data/tinyimagenet.py`.
@@ -75,6 +81,7 @@ from data import TASKS, images  # noqa: F401 - TASKS: the tasks of the labelled 
 from data.color import check_color_space, split_rgb
 from data.labelled import folders, voc
 from data.labelled.source import ParseOptions, _check_split
+from data.labelled.splits import DEFAULT_TEST_SEQUENCE
 from data.labelled.synthetic import parse_synthetic, synthetic_scenes
 from data.labelled.masks import read_mask
 from data.labelled.transforms import _match_mask, crop_pair, rescale_pair, resize_pair
@@ -82,7 +89,7 @@ from data.images import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-SPLIT_MODES = ("paper", "official")
+SPLIT_MODES = ("paper", "official", "sequence")
 EVAL_FITS = ("crop", "resize")
 
 _SHUFFLE_BUFFER = 4096
@@ -94,11 +101,13 @@ _SHUFFLE_BUFFER = 4096
 
 
 class _Source(typing.NamedTuple):
-    """One entry of `SOURCES`: the parser `parse(rest, task, options) -> LabelledSource`, and
-    whether the text after the prefix (`rest`) must be non-empty for the spec to be valid."""
+    """One entry of `SOURCES`: the parser `parse(rest, task, options) -> LabelledSource`, whether
+    the text after the prefix (`rest`) must be non-empty for the spec to be valid, and whether its
+    items are video frames that `split_mode="sequence"` can split by sequence."""
 
     parse: typing.Callable
     needs_argument: bool
+    frames: bool = False
 
 
 def _parse_tinyimagenet(rest, task, options):
@@ -113,14 +122,15 @@ SOURCES = {
     "synthetic": _Source(parse_synthetic, needs_argument=False),
     "voc:": _Source(voc.parse_voc, needs_argument=True),
     "tfds:": _Source(voc.parse_tfds_voc, needs_argument=False),  # any other name: its own error
-    "seg-folder:": _Source(folders.parse_folder, needs_argument=True),
+    "seg-folder:": _Source(folders.parse_folder, needs_argument=True, frames=True),
     "tinyimagenet:": _Source(_parse_tinyimagenet, needs_argument=True),
 }
 
 
 def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=True,
                    void_index=None, min_fraction=0.01, num_classes=None, synthetic_classes=6,
-                   tfds_data_dir=None, verbose=True):
+                   tfds_data_dir=None, verbose=True, test_sequence=DEFAULT_TEST_SEQUENCE,
+                   val_sequence=None):
     """Resolves a `--dataset` value into a `LabelledSource`, checking the files once, now.
 
     Args:
@@ -129,9 +139,11 @@ def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=
             "seg-folder:ROOT" (ROOT holding train/trainannot[, val/valannot[, test/testannot]])
             or "tinyimagenet:PATH" (classification only).
         task: "classification" or "segmentation".
-        seed: Seed of the stratified re-split (Tiny ImageNet: of the train order).
-        split_mode: "paper" (stratified 70/20/10 re-split) or "official" (see module docs);
-            Tiny ImageNet's splits are fixed whatever the mode.
+        seed: Seed of the stratified re-split (Tiny ImageNet: of the train order); the sequence
+            split has none.
+        split_mode: "paper" (stratified 70/20/10 re-split), "official" or "sequence" (folder
+            sets of video frames only; see module docs); Tiny ImageNet's splits are fixed
+            whatever the other modes.
         include_difficult: VOC classification: whether objects marked difficult count.
         void_index: Void value in the mask files (default 255; CamVid uses 11).
         min_fraction: A class is present in a mask (image-level label) when it covers at least
@@ -141,6 +153,9 @@ def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=
         synthetic_classes: K of the synthetic scenes (1..8).
         tfds_data_dir: TFDS data folder for "tfds:" specs.
         verbose: Show a progress bar while many annotations or masks are scanned.
+        test_sequence: `split_mode="sequence"`: the sequence that is the test split.
+        val_sequence: `split_mode="sequence"`: the sequence whose last frames are the validation
+            split (None: the longest other one).
 
     Raises:
         ValueError: unknown spec/task/mode, inconsistent options, no image/mask pairs.
@@ -173,10 +188,19 @@ def parse_labelled(spec, task, *, seed=0, split_mode="paper", include_difficult=
             f"'seg-folder:IMAGES,MASKS' (or 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,"
             f"VAL_MASKS') or 'tinyimagenet:PATH', received {spec!r}."
         )
+    for name, value in (("test_sequence", test_sequence), ("val_sequence", val_sequence)):
+        if (value is not None or name == "test_sequence") and (
+                not isinstance(value, str) or not value or "_" in value):
+            raise ValueError(f"{name} must be a sequence name (a frame name's prefix before its "
+                             f"first '_', such as '0006R0'), received {value!r}.")
+    if split_mode == "sequence" and not source.frames:
+        raise ValueError(f"split_mode='sequence' splits the video frames of a 'seg-folder:' set by "
+                         f"sequence, which {spec!r} has not; use split_mode='paper' or 'official'.")
     options = ParseOptions(
         seed=seed, split_mode=split_mode, include_difficult=include_difficult,
         void_index=void_index, min_fraction=min_fraction, num_classes=num_classes,
-        synthetic_classes=synthetic_classes, tfds_data_dir=tfds_data_dir, verbose=verbose)
+        synthetic_classes=synthetic_classes, tfds_data_dir=tfds_data_dir, verbose=verbose,
+        test_sequence=test_sequence, val_sequence=val_sequence)
     return source.parse(rest, task, options)
 
 

@@ -7,7 +7,9 @@ labels come from the masks (`data.labelled.masks.scan_masks`), which are checked
 start-up. A set with separate train and val folders keeps them under `split_mode="official"`,
 and its val folder is split 2:1 (stratified) into val and test (a test folder, when present, is
 the test split instead); with `split_mode="paper"` the folders are pooled and re-split 70/20/10,
-and a set without a val folder is always re-split.
+and a set without a val folder is always re-split. With `split_mode="sequence"` the folders are
+pooled and split by video sequence, the file name's prefix up to its first `_`
+(`data.labelled.splits.sequence_split`).
 """
 
 import logging
@@ -18,7 +20,8 @@ import numpy as np
 from data import images
 from data.labelled.source import LabelledSource
 from data.labelled.masks import VOID, scan_masks
-from data.labelled.splits import PAPER_FRACTIONS, SPLITS, _split_sizes, paper_split, stratified_split
+from data.labelled.splits import (PAPER_FRACTIONS, SPLITS, _split_sizes, paper_split,
+                                  sequence_split, stratified_split)
 
 _logger = logging.getLogger(__name__)
 
@@ -96,6 +99,10 @@ def parse_folder(rest, task, options):
     if len(set(items)) != len(items):
         raise ValueError(f"The same image is listed twice in 'seg-folder:{rest}'.")
     mask_paths = {image: mask for image, mask in all_pairs}
+    splits = None
+    if split_mode == "sequence":  # needs no labels: a name without a sequence stops before the scan
+        splits = sequence_split(items, options.test_sequence, options.val_sequence,
+                                what=f"'seg-folder:{rest}'")
     presence, counts = scan_masks([mask for _, mask in all_pairs], void_index, num_classes,
                                   options.min_fraction, options.verbose)
     if num_classes is None:  # the largest non-void value + 1: exactly the width of counts
@@ -103,7 +110,7 @@ def parse_folder(rest, task, options):
             raise ValueError(f"Every mask of 'seg-folder:{rest}' is void (value {void_index}).")
         num_classes = counts.shape[1]
     labels = dict(zip(items, presence))
-    if split_mode == "official" and "val" in group_pairs:
+    if splits is None and split_mode == "official" and "val" in group_pairs:
         splits = {"train": [image for image, _ in group_pairs["train"]]}
         val = [image for image, _ in group_pairs["val"]]
         if "test" in group_pairs:
@@ -113,7 +120,7 @@ def parse_folder(rest, task, options):
             val_test = stratified_split(val, np.stack([labels[i] for i in val]),
                                         _split_sizes(len(val), (2 / 3, 1 / 3)), seed)
             splits["val"], splits["test"] = val_test
-    else:
+    elif splits is None:
         splits = paper_split(items, np.stack([labels[i] for i in items]), PAPER_FRACTIONS, seed)
     images.check_readable(items)
     folders = [os.path.abspath(d) for dirs in groups.values() for d in dirs]

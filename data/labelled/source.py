@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from data.labelled.splits import SPLITS
+from data.labelled.splits import DEFAULT_TEST_SEQUENCE, SPLITS
 
 SYNTHETIC_SPLIT_SIZES = {"train": 2048, "val": 512, "test": 512}  # default synthetic set sizes
 
@@ -27,6 +27,8 @@ class ParseOptions:
     synthetic_classes: int = 6
     tfds_data_dir: str | None = None
     verbose: bool = True
+    test_sequence: str = DEFAULT_TEST_SEQUENCE
+    val_sequence: str | None = None
 
 
 @dataclasses.dataclass
@@ -48,8 +50,8 @@ class LabelledSource:
         labels: item -> float32 multi-hot [num_classes] (segmentation: classes present in the
             mask, from `min_fraction`); may be empty for official VOC segmentation splits.
         file_void_index: Void value in the mask files (e.g. 11 for CamVid), mapped to `VOID`.
-        split_mode: "paper" or "official"; "fixed" for a source whose splits no mode changes
-            (Tiny ImageNet).
+        split_mode: "paper", "official" or "sequence"; "fixed" for a source whose splits no mode
+            changes (Tiny ImageNet).
         synthetic_classes: K of the synthetic scenes.
         tfds_data_dir: TFDS data folder of a "tfds" source.
         root: The resolved folder(s) the data came from.

@@ -9,9 +9,29 @@ JPEGs. The paper's segmentation split of the 2,913 VOC masks, 2,039 / 577 / 297,
 rounding of 70/20/10 (577 / 2913 = 19.8 %), so `PAPER_SPLIT_SIZES` holds it verbatim. Each
 split gets at least one item when n >= 3. Segmentation sets are stratified over image-level
 classes derived from the masks (`data.labelled.masks.scan_masks`).
+
+**Sequence split** (`sequence_split`): for video frames, whose neighbours are near duplicates, so a
+random split puts nearly the same picture in train and test. The sequence of a frame is its file
+name's prefix up to the first `_` (CamVid's `0016E5_07959.png` is in `0016E5`); frames are ordered
+by name, digit runs compared as numbers. The rule has no seed, so it is the same for every seed:
+* test: every frame of one named sequence (CamVid: `DEFAULT_TEST_SEQUENCE`, 0006R0, 101 frames);
+* val: the last `round(0.15 R)` frames of one other sequence (by default the longest remaining one,
+  ties to the first name), R being the frames outside the test sequence, at most that sequence's
+  length minus the gap and one frame;
+* the `SEQUENCE_GAP` (5) frames just before that block belong to no split, so no near-duplicate
+  pair straddles the end of that sequence's training block and its validation block;
+* train: everything else, in a spread order: the frames (sequence by sequence, in frame order) in
+  bit-reversed index order, so every prefix (`--label-fraction`, `--train-size`) samples each
+  training sequence evenly over its length, and smaller prefixes nest in larger ones.
+On SegNet's CamVid copy (train + val folders, 468 frames of 0001TP, 0006R0 and 0016E5) this gives
+train 307 (0001TP's 62 and the first 245 of 0016E5), val 55 (0016E5's last), test 101 (0006R0),
+and 5 frames of 0016E5 left out.
 """
 
+import logging
 import math
+import os
+import re
 
 import numpy as np
 
@@ -19,6 +39,13 @@ SPLITS = ("train", "val", "test")
 PAPER_FRACTIONS = (0.7, 0.2, 0.1)
 # The paper's split sizes for its two labelled sets, used verbatim for the default fractions.
 PAPER_SPLIT_SIZES = {17125: (11987, 3425, 1713), 2913: (2039, 577, 297)}
+# The sequence split (see module docs): CamVid's held-out sequence, the validation share of the
+# frames outside it, and the frames left out between a sequence's training and validation blocks.
+DEFAULT_TEST_SEQUENCE = "0006R0"
+SEQUENCE_VAL_FRACTION = 0.15
+SEQUENCE_GAP = 5
+
+_logger = logging.getLogger(__name__)
 
 
 def _split_sizes(n, fractions):
@@ -156,3 +183,85 @@ def paper_split(ids, label_matrix, fractions=PAPER_FRACTIONS, seed=0):
     ids = list(ids)
     parts = stratified_split(ids, label_matrix, _split_sizes(len(ids), fractions), seed)
     return dict(zip(SPLITS, parts))
+
+
+def frame_sequence(name):
+    """The sequence of a frame: its file name's prefix up to the first '_' (None without one)."""
+    prefix, sep, _ = os.path.basename(name).partition("_")
+    return prefix if sep and prefix else None
+
+
+def _frame_key(name):
+    """Frame-name order: the base name with its digit runs compared as numbers."""
+    base = os.path.basename(name)
+    parts = re.split(r"(\d+)", base)
+    return [int(part) if i % 2 else part for i, part in enumerate(parts)], base
+
+
+def _spread(frames):
+    """`frames` in bit-reversed index order (0, n/2, n/4, 3n/4, ...): each prefix spreads evenly."""
+    bits = max(1, (len(frames) - 1).bit_length())
+    order = sorted(range(len(frames)), key=lambda i: int(format(i, f"0{bits}b")[::-1], 2))
+    return [frames[i] for i in order]
+
+
+def sequence_split(names, test_sequence=DEFAULT_TEST_SEQUENCE, val_sequence=None,
+                   val_fraction=SEQUENCE_VAL_FRACTION, gap=SEQUENCE_GAP, what="the set"):
+    """The sequence-disjoint split of video frames (see module docs); it takes no seed.
+
+    Args:
+        names: Frame file names or paths (the items of the split), each `SEQUENCE_...`.
+        test_sequence: The sequence held out whole as the test split.
+        val_sequence: The sequence whose last frames are the validation split (None: the longest
+            one besides the test sequence, ties to the first name).
+        val_fraction: Validation share of the frames outside the test sequence.
+        gap: Frames left out between the validation sequence's training and validation blocks.
+        what: How errors name the set, e.g. "'seg-folder:PATH'".
+
+    Returns:
+        dict(train=..., val=..., test=...) of items of `names`; val and test in frame order,
+        train in its spread order. The `gap` frames left out are in none of them.
+
+    Raises:
+        ValueError: a name without a sequence prefix, an unknown or unusable sequence.
+    """
+    names = list(names)
+    unnamed = [name for name in names if frame_sequence(name) is None]
+    if unnamed:
+        raise ValueError(
+            f"split_mode='sequence' needs frame names that start with their sequence and '_' (as "
+            f"CamVid's 0016E5_07959.png), but {len(unnamed)} of the {len(names)} in {what} do not, "
+            f"such as {os.path.basename(unnamed[0])!r}; use split_mode='paper' instead.")
+    sequences = {}
+    for name in sorted(names, key=_frame_key):
+        sequences.setdefault(frame_sequence(name), []).append(name)
+    known = ", ".join(sorted(sequences))
+    for option, value in (("test_sequence", test_sequence), ("val_sequence", val_sequence)):
+        if (value is not None or option == "test_sequence") and value not in sequences:
+            raise ValueError(f"{option} {value!r} is not a sequence of {what}, whose sequences "
+                             f"are {known}.")
+    if val_sequence == test_sequence:
+        raise ValueError(f"val_sequence and test_sequence are both {val_sequence!r}; the "
+                         f"validation sequence must be another of {known}.")
+    rest = {s: frames for s, frames in sorted(sequences.items()) if s != test_sequence}
+    if not rest:
+        raise ValueError(f"{what} holds only the sequence {test_sequence!r}, so nothing is left to "
+                         f"train on once it is the test split; use split_mode='paper' instead.")
+    if val_sequence is None:
+        val_sequence = max(rest, key=lambda s: len(rest[s]))  # ties: the first name
+    frames = rest[val_sequence]
+    if len(frames) < gap + 2:
+        raise ValueError(f"The validation sequence {val_sequence!r} of {what} has {len(frames)} "
+                         f"frames, too few for a training block, a gap of {gap} and a validation "
+                         f"block; choose a longer one of {known}.")
+    outside = sum(len(block) for block in rest.values())
+    n_val = min(max(1, math.floor(val_fraction * outside + 0.5)), len(frames) - gap - 1)
+    train_block = len(frames) - n_val - gap
+    val = frames[train_block + gap:]
+    rest[val_sequence] = frames[:train_block]
+    train = _spread([frame for block in rest.values() for frame in block])
+    _logger.info("Sequence split of %s: test %s (%d frames), val the last %d frames of %s after a "
+                 "gap of %d, train %d frames of %s.", what, test_sequence,
+                 len(sequences[test_sequence]), n_val, val_sequence, gap, len(train),
+                 ", ".join(rest))
+    return dict(train=train, val=val, test=list(sequences[test_sequence]))
