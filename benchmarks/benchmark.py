@@ -12,9 +12,14 @@ import json
 import os
 import sys
 
-from cgan_colorization import runtime
+from cgan_colorization import registry, runtime
 from cgan_colorization.config import PRECISION_HELP, Range, add_alias, bounded
 from cgan_colorization.constants import PRECISIONS
+
+
+# The pretexts trained on (L, ab) pairs of any photo source (the multitask ones need masks, the ceiling labels).
+BENCHMARKED_OBJECTIVES = tuple(dict.fromkeys(p.objective for p in registry.PRETEXTS.values()
+                                             if p.colorizes and not p.needs_masks and not p.needs_labels))
 
 
 def _sizes(text):
@@ -33,7 +38,9 @@ def build_parser():
     parser.add_argument("--sizes", type=_sizes, default=_sizes("64,128,256"), help="comma-separated image sizes")
     parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--base-filters", type=positive, default=64, help="U-Net width (the paper's 64 by default)")
-    parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH or coco:PATH")
+    parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH, coco:PATH or tinyimagenet:PATH")
+    parser.add_argument("--objective", default="gan", choices=BENCHMARKED_OBJECTIVES,
+                        help="the pretext whose train step is timed (the reference loop exists for gan only)")
     parser.add_argument("--steps", type=positive, default=20, help="timed train steps")
     parser.add_argument("--pipeline-batches", type=positive, default=50)
     parser.add_argument("--reference-steps", type=positive, default=10)
@@ -76,7 +83,8 @@ def main(argv=None):
     results = []
     for size in args.sizes:
         print(f"== {size} px, batch {args.batch_size}")
-        config = benchmark_config(size, args.batch_size, args.base_filters, args.dataset, args.jit_compile)
+        config = benchmark_config(size, args.batch_size, args.base_filters, args.dataset, args.jit_compile,
+                                  args.objective)
         result = run_benchmark(config, args.steps, args.pipeline_batches, args.reference_steps,
                                reference=not args.no_reference)
         if args.long_steps:

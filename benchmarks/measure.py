@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization.config import TrainConfig
-from cgan_colorization.gan import build as build_gan
+from cgan_colorization.training import build_colorizer
 from data.pipeline import fit_to_size, parse_dataset, pretext_dataset, to_lab_pair
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -236,17 +236,20 @@ def backup_cost(gan):
 
 
 def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, reference=True, log=print):
-    """All figures for one size and batch, as a dict."""
-    gan = build_gan(config)
+    """All figures for one size and batch, as a dict. The model is the run's pretext (`config.objective`,
+    one that reads (L, ab) pairs); the reference loop exists for the GAN only."""
     source = parse_dataset(config.dataset, config.val_fraction, config.seed,
                            max_photos_per_class=config.max_photos_per_class)
     data = pretext_dataset(source, "train", image_size=config.image_size, batch_size=config.batch_size,
                            seed=config.seed)
-    result = dict(image_size=config.image_size, batch_size=config.batch_size, base_filters=config.base_filters,
-                  dataset=config.dataset, precision=keras.mixed_precision.global_policy().name,
+    gan = build_colorizer(config, train_ds=data)  # Zhang's pretext estimates its ab prior from the data
+    discriminator = getattr(gan, "discriminator", None)
+    result = dict(objective=config.objective, image_size=config.image_size, batch_size=config.batch_size,
+                  base_filters=config.base_filters, dataset=config.dataset,
+                  precision=keras.mixed_precision.global_policy().name,
                   jit_compile=config.jit_compile, device=device_name(),
-                  generator_params=gan.generator.count_params(),
-                  discriminator_params=gan.discriminator.count_params())
+                  generator_params=gan.network.count_params(),
+                  discriminator_params=discriminator.count_params() if discriminator is not None else 0)
     result["pipeline_images_per_s"] = pipeline_rate(data, pipeline_batches)
     log(f"pipeline: {result['pipeline_images_per_s']:.1f} images/s")
     # The step alone, on one batch held in memory, and then fed by the real pipeline.
@@ -270,7 +273,7 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
     log(f"one backup (both nets, both optimizers): {result['backup_seconds']:.2f} s, "
         f"{result['backup_bytes'] / 2**20:.0f} MiB, the time of "
         f"{result['backup_seconds'] * result['train_images_per_s'] / config.batch_size:.1f} train steps")
-    if reference:
+    if reference and config.objective == "gan":
         # Both loops read the same 64 decoded RGB images: the reference converts them one by one in
         # Python, ours in a tf.data pipeline (resize + Lab, batched, parallel, prefetched).
         images = _rgb_images(source, config, 64)
@@ -321,7 +324,7 @@ class RssSampler(keras.callbacks.Callback):
 def long_run(config, steps, every=100):
     """Trains `steps` steps and returns the RSS samples and their slope in MiB per 1,000 steps
     (fitted after the first quarter, once caches and allocators have settled)."""
-    gan = build_gan(config)
+    gan = build_colorizer(config)
     source = parse_dataset(config.dataset, config.val_fraction, config.seed,
                            max_photos_per_class=config.max_photos_per_class)
     data = pretext_dataset(source, "train", image_size=config.image_size, batch_size=config.batch_size)
@@ -334,7 +337,9 @@ def long_run(config, steps, every=100):
                 rss_first_mb=float(points[0, 1]), rss_last_mb=float(points[-1, 1]))
 
 
-def benchmark_config(image_size, batch_size, base_filters=None, dataset="synthetic", jit_compile=False):
+def benchmark_config(image_size, batch_size, base_filters=None, dataset="synthetic", jit_compile=False,
+                     objective="gan"):
     """A TrainConfig for benchmarking: the paper's width (64) unless told otherwise."""
     return dataclasses.replace(TrainConfig(), image_size=image_size, batch_size=batch_size,
-                               base_filters=base_filters or 64, dataset=dataset, jit_compile=jit_compile)
+                               base_filters=base_filters or 64, dataset=dataset, jit_compile=jit_compile,
+                               objective=objective)

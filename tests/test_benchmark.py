@@ -114,3 +114,20 @@ def test_a_runs_timeline_splits_into_start_up_steps_validation_and_callbacks():
     assert row["step_ms"] == 250.0  # 0.5 s a call of 2 steps
     assert row["first_validation_s"] == 2.0 and row["later_validation_s"] == 1.0
     assert row["epoch_end_callbacks_s"] == 0.5 and row["after_fit_s"] == 0.5 and row["train_s"] == 6.0
+
+
+def test_every_benchmarked_pretext_builds_and_zhangs_step_counts_the_most_flops():
+    import dataclasses
+
+    from benchmarks.benchmark import BENCHMARKED_OBJECTIVES
+    from cgan_colorization.training import build_colorizer
+    from data.pipeline import parse_dataset, pretext_dataset
+
+    assert set(BENCHMARKED_OBJECTIVES) == {"gan", "l1", "classification"}
+    data = pretext_dataset(parse_dataset("synthetic"), "train", image_size=32, batch_size=2)
+    flops = {}
+    for objective in BENCHMARKED_OBJECTIVES:
+        config = dataclasses.replace(benchmark_config(32, 2, 4, objective=objective), prior_batches=2)
+        flops[objective] = train_step_flops(build_colorizer(config, train_ds=data), 2, 32)
+    # L1 is the GAN's generator step without a discriminator; Zhang's per-pixel Q-way head outweighs both.
+    assert flops["l1"] < flops["gan"] < flops["classification"]

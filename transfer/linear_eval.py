@@ -238,7 +238,7 @@ def logits(model, x):
 
 
 def linear_top1(x_train, y_train, x_val, y_val, x_test, y_test, num_classes, grid=GRID, epochs=EPOCHS,
-                batch_size=BATCH_SIZE, seed=0, log=_quiet):
+                batch_size=BATCH_SIZE, seed=0, log=_quiet, predictions=False):
     """Test top-1 and top-5 of a linear softmax classifier on one level's frozen features, its
     (learning rate, weight decay) chosen on the validation split.
 
@@ -253,6 +253,8 @@ def linear_top1(x_train, y_train, x_val, y_val, x_test, y_test, num_classes, gri
         y_*: their integer class ids [N] in [0, num_classes).
         grid: (learning rate, weight decay) pairs to search.
         log: called with one line per grid point and one for the result; silent by default.
+        predictions: also return the chosen model's class for every test image ("test_predictions",
+            a list), for statistics over test images (e.g. a paired bootstrap).
 
     Returns:
         A JSON-serializable dict: {"top1", "top5": test accuracies of the chosen model,
@@ -294,6 +296,8 @@ def linear_top1(x_train, y_train, x_val, y_val, x_test, y_test, num_classes, gri
         "batch_size": int(batch_size),
         "seed": int(seed),
     }
+    if predictions:
+        result["test_predictions"] = test_logits.argmax(axis=1).tolist()
     log(f"  chosen lr {result['lr']:g}, weight decay {result['weight_decay']:g}: test top-1 "
         f"{100 * result['top1']:6.2f}, top-5 {100 * result['top5']:6.2f}")
     return result

@@ -7,7 +7,11 @@ stopped at any time and run again; `OUT/times.json` keeps each run's wall time. 
 
     python verdict_study.py --tiny ../shared/realdata/tiny-imagenet-200 --out runs/verdict --part pretext
 
-`pretext` trains every arm of `ARMS` (`--only NAME` for some of them), in the order listed.
+`pretext` trains every arm of `ARMS` (`--only NAME` for some of them), in the order listed;
+`probes` scores every finished network's frozen features (kNN and linear top-1 per encoder level on
+Tiny ImageNet) and its colorizations on the held-out photos; `downstream` fine-tunes the segmenter
+on CamVid from every finished network and from random init (also at 3x its steps). Each part takes
+only the pretext runs that have finished, so it can run beside a later part's training.
 """
 
 import dataclasses
@@ -15,6 +19,8 @@ import json
 import os
 import sys
 import time
+
+import numpy as np
 
 # The study's fixed settings (docs/verdict-study.md, "Protocol"): the fast preset's width at 64 px,
 # batch 16, epochs of 250 steps (per-epoch validation and grids then cost under 5 % of a run).
@@ -47,6 +53,17 @@ ARMS = (
         options=(("lr", 1e-3), ("beta_1", 0.9), ("lr_schedule", "cosine"), ("flip", True))),
     Arm("classification-50k", "classification", 0, PRETEXT_STEPS, (0, 1)),
 )
+# Frozen-feature evaluation (docs/verdict-study.md): the linear probe trains on the first 100 photos of each
+# class of the class-balanced training order; the kNN bank is the whole training split.
+LINEAR_PER_CLASS = 100
+RANDOM_SEEDS = (0, 1, 2)
+# CamVid fine-tuning: label shares, downstream seeds of a pretrained network and of random init, and the
+# converged-scratch control's multiple of the steps.
+LABEL_FRACTIONS = (0.1, 1.0)
+DOWNSTREAM_SEEDS = (0, 1)
+RANDOM_DOWNSTREAM_SEEDS = (0, 1, 2)
+SCRATCH_MULTIPLE = 3
+TEST_SEQUENCE = "0006R0"  # CamVid's test split: this whole video sequence (docs/data.md)
 ORDER = (("gan-50k", 0), ("gan-50k", 1), ("gan-50k", 2), ("gan-5k", 0), ("l1-50k", 0), ("supervised", 0),
          ("classification-50k", 0), ("gan-5k", 1), ("l1-50k", 1), ("classification-50k", 1))
 
@@ -74,6 +91,24 @@ def pretext_config(args, spec, seed):
                   keep_steps=",".join(map(str, spec.keep_steps)), out=run_folder(args.out, spec.name, seed),
                   backup_every=500, **dict(spec.options))
     return TrainConfig(**values)
+
+
+def networks(args):
+    """[(network name, weights path or None, pretext run folder or None, seed)] that can be scored now:
+    every finished pretext run at its last checkpoint, GAN-50k also at its kept step, then random init."""
+    from cgan_colorization.callbacks import KEPT_STEP_FILE
+    from cgan_colorization.training import SUMMARY_FILE
+
+    found = []
+    for name, seed in ORDER:
+        folder = run_folder(args.out, name, seed)
+        if not os.path.isfile(os.path.join(folder, SUMMARY_FILE)):
+            continue
+        found.append((f"{name}-seed{seed}", os.path.join(folder, "generator.weights.h5"), folder, seed))
+        for step in arm(name).keep_steps:
+            found.append((f"{name}@{step}-seed{seed}", os.path.join(folder, KEPT_STEP_FILE.format(step)), folder,
+                          seed))
+    return found + [(f"random-seed{seed}", None, None, seed) for seed in RANDOM_SEEDS]
 
 
 def _times(out):
@@ -110,16 +145,174 @@ def run_pretexts(args, log=print):
     return folders
 
 
+def _tiny_images(source, split, size=None):
+    from data import labelled
+
+    return labelled.classification_dataset(source, split, image_size=IMAGE_SIZE, batch_size=64, training=False,
+                                           size=size)
+
+
+def _encoder(weights, seed):
+    """The encoder levels of a network (its weights by layer name) or of a random init of seed `seed`."""
+    import keras
+
+    from cgan_colorization.inference import load_colorizer
+    from transfer import probes
+
+    keras.utils.set_random_seed(seed)
+    network = load_colorizer(weights).network if weights else None
+    return probes.encoder_levels("unet", IMAGE_SIZE, BASE_FILTERS, network, seed=seed)
+
+
+def probe_network(args, source, name, weights, seed, log=print):
+    """kNN and linear top-1 of every encoder level of one network; OUT/probes/NAME/probes.json and the
+    test images' predictions of each level in per_image.npz (for the paired bootstrap)."""
+    from transfer import knn_eval, linear_eval, probes
+    from transfer.feature_eval import LINEAR_POOLED_SIZE
+
+    folder = os.path.join(args.out, "probes", name)
+    path = os.path.join(folder, "probes.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    start = time.time()
+    model, names = _encoder(weights, seed)
+    features = {}
+    for split in ("train", "val", "test"):
+        x, y = probes.extract(model, names, _tiny_images(source, split), progress=False, pooled_size=LINEAR_POOLED_SIZE)
+        features[split] = (x, y.argmax(axis=1))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = features["train"], features["val"], features["test"]
+    linear_n = LINEAR_PER_CLASS * source.num_classes  # the first k x C of the balanced order hold k a class
+    k = min(knn_eval.KNN_K, len(y_train))  # a toy set's bank may hold fewer photos than k
+    levels, predictions = {}, {"labels": y_test}
+    for level in names:
+        linear = linear_eval.linear_top1(x_train[level][:linear_n], y_train[:linear_n], x_val[level], y_val,
+                                         x_test[level], y_test, source.num_classes, seed=seed, predictions=True)
+        predictions[f"linear_{level}"] = np.asarray(linear.pop("test_predictions"), np.int16)
+        votes = {split: knn_eval.knn_votes(x_train[level], y_train, x, source.num_classes, k=k)
+                 for split, x in (("val", x_val[level]), ("test", x_test[level]))}
+        knn_val = float(np.mean(votes["val"].argmax(axis=1) == y_val))
+        predictions[f"knn_{level}"] = votes["test"].argmax(axis=1).astype(np.int16)
+        knn_test = float(np.mean(predictions[f"knn_{level}"] == y_test))
+        levels[level] = dict(linear, knn_top1=knn_test, knn_val_top1=knn_val)
+        log(f"[probes] {name} {level}: linear val {100 * linear['val_top1']:.2f} test {100 * linear['top1']:.2f}; "
+            f"kNN val {100 * knn_val:.2f} test {100 * knn_test:.2f}")
+    result = {"network": name, "weights": weights, "seed": seed, "levels": levels,
+              "linear_best_level": max(levels, key=lambda n: levels[n]["val_top1"]),
+              "knn_best_level": max(levels, key=lambda n: levels[n]["knn_val_top1"]),
+              "num_train": int(len(y_train)), "num_linear_train": int(linear_n), "num_val": int(len(y_val)),
+              "num_test": int(len(y_test)), "knn": {"k": k, "temperature": knn_eval.KNN_TEMPERATURE},
+              "seconds": round(time.time() - start, 1)}
+    if weights:
+        from cgan_colorization.inference import checkpoint_info
+
+        result["checkpoint"] = checkpoint_info(weights)
+    os.makedirs(folder, exist_ok=True)
+    np.savez_compressed(os.path.join(folder, "per_image.npz"), **predictions)
+    _save(path, result)
+    return result
+
+
+def diagnose_colorizer(args, name, weights, log=print):
+    """Table 3 and the bottleneck's health of one colorizing network on the held-out photos
+    (OUT/probes/NAME/colorizer.json)."""
+    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
+    from cgan_colorization.inference import load_colorizer
+    from data.pipeline import parse_dataset, pretext_dataset
+
+    path = os.path.join(args.out, "probes", name, "colorizer.json")
+    if os.path.isfile(path):
+        return
+    colorizer = load_colorizer(weights)
+    source = parse_dataset(f"tinyimagenet:{args.tiny}")
+    ds = pretext_dataset(source, "val", image_size=IMAGE_SIZE, batch_size=64, color_space=colorizer.color_space)
+    result = evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
+    result.update(bottleneck=bottleneck_health(colorizer.network, ds, colorizer.bottleneck),
+                  checkpoint=colorizer.checkpoint)
+    log(f"[probes] {name}: PSNR {result['model']['psnr']['mean']:.2f} dB (grey {result['grey_baseline']['psnr']['mean']:.2f})")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _save(path, result)
+
+
+def run_probes(args, log=print):
+    """The frozen-feature part for every network that can be scored now."""
+    from cgan_colorization import registry
+    from cgan_colorization.config import load_config
+    from data import labelled
+
+    source = labelled.parse_labelled(f"tinyimagenet:{args.tiny}", "classification", verbose=False)
+    times_path, times = _times(args.out)
+    for name, weights, folder, seed in networks(args):
+        start = time.time()
+        probe_network(args, source, name, weights, seed, log)
+        if weights and registry.PRETEXTS[load_config(folder).objective].colorizes:
+            diagnose_colorizer(args, name, weights, log)
+        if time.time() - start > 5:
+            times[f"probes {name}"] = round(time.time() - start, 1)
+            _save(times_path, times)
+
+
+def camvid_spec(root):
+    return f"seg-folder:{root}/train,{root}/trainannot;{root}/val,{root}/valannot"
+
+
+def downstream_runs(args):
+    """[(network, weights or None, seed, label fraction, epochs multiple)] of the CamVid part, primary
+    networks first: every pretrained network with DOWNSTREAM_SEEDS, random init with
+    RANDOM_DOWNSTREAM_SEEDS at the same steps and at SCRATCH_MULTIPLE x."""
+    runs = []
+    for name, weights, _, _ in networks(args):
+        if weights is None:
+            continue
+        runs += [(name, weights, s, f, 1) for s in DOWNSTREAM_SEEDS for f in LABEL_FRACTIONS]
+    randoms = [("random", None, s, f, m) for m in (1, SCRATCH_MULTIPLE) for s in RANDOM_DOWNSTREAM_SEEDS
+               for f in LABEL_FRACTIONS]
+    return randoms + runs
+
+
+def run_downstream(args, log=print):
+    """The CamVid part: the segmenter fine-tuned from every network (equal optimizer steps: pretrained 1
+    frozen + 5 unfrozen epochs, random 6, and random at 3x), its test mIoU with per-image confusions."""
+    from transfer.config import TASK_PRESETS, FinetuneConfig
+    from transfer.experiment import run_finetune
+
+    preset = dict(TASK_PRESETS[("segmentation", "fast")])
+    epochs = preset["frozen_epochs"] + preset["unfrozen_epochs"]
+    assert preset["baseline_epochs"] == epochs, "every init gets the same optimizer steps"
+    times_path, times = _times(args.out)
+    for name, weights, seed, fraction, multiple in downstream_runs(args):
+        network = name if multiple == 1 else f"{name}-x{multiple}"
+        parent = os.path.join(args.out, "camvid", network)
+        run_name = f"labels{100 * fraction:g}-seed{seed}"
+        if os.path.isfile(os.path.join(parent, run_name, "metrics.json")):
+            continue
+        log(f"[camvid] {network}, {100 * fraction:g} % of the labels, seed {seed}")
+        values = dict(preset, baseline_epochs=epochs * multiple)
+        config = FinetuneConfig(task="segmentation", init="random" if weights is None else "colorization",
+                                colorizer=weights, dataset=camvid_spec(args.camvid), split_mode="sequence",
+                                test_sequence=TEST_SEQUENCE, void_index=11, seed=seed, label_fraction=fraction, out=parent, run_name=run_name,
+                                image_size=IMAGE_SIZE, base_filters=BASE_FILTERS, **values)
+        start = time.time()
+        run_finetune(config, verbose=0, log=log)
+        times[f"camvid {network} {run_name}"] = round(time.time() - start, 1)
+        _save(times_path, times)
+
+
 def build_parser():
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", required=True, help="the tiny-imagenet-200 folder")
     parser.add_argument("--out", default="runs/verdict", help="the study's folder (default runs/verdict)")
-    parser.add_argument("--part", choices=("pretext",), default="pretext", help="which part of the study to run")
+    parser.add_argument("--camvid", default=None, help="the CamVid folder (train, trainannot, val, valannot); "
+                                                        "needed by --part downstream")
+    parser.add_argument("--part", choices=PARTS, default="pretext", help="which part of the study to run")
     parser.add_argument("--only", default="", type=lambda text: tuple(n for n in text.split(",") if n),
                         help=f"comma-separated arms to run, of {', '.join(a.name for a in ARMS)} (default: all)")
     return parser
+
+
+PARTS = ("pretext", "probes", "downstream")
 
 
 def main(argv=None):
@@ -136,7 +329,10 @@ def main(argv=None):
         if not os.path.isdir(os.path.join(args.tiny, "train")):
             raise FileNotFoundError(f"--tiny {args.tiny} holds no train/ folder: give the tiny-imagenet-200 folder.")
         os.makedirs(args.out, exist_ok=True)
-        run_pretexts(args)
+        if args.part == "downstream" and not (args.camvid and os.path.isdir(os.path.join(args.camvid, "trainannot"))):
+            raise FileNotFoundError(f"--part downstream needs --camvid, the CamVid folder with train/ and trainannot/, "
+                                    f"received {args.camvid!r}.")
+        {"pretext": run_pretexts, "probes": run_probes, "downstream": run_downstream}[args.part](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

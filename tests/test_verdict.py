@@ -1,0 +1,79 @@
+"""The verdict study's driver at toy size: pretext runs named by seed with a kept step, frozen-feature
+probes whose stored test predictions reproduce their scores, colorizer diagnostics, CamVid fine-tuning
+with equal steps per init (and 3x for the scratch control), and every part read back when run again."""
+
+import argparse
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from tests.test_sequence_split import frames_root  # noqa: F401 - a module fixture: frames of three sequences
+from tests.test_tinyimagenet import make_tiny_imagenet
+from transfer import verdict
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, frames_root):  # noqa: F811
+    base = tmp_path_factory.mktemp("verdict")
+    patch = pytest.MonkeyPatch()
+    for name, value in dict(IMAGE_SIZE=32, BASE_FILTERS=4, BATCH_SIZE=4, LINEAR_PER_CLASS=2, RANDOM_SEEDS=(0,),
+                            DOWNSTREAM_SEEDS=(0,), RANDOM_DOWNSTREAM_SEEDS=(0,), LABEL_FRACTIONS=(1.0,),
+                            TEST_SEQUENCE="0003CC",
+                            ARMS=(verdict.Arm("gan-50k", "gan", 0, 4, (0,), keep_steps=(2,)),
+                                  verdict.Arm("l1-50k", "l1", 0, 4, (0,))),
+                            ORDER=(("gan-50k", 0), ("l1-50k", 0))).items():
+        patch.setattr(verdict, name, value)
+    args = argparse.Namespace(tiny=str(make_tiny_imagenet(base)), out=str(base / "study"), only=(),
+                              camvid=str(frames_root))
+    for part in (verdict.run_pretexts, verdict.run_probes, verdict.run_downstream):
+        part(args, log=lambda *_: None)
+    yield args
+    patch.undo()
+
+
+def test_pretext_runs_carry_their_seed_and_keep_their_step(study):
+    names = [name for name, *_ in verdict.networks(study)]
+    assert names == ["gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "random-seed0"]
+    config = json.load(open(f"{study.out}/pretext/gan-50k-seed0/config.json"))
+    assert (config["seed"], config["keep_steps"], config["epochs"] * config["steps_per_epoch"]) == (0, "2", 4)
+
+
+def test_probes_store_test_predictions_that_reproduce_their_scores(study):
+    for name in ("gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "random-seed0"):
+        result = json.load(open(f"{study.out}/probes/{name}/probes.json"))
+        stored = np.load(f"{study.out}/probes/{name}/per_image.npz")
+        assert result["num_linear_train"] == 6 and result["num_train"] == 12 and result["knn"]["k"] == 12
+        for level, scores in result["levels"].items():
+            assert np.mean(stored[f"linear_{level}"] == stored["labels"]) == pytest.approx(scores["top1"])
+            assert np.mean(stored[f"knn_{level}"] == stored["labels"]) == pytest.approx(scores["knn_top1"])
+        assert result["linear_best_level"] == max(result["levels"], key=lambda n: result["levels"][n]["val_top1"])
+    kept = json.load(open(f"{study.out}/probes/gan-50k@2-seed0/probes.json"))
+    assert kept["checkpoint"]["checkpoint"] == "step2"
+    colorized = json.load(open(f"{study.out}/probes/gan-50k-seed0/colorizer.json"))
+    assert colorized["num_images"] == 5 and colorized["bottleneck"] is not None  # one held-out photo is grey
+    assert not (os.path.exists(f"{study.out}/probes/random-seed0/colorizer.json"))
+
+
+def test_every_init_fine_tunes_for_the_same_steps_and_scratch_also_at_three_times(study):
+    def epochs(network):
+        metrics = json.load(open(f"{study.out}/camvid/{network}/labels100-seed0/metrics.json"))
+        assert metrics["test"]["num_images"] == 8 and metrics["label_fraction"] == 1.0  # the whole 0003CC sequence
+        return len(metrics["history"]["loss"])
+
+    assert epochs("random") == epochs("gan-50k-seed0") == epochs("l1-50k-seed0") == 6
+    assert epochs("random-x3") == 18
+    per_image = np.load(f"{study.out}/camvid/gan-50k@2-seed0/labels100-seed0/per_image.npz")
+    assert len(per_image["confusion"]) == 8
+
+
+def test_a_second_call_reads_every_part_back(study):
+    finished = {p: p.stat().st_mtime for p in pathlib.Path(study.out).rglob("*.json")}
+    for part in (verdict.run_pretexts, verdict.run_probes, verdict.run_downstream):
+        part(study, log=lambda *_: None)
+    assert {p: p.stat().st_mtime for p in finished} == finished
