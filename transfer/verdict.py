@@ -51,7 +51,9 @@ ARMS = (
     Arm("l1-50k", "l1", 0, PRETEXT_STEPS, (0, 1)),
     Arm("supervised", "supervised", 0, 12 * 3_030, (0,), steps_per_epoch=3_030,
         options=(("lr", 1e-3), ("beta_1", 0.9), ("lr_schedule", "cosine"), ("flip", True))),
-    Arm("classification-50k", "classification", 0, PRETEXT_STEPS, (0, 1)),
+    # 6,000 steps: its whole-run step measured 2.4x the GAN's, not within 1.5x (docs/benchmarks.md), the
+    # protocol's rule for that case.
+    Arm("classification-50k", "classification", 0, PRETEXT_STEPS // 2, (0, 1)),
 )
 # Frozen-feature evaluation (docs/verdict-study.md): the linear probe trains on the first 100 photos of each
 # class of the class-balanced training order; the kNN bank is the whole training split.
