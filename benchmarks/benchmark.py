@@ -39,8 +39,9 @@ def build_parser():
     parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--base-filters", type=positive, default=64, help="U-Net width (the paper's 64 by default)")
     parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH, coco:PATH or tinyimagenet:PATH")
-    parser.add_argument("--objective", default="gan", choices=BENCHMARKED_OBJECTIVES,
-                        help="the pretext whose train step is timed (the reference loop exists for gan only)")
+    parser.add_argument("--objective", default="gan", choices=registry.OBJECTIVES,
+                        help=f"the pretext whose train step is timed: {', '.join(BENCHMARKED_OBJECTIVES)} (the others "
+                             "need masks or labels; the reference loop exists for gan only)")
     parser.add_argument("--steps", type=positive, default=20, help="timed train steps")
     parser.add_argument("--pipeline-batches", type=positive, default=50)
     parser.add_argument("--reference-steps", type=positive, default=10)
@@ -67,6 +68,9 @@ def main(argv=None):
     runtime.configure()  # before TensorFlow loads
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.objective not in BENCHMARKED_OBJECTIVES:
+        parser.error(f"--objective {args.objective} trains on masks or labels, not (L, ab) pairs of photos: the "
+                     f"benchmark times {', '.join(BENCHMARKED_OBJECTIVES)}.")
     if args.feed:
         return _feed(args)
     if not args.no_reference:

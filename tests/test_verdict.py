@@ -77,3 +77,15 @@ def test_a_second_call_reads_every_part_back(study):
     for part in (verdict.run_pretexts, verdict.run_probes, verdict.run_downstream):
         part(study, log=lambda *_: None)
     assert {p: p.stat().st_mtime for p in finished} == finished
+
+
+def test_the_report_gives_each_contrast_its_interval_and_verdict_or_says_it_has_not_run(study):
+    path = verdict.write_report(study, n_boot=200, log=lambda *_: None)
+    report = open(path).read()
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line for line in report.splitlines()
+            if line.startswith("| H")}
+    for measure in ("linear top-1", "CamVid mIoU, 100 %", "kNN top-1"):
+        assert any(word in rows[("H1", measure)] for word in ("helps", "hurts", "equivalent", "inconclusive"))
+    assert "not yet run" in rows[("H2", "linear top-1")]  # no GAN-5k run in this toy study
+    assert "| gan-50k | " in report and "| random | " in report
+    assert os.path.getsize(os.path.join(study.out, "forest.png")) > 0

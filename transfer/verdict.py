@@ -300,6 +300,154 @@ def run_downstream(args, log=print):
         _save(times_path, times)
 
 
+# ----------------------------------------------------------------------------------------------
+# The report: tables, paired contrasts with bootstrap intervals, verdicts, the forest plot
+# ----------------------------------------------------------------------------------------------
+
+PROTOCOL_COMMIT = "980b24a"  # the commit that fixed docs/verdict-study.md before the first run
+N_BOOT = 10_000
+SESOI = 1.0
+# (label, measure key, primary): the probes' best-level top-1s and CamVid's mIoU at each label share.
+MEASURES = (("linear top-1", "linear", True), ("CamVid mIoU, 100 %", "camvid-1", True),
+            ("kNN top-1", "knn", False), ("CamVid mIoU, 10 %", "camvid-0.1", False))
+# (name, arm, control, same pretext runs, primary family): the pre-registered contrasts.
+CONTRASTS = (("H1", "gan-50k", "random", False, True), ("H2", "gan-50k", "gan-5k", False, True),
+             ("H3", "gan-50k", "gan-50k@3000", True, True), ("H4", "gan-50k", "l1-50k", False, False),
+             ("ceiling - GAN", "supervised", "gan-50k", False, False),
+             ("Zhang - GAN", "classification-50k", "gan-50k", False, False))
+SCRATCH_CONTROL = "random-x3"
+
+
+def _probe_runs(args, network_prefix, key):
+    """[[per-image mapping]] of the finished networks of a condition for a probe measure ("linear",
+    "knn"): each network's test answers at its own best level (chosen on validation)."""
+    runs = []
+    for name, _, _, _ in networks(args):
+        if name.rsplit("-seed", 1)[0] != network_prefix:
+            continue
+        folder = os.path.join(args.out, "probes", name)
+        if not os.path.isfile(os.path.join(folder, "probes.json")):
+            continue
+        with open(os.path.join(folder, "probes.json")) as f:
+            level = json.load(f)[f"{key}_best_level"]
+        with np.load(os.path.join(folder, "per_image.npz")) as stored:
+            runs.append([{"correct": (stored[f"{key}_{level}"] == stored["labels"]).astype(np.int8)}])
+    return runs
+
+
+def _camvid_runs(args, network_prefix, fraction, seeds):
+    """[[per-image mapping by downstream seed]] of a condition's finished CamVid runs at one label share."""
+    from transfer.stats import load_per_image
+
+    if network_prefix.startswith("random"):
+        names = [network_prefix]
+    else:
+        names = [name for name, _, _, _ in networks(args) if name.rsplit("-seed", 1)[0] == network_prefix]
+    runs = []
+    for name in names:
+        folders = [os.path.join(args.out, "camvid", name, f"labels{100 * fraction:g}-seed{s}") for s in seeds]
+        if all(os.path.isfile(os.path.join(f, "per_image.npz")) for f in folders):
+            runs.append([load_per_image(f) for f in folders])
+    return runs
+
+
+def condition_runs(args, condition, measure):
+    """The runs of one condition ("random", "gan-50k", "gan-50k@3000", ...) for one measure key, as
+    [pretext run][seed] (random init's network seeds are its runs for the probes)."""
+    if measure in ("linear", "knn"):
+        return _probe_runs(args, condition, measure)
+    fraction = float(measure.split("-", 1)[1])
+    if condition.startswith("random"):
+        runs = _camvid_runs(args, condition, fraction, DOWNSTREAM_SEEDS)  # the seeds that pair with the arms'
+        return runs[0] if runs else []
+    return _camvid_runs(args, condition, fraction, DOWNSTREAM_SEEDS)
+
+
+def contrasts(args, n_boot=N_BOOT):
+    """[(contrast, measure label, primary, Gain or None)] of every pre-registered contrast."""
+    from transfer.stats import hierarchical_bootstrap
+
+    rows = []
+    plan = [(name, arm_, control, same, primary) for name, arm_, control, same, primary in CONTRASTS]
+    plan += [(f"{arm_.name} - scratch x3", arm_.name, SCRATCH_CONTROL, False, False) for arm_ in ARMS]
+    for name, arm_name, control_name, same, family in plan:
+        for label, key, primary in MEASURES:
+            if control_name == SCRATCH_CONTROL and key in ("linear", "knn"):
+                continue  # the scratch control is a fine-tuning control
+            arm_runs, control_runs = condition_runs(args, arm_name, key), condition_runs(args, control_name, key)
+            gain = None
+            if arm_runs and control_runs and (not same or len(arm_runs) == len(control_runs)):
+                gain = hierarchical_bootstrap(arm_runs, control_runs, "top1" if key in ("linear", "knn") else "mIoU",
+                                              n_boot=n_boot, seed=0, same_pretext=same)
+            rows.append((name, label, family and primary, gain))
+    return rows
+
+
+def _score(args, condition, key):
+    """Mean (%) and the number of runs of a condition's measure, from its per-image data."""
+    from transfer.stats import MIOU, TOP1
+
+    runs = condition_runs(args, condition, key)
+    if not runs:
+        return None, 0
+    flat = [run for seeds in (runs if isinstance(runs[0], list) else [runs]) for run in seeds]
+    measure = TOP1 if key in ("linear", "knn") else MIOU
+    return 100 * float(np.mean([measure(run) for run in flat])), len(flat)
+
+
+def write_report(args, n_boot=N_BOOT, log=print):
+    """OUT/report.md and OUT/forest.png from every part that has finished; returns the report's path."""
+    from transfer.report import _commit
+    from transfer.scaling import blind_guess
+    from transfer.stats import forest_plot, holm
+
+    conditions = ["random", SCRATCH_CONTROL] + [a.name for a in ARMS] + \
+        [f"{a.name}@{step}" for a in ARMS for step in a.keep_steps]
+    lines = [f"# Verdict study: report (code {_commit()}, protocol {PROTOCOL_COMMIT})", "",
+             "Protocol: docs/verdict-study.md. Every condition's networks are its pretext runs at their last "
+             "checkpoint (or kept step); random init's are its network seeds (probes) and downstream seeds "
+             f"{', '.join(map(str, DOWNSTREAM_SEEDS))} (CamVid, paired by seed). Blind guess (most frequent test "
+             f"class): {100 * blind_guess(args.tiny):.2f} %.", "",
+             "## Scores (mean over runs, %; n = runs)", "",
+             "| condition | " + " | ".join(label for label, _, _ in MEASURES) + " |",
+             "|---|" + "---|" * len(MEASURES)]
+    for condition in conditions:
+        cells = [_score(args, condition, key) for _, key, _ in MEASURES]
+        if any(n for _, n in cells):
+            lines.append(f"| {condition} | " + " | ".join(f"{v:.2f} (n = {n})" if n else "not run" for v, n in cells)
+                         + " |")
+    rows = contrasts(args, n_boot)
+    done = [(f"{name}: {label}", gain) for name, label, _, gain in rows if gain is not None]
+    family = [i for i, (name, label, primary, gain) in enumerate(r for r in rows if r[3] is not None) if primary]
+    adjusted = dict(zip(family, holm([done[i][1].p_value for i in family]))) if family else {}
+    lines += ["", f"## Contrasts (paired hierarchical bootstrap, {n_boot:,} draws; smallest effect of interest "
+                  f"{SESOI:g} point; Holm over the primary H1-H3 tests)", "",
+              "| contrast | measure | gain (points) | 95 % CI | verdict | p | Holm p |", "|---|---|---|---|---|---|---|"]
+    shown = 0
+    for name, label, primary, gain in rows:
+        if gain is None:
+            lines.append(f"| {name} | {label} | not yet run | | | | |")
+            continue
+        holm_p = f"{adjusted[shown]:.3g}" if shown in adjusted else ""
+        lines.append(f"| {name} | {label} | {gain.gain:+.2f} | [{gain.ci95[0]:+.2f}, {gain.ci95[1]:+.2f}] | "
+                     f"{gain.verdict(SESOI)} | {gain.p_value:.3g} | {holm_p} |")
+        shown += 1
+    if done:
+        forest_plot(done, os.path.join(args.out, "forest.png"), family=family, sesoi=SESOI,
+                    caption=f"code {_commit()}, protocol {PROTOCOL_COMMIT}; {args.out}; last checkpoints (GAN-50k also "
+                            f"step {KEPT_STEP}); pretext seeds per docs/verdict-study.md; downstream seeds "
+                            f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
+        lines += ["", "![every contrast with its 95 % interval](forest.png)"]
+    _, times = _times(args.out)
+    lines += ["", "## Time of each part", "", "| part | minutes |", "|---|---|"]
+    lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in times.items()]
+    path = os.path.join(args.out, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log(f"report: {path}")
+    return path
+
+
 def build_parser():
     import argparse
 
@@ -314,7 +462,7 @@ def build_parser():
     return parser
 
 
-PARTS = ("pretext", "probes", "downstream")
+PARTS = ("pretext", "probes", "downstream", "report")
 
 
 def main(argv=None):
@@ -334,7 +482,8 @@ def main(argv=None):
         if args.part == "downstream" and not (args.camvid and os.path.isdir(os.path.join(args.camvid, "trainannot"))):
             raise FileNotFoundError(f"--part downstream needs --camvid, the CamVid folder with train/ and trainannot/, "
                                     f"received {args.camvid!r}.")
-        {"pretext": run_pretexts, "probes": run_probes, "downstream": run_downstream}[args.part](args)
+        {"pretext": run_pretexts, "probes": run_probes, "downstream": run_downstream,
+         "report": write_report}[args.part](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
