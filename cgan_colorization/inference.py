@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cgan_colorization import pretrained
 from cgan_colorization.callbacks import KEPT_STEPS_RECORD
 from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINT_FILES, DEFAULT_CHECKPOINT
@@ -27,6 +28,8 @@ def resolve_weights(path, checkpoint=DEFAULT_CHECKPOINT):
     missing one is a one-sentence FileNotFoundError, never a fall-back to the other."""
     if checkpoint not in CHECKPOINT_FILES:
         raise ValueError(f"--checkpoint must be one of {tuple(CHECKPOINT_FILES)}, received {checkpoint!r}.")
+    if pretrained.is_pretrained(path):  # a colorizer shipped with the package: its one generator
+        return os.path.join(pretrained.folder(path), CHECKPOINT_FILES["last"])
     if os.path.isdir(path):
         name = CHECKPOINT_FILES[checkpoint]
         candidate = os.path.join(path, name)
@@ -125,7 +128,8 @@ def _load(path, image_size, base_filters, inference_dropout):
         entry = check_config(config) if config else None
         # Only the U-Net pretexts that predict ab directly (GAN, L1) write a generator.keras.
         return Colorizer(generator, lambda g: generator(g, training=False), config, int(generator.input_shape[1]),
-                         pretext=entry, bottleneck=entry.bottleneck if entry else "bottleneck_relu")
+                         pretext=entry, bottleneck=entry.bottleneck if entry else "bottleneck_relu",
+                         generator=generator)
     if not path.endswith(".weights.h5"):
         raise ValueError(f"expected a run folder, a .weights.h5 or a .keras file, received {path!r}.")
     run_dir, config = _run_config(path, image_size, base_filters)
@@ -139,14 +143,19 @@ def colorize_rgb(colorizer, rgb):
     The colour channels (ab, or UV for the MobileNetV2 model) are predicted at the model's size and
     upsampled; the lightness (L, or Y) stays the photo's own, at full resolution, so no detail is lost.
     """
-    size, space = colorizer.image_size, colorizer.color_space
+    return colorize_tensor(colorizer.predict_ab, rgb, colorizer.image_size, colorizer.color_space).numpy()
+
+
+def colorize_tensor(predict_ab, rgb, image_size, color_space="lab"):
+    """`colorize_rgb` in TensorFlow ops alone (a tensor in, a tensor out), so that the exported
+    SavedModel's `colorize` signature does the same maths (`export`)."""
     rgb = tf.convert_to_tensor(rgb, tf.float32)
-    full_gray, _ = split_rgb(rgb, space)
-    small = tf.image.resize(rgb, [size, size], antialias=True)
-    small_gray, _ = split_rgb(tf.clip_by_value(small, 0.0, 1.0), space)
-    colour = colorizer.predict_ab(small_gray[None])[0]
+    full_gray, _ = split_rgb(rgb, color_space)
+    small = tf.image.resize(rgb, [image_size, image_size], antialias=True)
+    small_gray, _ = split_rgb(tf.clip_by_value(small, 0.0, 1.0), color_space)
+    colour = predict_ab(small_gray[None])[0]
     colour = tf.image.resize(colour, tf.shape(rgb)[:2], method="bilinear")
-    return join_rgb(full_gray, colour, space).numpy()
+    return join_rgb(full_gray, colour, color_space)
 
 
 def save_rgb(rgb, path):

@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization import registry
+from cgan_colorization import pretrained, registry
 from cgan_colorization.batchnorm import batchnorm_layers
 from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
@@ -49,6 +49,8 @@ def colorizer_or_train(path, log=print, checkpoint=DEFAULT_CHECKPOINT):
         if not os.path.exists(path):
             log(f"No colorizer at {path}: training the fast default colorizer there first.")
             train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
+    elif pretrained.is_pretrained(path):
+        path = pretrained.folder(path)
     elif not os.path.exists(path):
         raise FileNotFoundError(f"the colorizer {path} does not exist: give a run folder of train_colorizer.py or a "
                                 f"generator weights file (without --colorizer, {DEFAULT_COLORIZER} is used, and "
@@ -58,6 +60,8 @@ def colorizer_or_train(path, log=print, checkpoint=DEFAULT_CHECKPOINT):
 
 def _colorizer_run(path):
     """The `TrainConfig` of the colorizer run at `path` (a run folder or a file in one), or None."""
+    if pretrained.is_pretrained(path):
+        path = pretrained.folder(path)
     if not os.path.exists(path):
         return None
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
