@@ -86,3 +86,24 @@ def test_a_single_label_set_gets_a_softmax_head_top1_scores_and_a_single_label_c
     assert labels["single_label"] is True and labels["num_classes"] == 3
     scores = load_colorizer(str(run)).network(np.zeros((2, 32, 32, 1), np.float32)).numpy()
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)  # softmax over the classes
+
+
+def test_the_ceilings_own_schedule_flips_images_by_seed_and_decays_the_rate_to_zero():
+    import dataclasses
+
+    from cgan_colorization import supervised
+    from cgan_colorization.pretext import learning_rate
+
+    config = TrainConfig(objective="supervised", dataset="synthetic", image_size=32, batch_size=8, epochs=3,
+                         steps_per_epoch=5, lr=1e-3, lr_schedule="cosine")
+    plain = [g.numpy() for g, _ in supervised.datasets(config)[0].take(3)]
+    flipped = [g.numpy() for g, _ in supervised.datasets(dataclasses.replace(config, flip=True))[0].take(3)]
+    again = [g.numpy() for g, _ in supervised.datasets(dataclasses.replace(config, flip=True))[0].take(3)]
+    mirrored = [np.array_equal(f, p[:, ::-1]) for fb, pb in zip(flipped, plain) for f, p in zip(fb, pb)]
+    kept = [np.array_equal(f, p) for fb, pb in zip(flipped, plain) for f, p in zip(fb, pb)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and 0 < sum(mirrored) < len(mirrored)
+    assert all(np.array_equal(a, b) for a, b in zip(flipped, again))  # the same draws on every pass
+    schedule = learning_rate(config)
+    assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(15)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="--steps-per-epoch"):
+        learning_rate(dataclasses.replace(config, steps_per_epoch=None))
