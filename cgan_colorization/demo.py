@@ -15,8 +15,9 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from cgan_colorization import pretrained
 from cgan_colorization.config import load_config
-from cgan_colorization.constants import CHECKPOINT_FILES, CHECKPOINTS, DEFAULT_CHECKPOINT
+from cgan_colorization.constants import CHECKPOINT_FILES, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER
 from cgan_colorization.inference import colorize_rgb, describe_checkpoint, load_colorizer
 from data import images
 from data.color import join_rgb, split_rgb
@@ -143,11 +144,27 @@ def colorize_photo(path, run, checkpoint, samples, colorizers):
     return to_uint8(grey), to_uint8(colorized), to_uint8(rgb), stochastic, "\n\n".join(lines)
 
 
+# Real photos that scikit-image ships (public domain or CC0, see skimage.data), the page's examples.
+SKIMAGE_EXAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
 def example_photos(folder, count=3, size=192):
-    """A few example photos for the page, rendered from the embedded synthetic scenes into `folder`."""
+    """A few example photos for the page in `folder`: real photos from scikit-image's `skimage.data`
+    where it is installed (the [demo] extra), else scenes rendered from the embedded synthetic data."""
+    os.makedirs(folder, exist_ok=True)
+    try:
+        from skimage import data as photos
+    except ImportError:
+        photos = None
+    if photos is not None:
+        paths = []
+        for name in SKIMAGE_EXAMPLES[:count]:
+            path = os.path.join(folder, f"{name}.png")
+            tf.io.write_file(path, tf.io.encode_png(np.asarray(getattr(photos, name)(), np.uint8)[..., :3]))
+            paths.append(path)
+        return paths
     from data.synthetic import render_scenes
 
-    os.makedirs(folder, exist_ok=True)
     scenes = render_scenes(tf.range(count, dtype=tf.int64), seed=11, image_size=size)["image"]
     paths = []
     for i, rgb in enumerate(np.asarray(scenes)[:count]):
@@ -162,7 +179,7 @@ def build_app(default_run, runs, checkpoint=DEFAULT_CHECKPOINT, examples=(), col
     import gradio as gr
 
     colorizers = colorizers or Colorizers()
-    choices = sorted(set(runs) | {default_run})
+    choices = sorted(set(runs) | {default_run}) + [name for name in shipped_colorizers() if name != default_run]
     with gr.Blocks(title="cGAN colorization") as app:
         gr.Markdown("# Colorization\nUpload a photo (or pick an example): the colorizer sees only its lightness.")
         with gr.Row():
@@ -186,8 +203,24 @@ def build_app(default_run, runs, checkpoint=DEFAULT_CHECKPOINT, examples=(), col
     return app
 
 
+def shipped_colorizers():
+    """`pretrained:NAME` of every colorizer shipped with the package whose weights are installed."""
+    names = []
+    for name in pretrained.SHIPPED:
+        try:
+            pretrained.folder(pretrained.PREFIX + name)
+        except (ValueError, FileNotFoundError):
+            continue
+        names.append(pretrained.PREFIX + name)
+    return names
+
+
 def serve(colorizer, runs_dir="runs", checkpoint=DEFAULT_CHECKPOINT, host="127.0.0.1", port=7860, share=False):
-    """Builds the page and serves it until interrupted."""
+    """Builds the page and serves it until interrupted. Without the default run folder, the page starts
+    on the first shipped colorizer."""
+    if colorizer == DEFAULT_COLORIZER and not os.path.exists(colorizer) and shipped_colorizers():
+        colorizer = shipped_colorizers()[0]
+        print(f"no colorizer in {DEFAULT_COLORIZER}: the page starts with the shipped {colorizer}", flush=True)
     colorizers = Colorizers()
     colorizers.get(colorizer, checkpoint)  # a missing or wrong colorizer stops here, in one sentence
     examples = example_photos(tempfile.mkdtemp(prefix="cgan-demo-"))

@@ -114,3 +114,17 @@ def test_a_browser_uploads_a_photo_and_sees_it_colorized(served, tmp_path):
         assert Image.open(screenshot).size[0] >= 1000
     finally:
         page.quit()
+
+
+def test_the_examples_are_real_photos_and_shipped_colorizers_are_offered(tmp_path, monkeypatch):
+    from cgan_colorization import demo, pretrained
+
+    pytest.importorskip("skimage", reason="the real example photos come from scikit-image (the demo extra)")
+    paths = demo.example_photos(str(tmp_path / "examples"))
+    assert [os.path.basename(p) for p in paths] == ["astronaut.png", "coffee.png", "chelsea.png"]
+    assert np.asarray(Image.open(paths[1])).shape == (400, 600, 3)
+    monkeypatch.setattr(pretrained, "HERE", str(tmp_path))
+    monkeypatch.setattr(pretrained, "SHIPPED", {"toy": "a test colorizer", "absent": "not installed"})
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "generator.weights.h5").write_bytes(b"")
+    assert demo.shipped_colorizers() == ["pretrained:toy"]  # only those whose weights are installed
