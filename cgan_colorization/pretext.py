@@ -165,13 +165,16 @@ class Colorizer:
         pretext: its `registry.Pretext` entry (None for a bare `.keras` model).
         image_size, color_space.
         checkpoint: which weights were loaded (`inference.checkpoint_info`: file, last / best, epoch, SHA-256).
+        generator: the Keras model that is `predict_ab` by itself in inference mode (grey in, colour out), what
+            `export` writes; None where `predict_ab` decodes the network's output (Zhang's annealed mean).
     """
 
     def __init__(self, network, predict_ab, config, image_size, color_space="lab", pretext=None,
-                 bottleneck="bottleneck_relu"):
+                 bottleneck="bottleneck_relu", generator=None):
         self.network, self.predict_ab, self.config = network, predict_ab, config
         self.image_size, self.color_space, self.pretext = image_size, color_space, pretext
         self.bottleneck = bottleneck  # the layer `evaluation.bottleneck_health` reads (None: none)
+        self.generator = generator
         self.checkpoint = None  # set by `inference.load_colorizer`
 
 
@@ -192,4 +195,4 @@ def regression_colorizer(network, path, config, entry):
     """A `Colorizer` whose network predicts the colour directly (GAN, L1, multitask)."""
     load_network(network, path, config)
     return Colorizer(network, lambda gray: network(gray, training=False), config, config.image_size,
-                     entry.color_space, entry, entry.bottleneck)
+                     entry.color_space, entry, entry.bottleneck, generator=network)
