@@ -1,4 +1,4 @@
-"""Score a trained colorizer (PSNR/SSIM against the grey baseline). See --help."""
+"""Score a trained colorizer (PSNR/SSIM, Zhang's ab error AuC and CIEDE2000 against the grey baseline). See --help."""
 
 from cgan_colorization import runtime
 

@@ -1,5 +1,6 @@
 """Keras callbacks of a colorizer run: sample grids, generator checkpoints, step-exact backups."""
 
+import io
 import json
 import math
 import os
@@ -10,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.color import join_rgb
+from data.diskfull import remove_quietly, write_atomically, write_text
 from cgan_colorization.plots import save_sample_grid
 
 RESUME_FILE = "resume.json"
@@ -81,13 +83,15 @@ class GeneratorCheckpoint(keras.callbacks.Callback):
         self.monitor = self.monitor or getattr(model, "monitor", "val_g_l1")
         value = (logs or {}).get(self.monitor)
         record = {"epoch": epoch + 1, **({self.monitor: float(value)} if value is not None else {})}
-        model.network.save_weights(os.path.join(self.run_dir, "generator.weights.h5"))
+        save_model_file(model.network, os.path.join(self.run_dir, "generator.weights.h5"), "the generator weights")
         if getattr(model, "discriminator", None) is not None:
-            model.discriminator.save_weights(os.path.join(self.run_dir, "discriminator.weights.h5"))
+            save_model_file(model.discriminator, os.path.join(self.run_dir, "discriminator.weights.h5"),
+                            "the discriminator weights")
         _write_json(os.path.join(self.run_dir, "last.json"), record)
         if value is not None and float(value) < self.best:
             self.best = float(value)
-            model.network.save_weights(os.path.join(self.run_dir, "generator_best.weights.h5"))
+            save_model_file(model.network, os.path.join(self.run_dir, "generator_best.weights.h5"),
+                            "the best generator's weights")
             _write_json(os.path.join(self.run_dir, "best.json"), record)
 
 
@@ -125,9 +129,7 @@ class KeepSteps(keras.callbacks.Callback):
         kept = self._kept
         for step in due:
             name = KEPT_STEP_FILE.format(step)
-            partial = os.path.join(self.run_dir, name.replace(".weights.h5", ".partial.weights.h5"))
-            self.model.network.save_weights(partial)
-            os.replace(partial, os.path.join(self.run_dir, name))
+            save_model_file(self.model.network, os.path.join(self.run_dir, name), f"the generator of step {step}")
             kept[str(step)] = {"file": name, "optimizer_step": done, "epoch": self._epoch + 1}
         _write_json(os.path.join(self.run_dir, KEPT_STEPS_RECORD), kept)
 
@@ -140,10 +142,28 @@ def _read_json(path):
 
 
 def _write_json(path, payload):
-    """Writes JSON under a temporary name and renames it, so a kill never leaves half a file."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f)
-    os.replace(path + ".tmp", path)
+    """Writes JSON under a temporary name and renames it, so a kill or a full disk never leaves half a file."""
+    write_text(path, json.dumps(payload), "the record")
+
+
+def save_model_file(model, path, what="the weights"):
+    """Writes `model`'s weights (`path` ending in `.weights.h5`) or the whole model (`.keras`) as Keras
+    does, but serialized in memory first, then written whole under a temporary name and renamed
+    (`write_atomically`). A full disk thus never reaches HDF5, whose failed writes leave it broken (each
+    object freed afterwards prints a traceback, and a segmentation fault was seen), and never leaves half
+    a file: it is a `DiskFullError` naming `what` and its size."""
+    from keras.src.saving import saving_lib  # Keras' own writers, given a buffer (Keras is pinned in setup.cfg)
+
+    buffer = io.BytesIO()
+    if path.endswith(".keras"):
+        saving_lib.save_model(model, buffer)
+    elif path.endswith(".weights.h5"):
+        store = saving_lib.H5IOStore(buffer, mode="w")  # what `model.save_weights(path)` writes, in memory
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+        store.close()
+    else:
+        raise ValueError(f"a model file ends in .weights.h5 or .keras, received {path!r}.")
+    write_atomically(path, buffer.getbuffer(), what)
 
 
 class BackupError(ValueError):
@@ -243,14 +263,17 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         previous = _read_json(path)
         index = previous.get("index", 0) + 1
         name = f"backup-{index:06d}.weights.h5"
-        partial = os.path.join(self.backup_dir, f"backup-{index:06d}.partial.weights.h5")
-        self.model.save_weights(partial, overwrite=True)
-        os.replace(partial, os.path.join(self.backup_dir, name))
-        record = {"index": index, "weights": name, "epoch": self._current_epoch, "step": self._steps_in_epoch,
-                  "random_state": [keras.ops.convert_to_numpy(v.value).tolist() for v in random_state(self.model)]}
-        if previous:
-            record["previous"] = {k: v for k, v in previous.items() if k != "previous"}
-        _write_json(path, record)  # the switch: atomic, so a kill leaves the old record or the new one
+        try:  # written whole under a temporary name (a full disk leaves no part of it)
+            save_model_file(self.model, os.path.join(self.backup_dir, name), "the backup")
+            record = {"index": index, "weights": name, "epoch": self._current_epoch, "step": self._steps_in_epoch,
+                      "random_state": [keras.ops.convert_to_numpy(v.value).tolist()
+                                       for v in random_state(self.model)]}
+            if previous:
+                record["previous"] = {k: v for k, v in previous.items() if k != "previous"}
+            _write_json(path, record)  # the switch: atomic, so a kill leaves the old record or the new one
+        except BaseException:
+            remove_quietly(os.path.join(self.backup_dir, name))  # never switched to: the previous backup is the one
+            raise
         kept = {name, previous.get("weights")}
         for stale in os.listdir(self.backup_dir):
             if stale.endswith(".weights.h5") and stale not in kept:

@@ -6,10 +6,10 @@ import os
 import sys
 import time
 
-from cgan_colorization import runtime
+from cgan_colorization import runlock, runtime
 from cgan_colorization.config import Range, add_alias, bounded, build_parser, config_from_args, load_config
 from cgan_colorization.constants import (CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER,
-                                         TEXT_CHOICES)
+                                         DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, TEXT_CHOICES)
 
 COLORIZER_HELP = "colorizer run folder written by train_colorizer.py, or a generator weights file (.weights.h5 "\
                  "with config.json beside it, or .keras)"
@@ -60,9 +60,10 @@ def train_main(argv=None):
     return run_dir
 
 
-def _add_model_flags(parser):
+def _add_model_flags(parser, stochastic=True):
     """The colorizer (`--colorizer`, with the older `--run` / `--weights` still taken), which checkpoint of
-    its run folder, flags to load one without a config.json beside it, and pix2pix's stochastic inference."""
+    its run folder, flags to load one without a config.json beside it, and (`stochastic`) pix2pix's
+    stochastic inference."""
     parser.add_argument("--colorizer", default=DEFAULT_COLORIZER, help=COLORIZER_HELP)
     for alias in ("--run", "--weights"):
         add_alias(parser, alias, "colorizer")
@@ -70,14 +71,17 @@ def _add_model_flags(parser):
     parser.add_argument("--image-size", type=bounded(int, Range(4)), help="model size, when no config.json is at hand")
     parser.add_argument("--base-filters", type=bounded(int, Range(1)),
                         help="model width, when no config.json is at hand")
-    parser.add_argument("--dropout-at-inference", action="store_true",
-                        help="keep dropout on when colorizing (pix2pix's stochastic inference)")
+    if stochastic:
+        parser.add_argument("--dropout-at-inference", action="store_true",
+                            help="keep dropout on when colorizing (pix2pix's stochastic inference)")
 
 
 def evaluate_parser():
     parser = argparse.ArgumentParser(
         description="Score a trained colorizer as the paper's Table 3 (PSNR and SSIM in sRGB, max_val 1, "
-        "mean / min / max over the images) beside the grey baseline (ab = 0), and write it as JSON.",
+        "mean / min / max over the images), with Zhang et al.'s AuC of the ab error curve (plain and "
+        "class-rebalanced) and the mean CIEDE2000 difference, beside the grey baseline (ab = 0), and write it "
+        "with its protocol as JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--dataset", help="dataset to score on (default: the run's own)")
@@ -96,7 +100,8 @@ def evaluate_parser():
 
 
 def evaluate_main(argv=None):
-    """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max against the grey baseline."""
+    """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max, Zhang's ab error AuC and CIEDE2000 against
+    the grey baseline."""
     runtime.configure()
     args = evaluate_parser().parse_args(argv)
 
@@ -120,10 +125,13 @@ def evaluate_main(argv=None):
         if split == "all" and source.kind == "files":
             source.val_paths = source.train_paths + source.val_paths
         size = colorizer.image_size
+        resize_mode = "resize"  # the paper's: the whole photo squashed to size x size
         if args.cache:
-            source = cached_source(source, args.cache, image_size=size, color_space=colorizer.color_space, build=False)
+            source = cached_source(source, args.cache, image_size=size, resize_mode=resize_mode,
+                                   color_space=colorizer.color_space, build=False)
             source.held_out = split
         ds = pretext_dataset(source, "val", image_size=size, batch_size=args.batch_size, seed=seed,
+                             resize_mode=resize_mode,
                              num_classes=config.num_classes if config else 6,
                              val_size=args.max_images or (config.val_size if config else 256),
                              color_space=colorizer.color_space)
@@ -136,6 +144,10 @@ def evaluate_main(argv=None):
         _fail(error)
     result.update(weights=weights, checkpoint=colorizer.checkpoint, dataset=dataset, split=split, image_size=size,
                   dropout_at_inference=args.dropout_at_inference)
+    result["protocol"].update(
+        dataset=dataset, split=split,
+        resize_mode="none (scenes drawn at the size)" if source.kind == "synthetic" else
+        f"{resize_mode} (whole photo, antialiased, to {size} x {size}; no crop)")
     if source.stats is not None:
         result["files"] = source.stats.as_dict()
     print(format_table(result))
@@ -204,11 +216,12 @@ def cache_main(argv=None):
         source = parse_dataset(args.dataset, args.val_fraction, args.seed)
         if source.kind != "files":
             raise ValueError(f"--dataset must be a photo folder (folder:PATH or coco:PATH), received {args.dataset!r}.")
-        cache = build_cache(args.cache, {"train": source.train_paths, "val": source.val_paths},
-                            image_size=args.image_size, source=args.dataset, resize_mode=args.resize_mode,
-                            drop_greyscale=not args.keep_greyscale, color_space=args.color_space,
-                            files_per_shard=args.files_per_shard,
-                            split_info={"val_fraction": args.val_fraction, "seed": args.seed})
+        with runlock.hold(args.cache, flag="--cache"):  # one build per folder; a full disk is a DiskFullError
+            cache = build_cache(args.cache, {"train": source.train_paths, "val": source.val_paths},
+                                image_size=args.image_size, source=args.dataset, resize_mode=args.resize_mode,
+                                drop_greyscale=not args.keep_greyscale, color_space=args.color_space,
+                                files_per_shard=args.files_per_shard,
+                                split_info={"val_fraction": args.val_fraction, "seed": args.seed})
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     print(f"train with: python train_colorizer.py --dataset {args.dataset} --image-size {args.image_size} "
@@ -307,3 +320,55 @@ def demo_main(argv=None):
         serve(args.colorizer, args.runs_dir, args.checkpoint, args.host, args.port, args.share)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
+
+
+def export_formats(text):
+    """`--format`: a comma-separated subset of `EXPORT_FORMATS` (or "none") -> a tuple in their order."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in EXPORT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"takes a comma-separated subset of {','.join(EXPORT_FORMATS)} (or none), "
+                                         f"received {text!r}")
+    return tuple(name for name in EXPORT_FORMATS if name in names)
+
+
+def export_parser():
+    parser = argparse.ArgumentParser(
+        description="Export a trained colorizer for use without this package: its generator (normalized L in, "
+        "normalized ab out, at its training size) as a SavedModel (with a 'colorize' signature: a uint8 photo of "
+        "any size in, the colorized uint8 RGB photo out, as colorize.py), a LiteRT flatbuffer and/or an ONNX graph "
+        "(the [export] extra), and with --encoder its U-Net encoder as a .keras backbone.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_model_flags(parser, stochastic=False)
+    parser.add_argument("--format", type=export_formats, default=DEFAULT_EXPORT_FORMATS,
+                        help=f"what to write the generator as: a comma-separated subset of {','.join(EXPORT_FORMATS)}"
+                             ", or none (with --encoder)")
+    parser.add_argument("--out", default="exported", help="folder to write the files and export.json into")
+    parser.add_argument("--encoder", action="store_true",
+                        help="also write the encoder (enc* and bottleneck* layers, L to the 1 x 1 bottleneck) as "
+                             "encoder.keras, which keras.saving.load_model opens without this package")
+    return parser
+
+
+def export_main(argv=None):
+    """`python export_colorizer.py` (`cgan-export`): the generator as SavedModel / LiteRT / ONNX, and its encoder."""
+    runtime.configure()
+    parser = export_parser()
+    args = parser.parse_args(argv)
+    if not args.format and not args.encoder:
+        parser.error("--format none exports nothing: add --encoder, or name a format")
+    from cgan_colorization.export import export_colorizer
+    from cgan_colorization.inference import describe_checkpoint, load_colorizer
+
+    try:
+        colorizer = load_colorizer(args.colorizer, args.image_size, args.base_filters, checkpoint=args.checkpoint)
+        print(f"colorizer weights: {colorizer.checkpoint['file']}, {describe_checkpoint(colorizer.checkpoint)}")
+        written = export_colorizer(colorizer, args.out, args.format, args.encoder)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return written

@@ -13,6 +13,7 @@ import os
 
 from cgan_colorization import registry
 from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION, TEXT_CHOICES
+from data.diskfull import write_text
 
 PAPER_DATASET = "coco"
 PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' sets every value of the paper
@@ -284,8 +285,7 @@ def save_config(config, run_dir, name="config.json", **extra):
     """Writes the resolved config (and any extra facts) as JSON into the run folder."""
     os.makedirs(run_dir, exist_ok=True)
     payload = dict(dataclasses.asdict(config), **extra)
-    with open(os.path.join(run_dir, name), "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
+    write_text(os.path.join(run_dir, name), json.dumps(payload, indent=2, sort_keys=True), "the run's config")
     return payload
 
 

@@ -45,3 +45,8 @@ TEXT_CHOICES = {
 }
 
 GPU_STEPS_PER_EXECUTION = 16  # train steps per call into the compiled function under --steps-per-execution 0 (auto) on GPUs
+
+# What `export_colorizer.py --format` writes the generator as (comma-separated, any subset): a SavedModel folder
+# (with a `colorize` signature for whole photos), a LiteRT flatbuffer and an ONNX graph (the [export] extra).
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+DEFAULT_EXPORT_FORMATS = "saved_model,litert"

@@ -1,12 +1,16 @@
 """Matplotlib figures: colorization grids (the paper's Figure 7) and loss curves (its Figure 8)."""
 
 import csv
+import io
+import os
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from data.diskfull import write_atomically  # noqa: E402
 
 
 def save_sample_grid(gray_rgb, colorized_rgb, original_rgb, path, title=None):
@@ -24,8 +28,17 @@ def save_sample_grid(gray_rgb, colorized_rgb, original_rgb, path, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path):
+    """Writes the figure whole (`write_atomically`): a full disk leaves no half image, only a `DiskFullError`."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=100, format=os.path.splitext(path)[1].lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    write_atomically(path, buffer.getbuffer(), "the figure")
 
 
 def read_csv_log(path):
@@ -47,5 +60,4 @@ def save_loss_curves(series, path, title, ylabel="loss"):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)

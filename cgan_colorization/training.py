@@ -1,5 +1,6 @@
 """Training a colorizer: from a `TrainConfig` to a run folder with weights, logs and samples."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -12,11 +13,14 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization import callbacks as cb
+from cgan_colorization import runlock
 from cgan_colorization.config import check_config, parse_steps, save_config
 from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
                                          worker_index)
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.pretext import steps_per_execution
+from data.cache import MANIFEST
+from data.diskfull import DiskFullError, as_disk_full, is_disk_full, write_text
 from data.pipeline import SHARDABLE_KINDS, WorkerShard, cached_source, parse_dataset, pretext_dataset
 
 
@@ -156,11 +160,41 @@ def train(config, extra_callbacks=(), verbose="auto"):
     program (its saves read synchronized variables together with the chief's) into a scratch folder
     `OUT/.worker-N`, removed when the run ends, and resumes from the chief's backup, so that all
     workers restart at the same step.
+
+    The chief holds the lock of `config.out` for the whole run (`runlock`: a second process on the
+    folder is a `RunLocked` error). A write that finds the disk full stops the run with a `DiskFullError`
+    that says what could not be written and which backup the run resumes from.
     """
     check_config(config)
+    chief = is_chief()
+    try:
+        with runlock.hold(config.out) if chief else contextlib.nullcontext():
+            return _train(config, chief, extra_callbacks, verbose)
+    except Exception as error:  # noqa: BLE001 - a full disk becomes one sentence; anything else is re-raised
+        if isinstance(error, runlock.RunLocked) or not is_disk_full(error) or \
+                (isinstance(error, DiskFullError) and error.kept):  # e.g. a cache build's, which says what it keeps
+            raise
+        raise as_disk_full(error, resume_clause(config.out), config.out) from error
+
+
+def resume_clause(out):
+    """What a run stopped by a full disk keeps, and how it goes on."""
+    backup_dir = os.path.join(out, "backup")
+    try:
+        record = cb.usable_backup(backup_dir)
+    except cb.BackupError:
+        record = None
+    if record is None:
+        return "the run stopped before its first backup: free space and run the same command to start it again"
+    epoch, step = int(record["epoch"]), int(record["step"])
+    when = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+    return (f"the run stopped and keeps its last backup {os.path.join(backup_dir, record['weights'])} ({when}): "
+            "free space and run the same command to resume from it")
+
+
+def _train(config, chief, extra_callbacks, verbose):
     strategy = make_strategy(config.strategy, config.collective_timeout)
     precision = set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
-    chief = is_chief()
     run_dir = config.out if chief else os.path.join(config.out, f".worker-{worker_index()}")
     summary_path = os.path.join(config.out, SUMMARY_FILE)
     backup_dir = os.path.join(config.out, "backup")  # the chief's: the one every worker resumes from
@@ -178,9 +212,12 @@ def train(config, extra_callbacks=(), verbose="auto"):
     source = parse_dataset(config.dataset, config.val_fraction, config.seed,
                            max_photos_per_class=config.max_photos_per_class)
     if config.cache:  # a multi-worker run reads a cache, it does not build one
-        source = cached_source(source, config.cache, image_size=config.image_size, resize_mode=config.resize_mode,
-                               drop_greyscale=not config.keep_greyscale, color_space=check_config(config).color_space,
-                               build=not in_cluster(), val_fraction=config.val_fraction, seed=config.seed)
+        building = not in_cluster() and not os.path.isfile(os.path.join(config.cache, MANIFEST))
+        with runlock.hold(config.cache, flag="--cache") if building else contextlib.nullcontext():
+            source = cached_source(source, config.cache, image_size=config.image_size,
+                                   resize_mode=config.resize_mode, drop_greyscale=not config.keep_greyscale,
+                                   color_space=check_config(config).color_space, build=not in_cluster(),
+                                   val_fraction=config.val_fraction, seed=config.seed)
     steps = steps_per_epoch(config, source)
     per_call = steps_per_execution(config, steps)
     epoch, step = cb.read_resume_point(backup_dir)
@@ -203,6 +240,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
     config = dataclasses.replace(config, steps_per_execution=per_call)  # saved above as given
     train_ds, val_ds = _datasets(config, source, skip_batches=epoch * steps + step)
     gan = build_colorizer(config, strategy, train_ds, run_dir)
+    if epoch >= config.epochs:  # its last backup closes the last epoch: it stopped while writing its final files
+        _restore_last_epoch(gan, run_dir, config.epochs)
     sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None
     start = time.time()
     if step:  # finish the interrupted epoch first, with the steps it had left
@@ -218,20 +257,31 @@ def train(config, extra_callbacks=(), verbose="auto"):
                 validation_data=val_ds, verbose=verbose, shuffle=False,
                 callbacks=_callbacks(config, run_dir, sample, source, 0) + list(extra_callbacks))
     if gan.saves_keras_model:  # a plain L -> ab generator, loadable without any config
-        gan.network.save(os.path.join(run_dir, "generator.keras"))
+        cb.save_model_file(gan.network, os.path.join(run_dir, "generator.keras"), "the generator")
     _plot_losses(run_dir)
     digest = weights_digest(gan)
     print(f"worker {worker_index()}: final weights sha256 {digest}")  # equal on every worker of a run
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         return config.out
-    with open(summary_path, "w") as f:
-        json.dump({"epochs": config.epochs, "steps_per_epoch": steps,
-                   "optimizer_steps": int(gan.optimizer_steps), "weights_sha256": digest,
-                   "replicas": strategy.num_replicas_in_sync,
-                   "seconds_last_session": round(time.time() - start, 1)}, f, indent=2)
+    write_text(summary_path, json.dumps({"epochs": config.epochs, "steps_per_epoch": steps,
+                                         "optimizer_steps": int(gan.optimizer_steps), "weights_sha256": digest,
+                                         "replicas": strategy.num_replicas_in_sync,
+                                         "seconds_last_session": round(time.time() - start, 1)}, indent=2),
+               "the run summary")
     shutil.rmtree(backup_dir, ignore_errors=True)
     return run_dir
+
+
+def _restore_last_epoch(gan, run_dir, epochs):
+    """Restores the backup taken at the end of the last epoch and writes that epoch's generator from it,
+    as `GeneratorCheckpoint` does (the files a full disk or a kill stopped), before the final files."""
+    restore = cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), 0)
+    restore.set_model(gan)
+    restore.on_train_begin()
+    checkpoint = cb.GeneratorCheckpoint(run_dir)
+    checkpoint.set_model(gan)
+    checkpoint.on_epoch_end(epochs - 1)
 
 
 def _plot_losses(run_dir):

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from data import images
 from data.color import check_color_space, split_rgb
+from data.diskfull import DiskFullError, is_disk_full, remove_quietly, size_text, write_text
 from data.images import fit_to_size
 
 MANIFEST = "manifest.json"
@@ -114,12 +115,7 @@ def _read_json(path):
 
 def _write_json(path, payload):
     """Writes JSON atomically: a reader sees the old file or the whole new one, never half of it."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2), "the cache record")
 
 
 def open_cache(path):
@@ -194,7 +190,7 @@ def verify_cache(cache, only_new=False, log=print):
     if only_new and checked:
         try:
             _write_json(record_path, verified)
-        except OSError:  # a read-only cache: checked again next time
+        except (OSError, DiskFullError):  # a read-only cache, or a full disk: checked again next time
             pass
     return checked
 
@@ -239,25 +235,46 @@ def _write_shard(files, path, image_size, resize_mode, drop_greyscale, color_spa
     stats.reset()
     tmp = path + ".tmp"
     written, digest = 0, hashlib.sha256()
-    with open(tmp, "wb") as f:
-        if files:
-            ds = images.image_file_dataset(files, stats=stats, drop_greyscale=drop_greyscale)
-            ds = ds.map(lambda rgb: pack(fit_to_size(rgb, image_size, resize_mode), color_space),
-                        num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
-            try:
-                for pixels in ds:
-                    data = pixels.numpy().tobytes()
-                    f.write(data)
-                    digest.update(data)
-                    written += 1
-            except tf.errors.InvalidArgumentError:  # every file of the shard unreadable or greyscale
-                pass
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            if files:
+                ds = images.image_file_dataset(files, stats=stats, drop_greyscale=drop_greyscale)
+                ds = ds.map(lambda rgb: pack(fit_to_size(rgb, image_size, resize_mode), color_space),
+                            num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
+                try:
+                    for pixels in ds:
+                        data = pixels.numpy().tobytes()
+                        f.write(data)
+                        digest.update(data)
+                        written += 1
+                except tf.errors.InvalidArgumentError:  # every file of the shard unreadable or greyscale
+                    pass
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as error:
+        remove_quietly(tmp)
+        if is_disk_full(error):
+            raise DiskFullError(path, len(files) * image_size ** 2 * 3 * 2, "the cache shard") from None
+        raise
     os.replace(tmp, path)
     counts = stats.as_dict() if files else {"seen": 0, "skipped": 0, "greyscale": 0}
     return {"files": len(files), "images": written, "unreadable": counts["skipped"],
             "greyscale": counts["greyscale"], "sha256": digest.hexdigest(), "paths": list(files)}
+
+
+def _rest_of_build(path, plan, image_size):
+    """What a build stopped by a full disk keeps, and about how much space the rest of it needs."""
+    done, files_left = 0, 0
+    for split in SPLITS:
+        for index, files in enumerate(plan[split]):
+            name = f"{split}-{index:05d}"
+            if os.path.isfile(os.path.join(path, name + ".json")) and os.path.isfile(os.path.join(path, name + SUFFIX)):
+                done += 1
+            else:
+                files_left += len(files)
+    return (f"the build stopped and keeps its {done} complete shard(s): free up to "
+            f"{size_text(files_left * image_size ** 2 * 3 * 2)} (the rest of the build) and run the same command to "
+            "finish it")
 
 
 def build_cache(path, splits, *, image_size, source="", resize_mode="resize", drop_greyscale=True,
@@ -297,7 +314,8 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
             return cache
         cache.check(image_size, resize_mode, drop_greyscale, color_space)  # one sentence for another size
         raise ValueError(f"the cache {path} was built from other files or options: build into another folder.")
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, BUILD)):
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, BUILD)) and \
+            [name for name in os.listdir(path) if not name.startswith(".")]:  # e.g. its .lock
         raise ValueError(f"{path} is a non-empty folder that is not an image cache: give --cache an empty or "
                          "new folder.")
     os.makedirs(path, exist_ok=True)
@@ -320,9 +338,12 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
                 counts = _read_json(record)
                 kept += 1
             else:
-                counts = _write_shard(files, os.path.join(path, name + SUFFIX), image_size, resize_mode,
-                                      drop_greyscale, color_space, stats)
-                _write_json(record, counts)
+                try:
+                    counts = _write_shard(files, os.path.join(path, name + SUFFIX), image_size, resize_mode,
+                                          drop_greyscale, color_space, stats)
+                    _write_json(record, counts)
+                except DiskFullError as error:
+                    raise error.keeping(_rest_of_build(path, plan, image_size)) from None
                 log(f"{split} shard {index + 1}/{len(plan[split])}: {counts['images']} images")
             shards.append({key: counts[key] for key in ("files", "images", "unreadable", "greyscale", "sha256")
                            if key in counts} | {"file": name + SUFFIX})

@@ -18,6 +18,7 @@ PARSERS = {
     "train_colorizer.py": cli.train_parser,
     "evaluate_colorizer.py": cli.evaluate_parser,
     "colorize.py": cli.colorize_parser,
+    "export_colorizer.py": cli.export_parser,
     "cache_images.py": cli.cache_parser,
     "finetune_classifier.py": lambda: transfer_cli.finetune_parser("classification"),
     "finetune_segmenter.py": lambda: transfer_cli.finetune_parser("segmentation"),
@@ -34,6 +35,7 @@ PARSERS = {
 ALIASES = {
     "evaluate_colorizer.py": {"--run": "--colorizer", "--weights": "--colorizer"},
     "colorize.py": {"--weights": "--colorizer", "--run": "--colorizer"},
+    "export_colorizer.py": {"--weights": "--colorizer", "--run": "--colorizer"},
     "cache_images.py": {"--out": "--cache"},
     "train_colorizer.py": {"--num-classes": "--synthetic-classes"},
     "benchmarks/benchmark.py": {"--cache-dir": "--cache"},
@@ -44,8 +46,9 @@ EXTENDED = {("evaluate_features.py", "--checkpoint"): ("both",)}
 REQUIRED = {"colorize.py": ["photo.jpg"], "cache_images.py": ["--dataset", "folder:photos"]}
 # One concept, one flag: where each must appear, and a word its help must use.
 CONCEPTS = {
-    "--colorizer": (("evaluate_colorizer.py", "colorize.py", "finetune_classifier.py", "finetune_segmenter.py",
-                     "diagnose_batchnorm.py", "evaluate_features.py", "reproduce.py"), "colorizer"),
+    "--colorizer": (("evaluate_colorizer.py", "colorize.py", "export_colorizer.py", "finetune_classifier.py",
+                     "finetune_segmenter.py", "diagnose_batchnorm.py", "evaluate_features.py", "reproduce.py"),
+                    "colorizer"),
     "--cache": (("train_colorizer.py", "evaluate_colorizer.py", "cache_images.py", "benchmarks/benchmark.py",
                  "benchmarks/gpu_check.py"), "cache"),
 }
@@ -115,6 +118,7 @@ def test_help_shows_each_presets_value(parsers):
     ("finetune_classifier.py", ["--init", "randm"]),
     ("train_colorizer.py", ["--mixed-precision", "float8"]),
     ("evaluate_features.py", ["--checkpoint", "middle"]),
+    ("export_colorizer.py", ["--format", "saved_model,png"]),
     ("scaling_study.py", ["--tiny", "x", "--labelled", "y", "--pretexts", "supervised"]),
 ])
 def test_a_typo_exits_2_before_tensorflow_loads(script, argv):

@@ -1,6 +1,7 @@
 """One downstream run: build the model, initialise it (colorizer or random), fine-tune it in one or
 two phases, score it on the test split, and write everything to a run folder."""
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -12,8 +13,9 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization import pretrained, registry
+from cgan_colorization import pretrained, registry, runlock
 from cgan_colorization.batchnorm import batchnorm_layers
+from cgan_colorization.callbacks import save_model_file
 from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.distribute import is_chief, make_strategy, set_precision, weights_digest, worker_index
@@ -21,6 +23,7 @@ from cgan_colorization.inference import describe_checkpoint, load_colorizer
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.training import train
 from data import labelled
+from data.diskfull import DiskFullError, as_disk_full, is_disk_full, write_text
 from data.labelled import TASKS
 from data.labelled.masks import VOID
 from transfer import metrics as tm
@@ -207,7 +210,10 @@ def _loss_and_metrics(config, source):
 def run_finetune(config, verbose="auto", log=print, inspect=None):
     """Runs one downstream experiment and returns its `metrics.json` content. `inspect(model, datasets,
     source)`, called after training and before the test, may add a dict to it as "inspection" (e.g.
-    `transfer.bn_diagnosis`)."""
+    `transfer.bn_diagnosis`).
+
+    The chief holds the lock of the run folder for the whole run (`runlock`); a write that finds the
+    disk full stops the run with a one-sentence `DiskFullError`."""
     if config.task not in TASKS or config.init not in INITS:
         raise ValueError(f"task must be one of {TASKS} and init one of {INITS}, received "
                          f"task={config.task!r}, init={config.init!r}.")
@@ -215,6 +221,21 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         raise ValueError(f"--unfrozen-bn must be one of {UNFROZEN_BN}, received {config.unfrozen_bn!r}.")
     if config.checkpoint not in CHECKPOINTS:
         raise ValueError(f"--checkpoint must be one of {CHECKPOINTS}, received {config.checkpoint!r}.")
+    run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
+                           config.run_name or default_run_name(config))
+    chief = is_chief()
+    try:
+        with runlock.hold(run_dir, flag="--out or --run-name") if chief else contextlib.nullcontext():
+            return _run_finetune(config, run_dir, chief, verbose, log, inspect)
+    except Exception as error:  # noqa: BLE001 - a full disk becomes one sentence; anything else is re-raised
+        if isinstance(error, runlock.RunLocked) or not is_disk_full(error) or \
+                (isinstance(error, DiskFullError) and error.kept):
+            raise
+        raise as_disk_full(error, "the run stopped (a fine-tuning run keeps no backup): free space and run the same "
+                                  "command to start it again", run_dir) from error
+
+
+def _run_finetune(config, run_dir, chief, verbose, log, inspect):
     strategy = make_strategy(config.strategy, config.collective_timeout)  # first: it may configure collectives
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
@@ -242,9 +263,6 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         transferred = report.copied
         log(report.summary())
 
-    run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
-                           config.run_name or default_run_name(config))
-    chief = is_chief()
     if not chief:  # other workers of a multi-worker run write the same files into a scratch folder, removed at the end
         run_dir = os.path.join(run_dir, f".worker-{worker_index()}")
     os.makedirs(run_dir, exist_ok=True)
@@ -279,9 +297,8 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         "weights_sha256": weights_digest(model),
     }
     if config.save_weights:
-        model.save_weights(os.path.join(run_dir, "model.weights.h5"))
-    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=2, default=float)
+        save_model_file(model, os.path.join(run_dir, "model.weights.h5"), "the fine-tuned weights")
+    write_text(os.path.join(run_dir, "metrics.json"), json.dumps(result, indent=2, default=float), "the report")
     items = source.items("test", config.test_size or None)  # None for the synthetic scenes
     if items is not None and len(items) == test["num_images"]:  # the names pair runs image by image
         per_image["items"] = np.array([str(item) for item in items])

@@ -1,0 +1,10 @@
+"""Export a trained colorizer as SavedModel, LiteRT and/or ONNX (and its encoder as .keras). See --help."""
+
+from cgan_colorization import runtime
+
+runtime.configure()
+
+from cgan_colorization.cli import export_main  # noqa: E402
+
+if __name__ == "__main__":
+    export_main()
