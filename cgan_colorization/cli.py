@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from cgan_colorization import runlock, runtime
+from cgan_colorization import pretrained, runlock, runtime
 from cgan_colorization.config import Range, add_alias, bounded, build_parser, config_from_args, load_config
 from cgan_colorization.constants import (CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER,
                                          DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, TEXT_CHOICES)
@@ -95,7 +95,8 @@ def evaluate_parser():
                                                   "(or all with --split all) instead of decoding")
     _add_model_flags(parser)
     parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json, "
-                                      "RUN/eval_<dataset>_best.json for --checkpoint best)")
+                                      "RUN/eval_<dataset>_best.json for --checkpoint best; "
+                                      "runs/eval_<name>_<dataset>.json for a shipped pretrained:<name>)")
     return parser
 
 
@@ -152,7 +153,11 @@ def evaluate_main(argv=None):
         result["files"] = source.stats.as_dict()
     print(format_table(result))
     suffix = "_best" if colorizer.checkpoint["checkpoint"] == "best" else ""  # the two never overwrite each other
-    out = args.out or os.path.join(run_dir, f"eval_{dataset.replace(':', '_').replace('/', '_')}{suffix}.json")
+    name = f"eval_{dataset.replace(':', '_').replace('/', '_')}{suffix}.json"
+    if args.out is None and pretrained.is_pretrained(args.colorizer):  # never into the installed package
+        os.makedirs("runs", exist_ok=True)
+        name = f"eval_{args.colorizer[len(pretrained.PREFIX):]}_{name[len('eval_'):]}"
+    out = args.out or os.path.join("runs" if pretrained.is_pretrained(args.colorizer) else run_dir, name)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {out}")

@@ -56,3 +56,24 @@ def test_a_shipped_colorizer_loads_by_name(shipped, monkeypatch):
 def test_an_unknown_name_is_one_sentence_listing_the_shipped_ones():
     with pytest.raises(ValueError, match="is not a shipped colorizer: the package ships pretrained:tiny64-gan"):
         load_colorizer("pretrained:nope")
+
+
+def test_the_shipped_colorizer_colours_a_photo_as_its_card_says(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import run_script
+
+    folder = pretrained.folder("pretrained:tiny64-gan")
+    assert os.path.getsize(os.path.join(folder, "generator.weights.h5")) <= 16 * 10**6
+    card = open(os.path.join(folder, "MODEL_CARD.md")).read()
+    import hashlib
+    digest = hashlib.sha256(open(os.path.join(folder, "generator.weights.h5"), "rb").read()).hexdigest()
+    assert digest in card  # the card names the very file shipped
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(0.5, 0.2, (90, 140, 3)), 0, 1)
+    Image.fromarray((255 * photo).astype(np.uint8)).save(tmp_path / "photo.png")
+    result = run_script("colorize.py", "--colorizer", "pretrained:tiny64-gan", str(tmp_path / "photo.png"),
+                        "--out", str(tmp_path / "out"), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    colorized = np.asarray(Image.open(tmp_path / "out" / "photo_colorized.png"))
+    assert colorized.shape == (90, 140, 3)
