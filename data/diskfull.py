@@ -8,6 +8,7 @@ sentence (exit status 2).
 """
 
 import errno
+import json
 import os
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -100,3 +101,8 @@ def write_atomically(path, data, what="the file"):
 def write_text(path, text, what="the file"):
     """`write_atomically` for text (UTF-8), e.g. a JSON report."""
     write_atomically(path, text.encode("utf-8"), what)
+
+
+def write_json(path, payload, what="the record"):
+    """`write_text` of `payload` as indented JSON (numpy scalars as floats)."""
+    write_text(path, json.dumps(payload, indent=2, default=float), what)

@@ -27,6 +27,7 @@ import numpy as np
 from cgan_colorization import registry
 from cgan_colorization.plots import plt
 from data import tinyimagenet
+from data.diskfull import write_json
 from transfer import options, reproduce
 from transfer.report import _mean_std, weights_table
 
@@ -80,20 +81,15 @@ def run(args):
         results[per_class] = _timed(times, f"downstream, {per_class} a class", reproduce.run_downstream, plan, here,
                                     floors=False)
         probes[per_class] = _timed(times, f"linear probes, {per_class} a class", reproduce.run_probes, plan, here)
-        _save(times_path, times)
+        write_json(times_path, times)
     floor = size_plan(args, None, num_classes)
     first = colorizers[(sizes[0], pretexts[0])]
     results[None] = _timed(times, "downstream, random init", reproduce.run_downstream, floor, {pretexts[0]: first},
                            colorizations=False)
     probes[None] = _timed(times, "linear probes, random init", reproduce.run_probes, floor, {})
-    _save(times_path, times)
+    write_json(times_path, times)
     return write_report(args, num_classes, pretexts, colorizers, table3, results, probes, times)
 
-
-def _save(path, payload):
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 # ----------------------------------------------------------------------------------------------

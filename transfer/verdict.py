@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from data.diskfull import write_json
+
 # The study's fixed settings (docs/verdict-study.md, "Protocol"): the fast preset's width at 64 px,
 # batch 16, epochs of 250 steps (per-epoch validation and grids then cost under 5 % of a run).
 IMAGE_SIZE, BASE_FILTERS, BATCH_SIZE, STEPS_PER_EPOCH = 64, 32, 16, 250
@@ -118,11 +120,6 @@ def _times(out):
     return path, (json.load(open(path)) if os.path.isfile(path) else {})
 
 
-def _save(path, payload):
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(path + ".tmp", path)
-
 
 def run_pretexts(args, log=print):
     """Trains every pretext run of the study not yet finished, in `ORDER`; returns their folders."""
@@ -143,7 +140,7 @@ def run_pretexts(args, log=print):
         train(config, verbose=2)
         key = f"pretext {name} seed {seed}"
         times[key] = round(times.get(key, 0.0) + time.time() - start, 1)  # summed over resumed sessions
-        _save(times_path, times)
+        write_json(times_path, times)
     return folders
 
 
@@ -211,7 +208,7 @@ def probe_network(args, source, name, weights, seed, log=print):
         result["checkpoint"] = checkpoint_info(weights)
     os.makedirs(folder, exist_ok=True)
     np.savez_compressed(os.path.join(folder, "per_image.npz"), **predictions)
-    _save(path, result)
+    write_json(path, result)
     return result
 
 
@@ -233,7 +230,7 @@ def diagnose_colorizer(args, name, weights, log=print):
                   checkpoint=colorizer.checkpoint)
     log(f"[probes] {name}: PSNR {result['model']['psnr']['mean']:.2f} dB (grey {result['grey_baseline']['psnr']['mean']:.2f})")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    _save(path, result)
+    write_json(path, result)
 
 
 def run_probes(args, log=print):
@@ -251,7 +248,7 @@ def run_probes(args, log=print):
             diagnose_colorizer(args, name, weights, log)
         if time.time() - start > 5:
             times[f"probes {name}"] = round(time.time() - start, 1)
-            _save(times_path, times)
+            write_json(times_path, times)
 
 
 def camvid_spec(root):
@@ -297,7 +294,7 @@ def run_downstream(args, log=print):
         start = time.time()
         run_finetune(config, verbose=0, log=log)
         times[f"camvid {network} {run_name}"] = round(time.time() - start, 1)
-        _save(times_path, times)
+        write_json(times_path, times)
 
 
 # ----------------------------------------------------------------------------------------------
