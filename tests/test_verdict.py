@@ -30,7 +30,7 @@ def study(tmp_path_factory, frames_root):  # noqa: F811
                             ORDER=(("gan-50k", 0), ("l1-50k", 0))).items():
         patch.setattr(verdict, name, value)
     args = argparse.Namespace(tiny=str(make_tiny_imagenet(base)), out=str(base / "study"), only=(),
-                              camvid=str(frames_root))
+                              camvid=str(frames_root), results=str(base / "results"))
     for part in (verdict.run_pretexts, verdict.run_probes, verdict.run_downstream):
         part(args, log=lambda *_: None)
     yield args
@@ -46,34 +46,35 @@ def test_pretext_runs_carry_their_seed_and_keep_their_step(study):
 
 def test_probes_store_test_predictions_that_reproduce_their_scores(study):
     for name in ("gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "random-seed0"):
-        result = json.load(open(f"{study.out}/probes/{name}/probes.json"))
-        stored = np.load(f"{study.out}/probes/{name}/per_image.npz")
+        result = json.load(open(f"{study.results}/probes/{name}/probes.json"))
+        stored = np.load(f"{study.results}/probes/{name}/per_image.npz")
         assert result["num_linear_train"] == 6 and result["num_train"] == 12 and result["knn"]["k"] == 12
         for level, scores in result["levels"].items():
             assert np.mean(stored[f"linear_{level}"] == stored["labels"]) == pytest.approx(scores["top1"])
             assert np.mean(stored[f"knn_{level}"] == stored["labels"]) == pytest.approx(scores["knn_top1"])
         assert result["linear_best_level"] == max(result["levels"], key=lambda n: result["levels"][n]["val_top1"])
-    kept = json.load(open(f"{study.out}/probes/gan-50k@2-seed0/probes.json"))
+    kept = json.load(open(f"{study.results}/probes/gan-50k@2-seed0/probes.json"))
     assert kept["checkpoint"]["checkpoint"] == "step2"
-    colorized = json.load(open(f"{study.out}/probes/gan-50k-seed0/colorizer.json"))
+    colorized = json.load(open(f"{study.results}/probes/gan-50k-seed0/colorizer.json"))
     assert colorized["num_images"] == 5 and colorized["bottleneck"] is not None  # one held-out photo is grey
-    assert not (os.path.exists(f"{study.out}/probes/random-seed0/colorizer.json"))
+    assert not (os.path.exists(f"{study.results}/probes/random-seed0/colorizer.json"))
 
 
 def test_every_init_fine_tunes_for_the_same_steps_and_scratch_also_at_three_times(study):
     def epochs(network):
-        metrics = json.load(open(f"{study.out}/camvid/{network}/labels100-seed0/metrics.json"))
+        metrics = json.load(open(f"{study.results}/camvid/{network}/labels100-seed0/metrics.json"))
         assert metrics["test"]["num_images"] == 8 and metrics["label_fraction"] == 1.0  # the whole 0003CC sequence
         return len(metrics["history"]["loss"])
 
     assert epochs("random") == epochs("gan-50k-seed0") == epochs("l1-50k-seed0") == 6
     assert epochs("random-x3") == 18
-    per_image = np.load(f"{study.out}/camvid/gan-50k@2-seed0/labels100-seed0/per_image.npz")
+    per_image = np.load(f"{study.results}/camvid/gan-50k@2-seed0/labels100-seed0/per_image.npz")
     assert len(per_image["confusion"]) == 8
 
 
 def test_a_second_call_reads_every_part_back(study):
-    finished = {p: p.stat().st_mtime for p in pathlib.Path(study.out).rglob("*.json")}
+    finished = {p: p.stat().st_mtime for folder in (study.out, study.results)
+                for p in pathlib.Path(folder).rglob("*.json")}
     for part in (verdict.run_pretexts, verdict.run_probes, verdict.run_downstream):
         part(study, log=lambda *_: None)
     assert {p: p.stat().st_mtime for p in finished} == finished
@@ -88,4 +89,23 @@ def test_the_report_gives_each_contrast_its_interval_and_verdict_or_says_it_has_
         assert any(word in rows[("H1", measure)] for word in ("helps", "hurts", "equivalent", "inconclusive"))
     assert "not yet run" in rows[("H2", "linear top-1")]  # no GAN-5k run in this toy study
     assert "| gan-50k | " in report and "| random | " in report
-    assert os.path.getsize(os.path.join(study.out, "forest.png")) > 0
+    assert os.path.getsize(os.path.join(study.results, "forest.png")) > 0
+
+
+def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study, tmp_path):
+    """The results folder (kept across machines) holds no weights; with the pretext checkpoints and fine-tuned
+    weights gone, 'all' trains nothing again and the report reads the same scores."""
+    import shutil
+
+    kept = {p.name for p in pathlib.Path(study.results).rglob("*") if p.is_file()}
+    scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json"}
+    assert scores <= kept <= scores | {"times.json", "report.md", "forest.png"}
+    before = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
+    moved = argparse.Namespace(**dict(vars(study), out=str(tmp_path / "fresh-machine")))
+    said = []
+    verdict.run_all(moved, log=said.append)
+    assert not os.path.exists(moved.out + "/pretext") and not os.path.exists(moved.out + "/camvid")
+    assert any("every result is in" in line for line in said)
+    after = open(verdict.write_report(moved, n_boot=200, log=lambda *_: None)).read()
+    strip = lambda text: text.split("## Time of each part")[0]  # noqa: E731
+    assert strip(after) == strip(before)

@@ -115,19 +115,26 @@ def networks(args):
     return found + [(f"random-seed{seed}", None, None, seed) for seed in RANDOM_SEEDS]
 
 
-def _times(out):
-    path = os.path.join(out, "times.json")
+def results_folder(args):
+    """Where the scored results go (probes/, camvid/, times.json, report.md): `--results`, else OUT. They are
+    small (a few hundred kB a network), so they can be kept (committed) where the checkpoints cannot."""
+    return getattr(args, "results", None) or args.out
+
+
+def _times(args):
+    os.makedirs(results_folder(args), exist_ok=True)
+    path = os.path.join(results_folder(args), "times.json")
     return path, (json.load(open(path)) if os.path.isfile(path) else {})
 
 
 
-def run_pretexts(args, log=print):
-    """Trains every pretext run of the study not yet finished, in `ORDER`; returns their folders."""
+def run_pretexts(args, log=print, runs=None):
+    """Trains every pretext run of the study not yet finished, in `ORDER` (or `runs`); returns their folders."""
     from cgan_colorization.training import SUMMARY_FILE, train
 
-    times_path, times = _times(args.out)
+    times_path, times = _times(args)
     folders = []
-    for name, seed in ORDER:
+    for name, seed in runs or ORDER:
         if args.only and name not in args.only:
             continue
         config = pretext_config(args, arm(name), seed)
@@ -169,7 +176,7 @@ def probe_network(args, source, name, weights, seed, log=print):
     from transfer import knn_eval, linear_eval, probes
     from transfer.feature_eval import LINEAR_POOLED_SIZE
 
-    folder = os.path.join(args.out, "probes", name)
+    folder = os.path.join(results_folder(args), "probes", name)
     path = os.path.join(folder, "probes.json")
     if os.path.isfile(path):
         with open(path) as f:
@@ -196,7 +203,9 @@ def probe_network(args, source, name, weights, seed, log=print):
         levels[level] = dict(linear, knn_top1=knn_test, knn_val_top1=knn_val)
         log(f"[probes] {name} {level}: linear val {100 * linear['val_top1']:.2f} test {100 * linear['top1']:.2f}; "
             f"kNN val {100 * knn_val:.2f} test {100 * knn_test:.2f}")
-    result = {"network": name, "weights": weights, "seed": seed, "levels": levels,
+    from transfer.report import _commit
+
+    result = {"network": name, "code": _commit(), "weights": weights, "seed": seed, "levels": levels,
               "linear_best_level": max(levels, key=lambda n: levels[n]["val_top1"]),
               "knn_best_level": max(levels, key=lambda n: levels[n]["knn_val_top1"]),
               "num_train": int(len(y_train)), "num_linear_train": int(linear_n), "num_val": int(len(y_val)),
@@ -219,29 +228,33 @@ def diagnose_colorizer(args, name, weights, log=print):
     from cgan_colorization.inference import load_colorizer
     from data.pipeline import parse_dataset, pretext_dataset
 
-    path = os.path.join(args.out, "probes", name, "colorizer.json")
+    path = os.path.join(results_folder(args), "probes", name, "colorizer.json")
     if os.path.isfile(path):
         return
     colorizer = load_colorizer(weights)
     source = parse_dataset(f"tinyimagenet:{args.tiny}")
     ds = pretext_dataset(source, "val", image_size=IMAGE_SIZE, batch_size=64, color_space=colorizer.color_space)
     result = evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
+    from transfer.report import _commit
+
     result.update(bottleneck=bottleneck_health(colorizer.network, ds, colorizer.bottleneck),
-                  checkpoint=colorizer.checkpoint)
+                  checkpoint=colorizer.checkpoint, code=_commit())
     log(f"[probes] {name}: PSNR {result['model']['psnr']['mean']:.2f} dB (grey {result['grey_baseline']['psnr']['mean']:.2f})")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_json(path, result)
 
 
-def run_probes(args, log=print):
-    """The frozen-feature part for every network that can be scored now."""
+def run_probes(args, log=print, wanted=None):
+    """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts)."""
     from cgan_colorization import registry
     from cgan_colorization.config import load_config
     from data import labelled
 
     source = labelled.parse_labelled(f"tinyimagenet:{args.tiny}", "classification", verbose=False)
-    times_path, times = _times(args.out)
+    times_path, times = _times(args)
     for name, weights, folder, seed in networks(args):
+        if wanted and not wanted(name):
+            continue
         start = time.time()
         probe_network(args, source, name, weights, seed, log)
         if weights and registry.PRETEXTS[load_config(folder).objective].colorizes:
@@ -255,21 +268,21 @@ def camvid_spec(root):
     return f"seg-folder:{root}/train,{root}/trainannot;{root}/val,{root}/valannot"
 
 
-def downstream_runs(args):
+def downstream_runs(args, wanted=None):
     """[(network, weights or None, seed, label fraction, epochs multiple)] of the CamVid part, primary
     networks first: every pretrained network with DOWNSTREAM_SEEDS, random init with
     RANDOM_DOWNSTREAM_SEEDS at the same steps and at SCRATCH_MULTIPLE x."""
     runs = []
     for name, weights, _, _ in networks(args):
-        if weights is None:
+        if weights is None or (wanted and not wanted(name)):
             continue
         runs += [(name, weights, s, f, 1) for s in DOWNSTREAM_SEEDS for f in LABEL_FRACTIONS]
     randoms = [("random", None, s, f, m) for m in (1, SCRATCH_MULTIPLE) for s in RANDOM_DOWNSTREAM_SEEDS
                for f in LABEL_FRACTIONS]
-    return randoms + runs
+    return (randoms if not wanted or wanted("random") else []) + runs
 
 
-def run_downstream(args, log=print):
+def run_downstream(args, log=print, wanted=None):
     """The CamVid part: the segmenter fine-tuned from every network (equal optimizer steps: pretrained 1
     frozen + 5 unfrozen epochs, random 6, and random at 3x), its test mIoU with per-image confusions."""
     from transfer.config import TASK_PRESETS, FinetuneConfig
@@ -278,12 +291,13 @@ def run_downstream(args, log=print):
     preset = dict(TASK_PRESETS[("segmentation", "fast")])
     epochs = preset["frozen_epochs"] + preset["unfrozen_epochs"]
     assert preset["baseline_epochs"] == epochs, "every init gets the same optimizer steps"
-    times_path, times = _times(args.out)
-    for name, weights, seed, fraction, multiple in downstream_runs(args):
+    times_path, times = _times(args)
+    for name, weights, seed, fraction, multiple in downstream_runs(args, wanted):
         network = name if multiple == 1 else f"{name}-x{multiple}"
         parent = os.path.join(args.out, "camvid", network)
         run_name = f"labels{100 * fraction:g}-seed{seed}"
-        if os.path.isfile(os.path.join(parent, run_name, "metrics.json")):
+        kept = os.path.join(results_folder(args), "camvid", network, run_name)
+        if os.path.isfile(os.path.join(kept, "metrics.json")):
             continue
         log(f"[camvid] {network}, {100 * fraction:g} % of the labels, seed {seed}")
         values = dict(preset, baseline_epochs=epochs * multiple)
@@ -293,8 +307,54 @@ def run_downstream(args, log=print):
                                 image_size=IMAGE_SIZE, base_filters=BASE_FILTERS, **values)
         start = time.time()
         run_finetune(config, verbose=0, log=log)
+        _keep(os.path.join(parent, run_name), kept, ("per_image.npz", "metrics.json"))  # metrics.json last: "done"
         times[f"camvid {network} {run_name}"] = round(time.time() - start, 1)
         write_json(times_path, times)
+
+
+def _keep(run_dir, kept, names):
+    """Copies a fine-tuning run's scores (not its weights) to the results folder."""
+    import shutil
+
+    if os.path.abspath(run_dir) == os.path.abspath(kept):
+        return
+    os.makedirs(kept, exist_ok=True)
+    for name in names:
+        shutil.copyfile(os.path.join(run_dir, name), os.path.join(kept, name + ".tmp"))
+        os.replace(os.path.join(kept, name + ".tmp"), os.path.join(kept, name))
+
+
+def _network_results_done(args, name):
+    """Whether every result of one scored network is in the results folder (probes, diagnostics of a colorizer,
+    CamVid at every downstream seed and label share)."""
+    root = results_folder(args)
+    runs = [os.path.join(root, "camvid", name, f"labels{100 * f:g}-seed{s}", "metrics.json")
+            for s in DOWNSTREAM_SEEDS for f in LABEL_FRACTIONS]
+    return all(os.path.isfile(p) for p in [os.path.join(root, "probes", name, "probes.json"), *runs])
+
+
+def pretext_names(spec, seed):
+    """The scored networks of one pretext run: its last checkpoint and each kept step."""
+    return [f"{spec.name}-seed{seed}"] + [f"{spec.name}@{step}-seed{seed}" for step in spec.keep_steps]
+
+
+def run_all(args, log=print):
+    """The study network by network, so that each session leaves finished results: the random-init controls
+    first, then each pretext run of `ORDER` trained, probed and fine-tuned before the next one starts. A pretext
+    run whose results are all in the results folder is not trained again (its checkpoints may be gone)."""
+    randoms = lambda name: name.startswith("random")  # noqa: E731
+    run_probes(args, log, wanted=randoms)
+    run_downstream(args, log, wanted=randoms)
+    for name, seed in ORDER:
+        if args.only and name not in args.only:
+            continue
+        names = pretext_names(arm(name), seed)
+        if all(_network_results_done(args, n) for n in names):
+            log(f"[all] {name} seed {seed}: every result is in {results_folder(args)}")
+            continue
+        run_pretexts(args, log, runs=[(name, seed)])
+        run_probes(args, log, wanted=names.__contains__)
+        run_downstream(args, log, wanted=names.__contains__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,14 +375,21 @@ CONTRASTS = (("H1", "gan-50k", "random", False, True), ("H2", "gan-50k", "gan-5k
 SCRATCH_CONTROL = "random-x3"
 
 
+def scored_networks(args, part, condition):
+    """The networks of a condition ("gan-50k", "gan-50k@3000", "random") with results in RESULTS/PART, by
+    seed (so that the same seed of two conditions pairs), read from the results folder alone."""
+    folder = os.path.join(results_folder(args), part)
+    names = [n for n in (os.listdir(folder) if os.path.isdir(folder) else [])
+             if "-seed" in n and n.rsplit("-seed", 1)[0] == condition and n.rsplit("-seed", 1)[1].isdigit()]
+    return sorted(names, key=lambda n: int(n.rsplit("-seed", 1)[1]))
+
+
 def _probe_runs(args, network_prefix, key):
     """[[per-image mapping]] of the finished networks of a condition for a probe measure ("linear",
     "knn"): each network's test answers at its own best level (chosen on validation)."""
     runs = []
-    for name, _, _, _ in networks(args):
-        if name.rsplit("-seed", 1)[0] != network_prefix:
-            continue
-        folder = os.path.join(args.out, "probes", name)
+    for name in scored_networks(args, "probes", network_prefix):
+        folder = os.path.join(results_folder(args), "probes", name)
         if not os.path.isfile(os.path.join(folder, "probes.json")):
             continue
         with open(os.path.join(folder, "probes.json")) as f:
@@ -339,10 +406,10 @@ def _camvid_runs(args, network_prefix, fraction, seeds):
     if network_prefix.startswith("random"):
         names = [network_prefix]
     else:
-        names = [name for name, _, _, _ in networks(args) if name.rsplit("-seed", 1)[0] == network_prefix]
+        names = scored_networks(args, "camvid", network_prefix)
     runs = []
     for name in names:
-        folders = [os.path.join(args.out, "camvid", name, f"labels{100 * fraction:g}-seed{s}") for s in seeds]
+        folders = [os.path.join(results_folder(args), "camvid", name, f"labels{100 * fraction:g}-seed{s}") for s in seeds]
         if all(os.path.isfile(os.path.join(f, "per_image.npz")) for f in folders):
             runs.append([load_per_image(f) for f in folders])
     return runs
@@ -430,15 +497,15 @@ def write_report(args, n_boot=N_BOOT, log=print):
                      f"{gain.verdict(SESOI)} | {gain.p_value:.3g} | {holm_p} |")
         shown += 1
     if done:
-        forest_plot(done, os.path.join(args.out, "forest.png"), family=family, sesoi=SESOI,
-                    caption=f"code {_commit()}, protocol {PROTOCOL_COMMIT}; {args.out}; last checkpoints (GAN-50k also "
+        forest_plot(done, os.path.join(results_folder(args), "forest.png"), family=family, sesoi=SESOI,
+                    caption=f"code {_commit()}, protocol {PROTOCOL_COMMIT}; {results_folder(args)}; last checkpoints (GAN-50k also "
                             f"step {KEPT_STEP}); pretext seeds per docs/verdict-study.md; downstream seeds "
                             f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
         lines += ["", "![every contrast with its 95 % interval](forest.png)"]
-    _, times = _times(args.out)
+    _, times = _times(args)
     lines += ["", "## Time of each part", "", "| part | minutes |", "|---|---|"]
     lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in times.items()]
-    path = os.path.join(args.out, "report.md")
+    path = os.path.join(results_folder(args), "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     log(f"report: {path}")
@@ -453,13 +520,19 @@ def build_parser():
     parser.add_argument("--out", default="runs/verdict", help="the study's folder (default runs/verdict)")
     parser.add_argument("--camvid", default=None, help="the CamVid folder (train, trainannot, val, valannot); "
                                                         "needed by --part downstream")
-    parser.add_argument("--part", choices=PARTS, default="pretext", help="which part of the study to run")
+    parser.add_argument("--results", default=None,
+                        help="where the scored results go (probes/, camvid/, times.json, report.md); default: OUT. "
+                             "Pretext checkpoints and fine-tuned weights stay in OUT")
+    parser.add_argument("--part", choices=PARTS, default="pretext",
+                        help="which part of the study to run; 'all': the random-init controls, then each pretext run "
+                             "trained, probed and fine-tuned before the next (a run whose results are all in the "
+                             "results folder is skipped)")
     parser.add_argument("--only", default="", type=lambda text: tuple(n for n in text.split(",") if n),
                         help=f"comma-separated arms to run, of {', '.join(a.name for a in ARMS)} (default: all)")
     return parser
 
 
-PARTS = ("pretext", "probes", "downstream", "report")
+PARTS = ("pretext", "probes", "downstream", "report", "all")
 
 
 def main(argv=None):
@@ -476,11 +549,11 @@ def main(argv=None):
         if not os.path.isdir(os.path.join(args.tiny, "train")):
             raise FileNotFoundError(f"--tiny {args.tiny} holds no train/ folder: give the tiny-imagenet-200 folder.")
         os.makedirs(args.out, exist_ok=True)
-        if args.part == "downstream" and not (args.camvid and os.path.isdir(os.path.join(args.camvid, "trainannot"))):
+        if args.part in ("downstream", "all") and not (args.camvid and os.path.isdir(os.path.join(args.camvid, "trainannot"))):
             raise FileNotFoundError(f"--part downstream needs --camvid, the CamVid folder with train/ and trainannot/, "
                                     f"received {args.camvid!r}.")
         {"pretext": run_pretexts, "probes": run_probes, "downstream": run_downstream,
-         "report": write_report}[args.part](args)
+         "report": write_report, "all": run_all}[args.part](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
