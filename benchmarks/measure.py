@@ -212,7 +212,7 @@ def _rgb_images(source, config, count):
         from data.synthetic import synthetic_dataset
 
         return [s["image"].numpy() for s in synthetic_dataset(seed=1, image_size=256).take(count)]
-    from data.images import image_file_dataset
+    from data.stream import image_file_dataset
 
     return [x.numpy() for x in image_file_dataset(source.train_paths[:count])]
 

@@ -252,7 +252,8 @@ def colorize_main(argv=None):
     args = colorize_parser().parse_args(argv)
 
     from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
-    from data import images
+    from data.decode import load_rgb
+    from data.files import list_images
 
     try:
         colorizer = load_colorizer(args.colorizer, args.image_size, args.base_filters,
@@ -262,7 +263,7 @@ def colorize_main(argv=None):
         paths = []
         for item in args.inputs:
             if os.path.isdir(item):
-                paths += images.list_images(item)
+                paths += list_images(item)
             elif os.path.isfile(item):
                 paths.append(item)
             else:
@@ -276,7 +277,7 @@ def colorize_main(argv=None):
     progress = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 else None
     for i, path in enumerate(paths, start=1):
         try:
-            rgb = images.load_rgb(path).numpy()
+            rgb = load_rgb(path).numpy()
         except Exception as error:  # noqa: BLE001 - any decoder failure means "not an image"
             skipped.append(path)
             print(f"\nskipped {path}: not a readable image ({type(error).__name__})")

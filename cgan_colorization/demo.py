@@ -19,7 +19,7 @@ from cgan_colorization import pretrained
 from cgan_colorization.config import load_config
 from cgan_colorization.constants import CHECKPOINT_FILES, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER
 from cgan_colorization.inference import colorize_rgb, describe_checkpoint, load_colorizer
-from data import images
+from data.decode import is_greyscale, load_rgb
 from data.color import join_rgb, split_rgb
 
 MAX_FILE_MB = 25  # larger uploads are refused (Gradio's own limit, and this module's)
@@ -82,7 +82,7 @@ def read_photo(path):
         raise ValueError(f"{name} has {width} x {height} pixels, more than {MAX_PIXELS / 1e6:.0f} million: "
                          "upload a smaller photo.")
     try:
-        rgb = images.load_rgb(path).numpy()
+        rgb = load_rgb(path).numpy()
     except Exception:  # noqa: BLE001 - any decoder failure means "not an image"
         raise ValueError(f"{name} is not a readable image (JPEG, PNG, BMP or GIF).") from None
     if min(rgb.shape[:2]) < MIN_SIDE:
@@ -134,7 +134,7 @@ def colorize_photo(path, run, checkpoint, samples, colorizers):
     height, width = rgb.shape[:2]
     lines = [f"**{os.path.basename(path)}**, {width} x {height} px; colorizer `{run}`, "
              f"{describe_checkpoint(colorizer.checkpoint)}."]
-    if images.is_greyscale(tf.constant(rgb)):
+    if is_greyscale(tf.constant(rgb)):
         lines.append("A greyscale photo: there is no colour to compare the colorization with.")
     else:
         s = scores(colorized, rgb)

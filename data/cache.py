@@ -3,8 +3,8 @@
 A folder pipeline pays, every epoch and for every photo, a JPEG decode, a resize and the sRGB -> Lab
 conversion (the conversion alone measured 4.5 ms per 256-px image on this project's two CPU
 cores). `build_cache` pays them once: it decodes every file (unreadable ones skipped, greyscale
-ones dropped, as `images.image_file_dataset` does), brings it to the training size with
-`transforms.fit_to_size`, splits it into the model's grey input and colour target
+ones dropped, as `stream.image_file_dataset` does), brings it to the training size with
+`decode.fit_to_size`, splits it into the model's grey input and colour target
 (`color.split_rgb`) and writes the three channels as float16 (within 2.5e-4 of the float32
 values, which lie in [-1, 1]) to shards of fixed-length records, the files in a seeded shuffled
 order. `cache_dataset` reads them back in blocks of `BLOCK` records, the blocks in a permutation
@@ -40,10 +40,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from data import images
 from data.color import check_color_space, split_rgb
 from data.diskfull import DiskFullError, is_disk_full, remove_quietly, size_text, write_text
-from data.images import fit_to_size
+from data.decode import DecodeStats, fit_to_size
+from data.stream import image_file_dataset
 
 MANIFEST = "manifest.json"
 BUILD = "build.json"
@@ -238,7 +238,7 @@ def _write_shard(files, path, image_size, resize_mode, drop_greyscale, color_spa
     try:
         with open(tmp, "wb") as f:
             if files:
-                ds = images.image_file_dataset(files, stats=stats, drop_greyscale=drop_greyscale)
+                ds = image_file_dataset(files, stats=stats, drop_greyscale=drop_greyscale)
                 ds = ds.map(lambda rgb: pack(fit_to_size(rgb, image_size, resize_mode), color_space),
                             num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
                 try:
@@ -286,11 +286,11 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
             as it is; a half-written one with the same parameters is resumed; one built with other
             parameters or from other files is started over. A non-empty folder that is no cache is
             refused, so that nothing else is ever overwritten.
-        splits: {"train": paths, "val": paths}: the image files of each split (see `images.split_paths`).
+        splits: {"train": paths, "val": paths}: the image files of each split (see `files.split_paths`).
         image_size: The square size every image is brought to.
         source: What the files are (e.g. the `--dataset` value), recorded in the manifest.
         resize_mode: "resize" squashes the photo to the size (the paper), "crop" takes the centre crop.
-        drop_greyscale: Leave out photos with almost no colour (`images.is_greyscale`).
+        drop_greyscale: Leave out photos with almost no colour (`decode.is_greyscale`).
         color_space: What the records hold: "lab" (L and ab, normalized) or "yuv" (Y and UV).
         split_info: Extra facts about the split (e.g. its seed and held-out fraction) for the manifest.
         files_per_shard: Source files per shard.
@@ -326,7 +326,7 @@ def build_cache(path, splits, *, image_size, source="", resize_mode="resize", dr
             if name.endswith((SUFFIX, ".json", ".tmp")):
                 os.remove(os.path.join(path, name))
     _write_json(build_file, params)
-    stats = images.DecodeStats()
+    stats = DecodeStats()
     start, kept = time.time(), 0
     summary = {}
     for split in SPLITS:

@@ -29,7 +29,7 @@ import tensorflow as tf
 from data.color import TARGET_KEYS, check_color_space, split_rgb
 from data.labelled.masks import VOID
 from data.tfds_sources import prepared_builder
-from data.images import fit_to_size
+from data.decode import fit_to_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -22,9 +22,11 @@ import tensorflow as tf
 
 from data.color import TARGET_KEYS, check_color_space, normalize_lab, rgb_to_lab, split_rgb
 from data import cache as image_cache
-from data import images, pets, synthetic, tinyimagenet
+from data import pets, synthetic, tinyimagenet
 from data.tfds_sources import prepared_builder
-from data.images import fit_to_size
+from data.decode import DecodeStats, check_readable, fit_to_size, is_greyscale
+from data.files import list_images, split_paths
+from data.stream import image_file_dataset
 
 SYNTHETIC_VAL_START = 2**40  # held-out scenes come from an index range training never reaches
 AUTOTUNE = tf.data.AUTOTUNE
@@ -43,7 +45,7 @@ class PretextSource:
     kind: str  # "synthetic", "tfds", "files" or "cache"
     train_paths: list = dataclasses.field(default_factory=list)
     val_paths: list = dataclasses.field(default_factory=list)
-    stats: images.DecodeStats = None
+    stats: DecodeStats = None
     cache: image_cache.Cache = None  # kind "cache": the decoded images
     held_out: str = "val"  # kind "cache": the split that the "val" stream reads ("val" or "all")
 
@@ -70,24 +72,24 @@ def _pets_source(spec, path, *, val_fraction, seed, tfds_data_dir):
 
 def _coco_tfds_source(spec, path, *, val_fraction, seed, tfds_data_dir):
     prepared_builder("coco/2014", tfds_data_dir, instead="--dataset coco:PATH/train2014")
-    return PretextSource(spec, "tfds", stats=images.DecodeStats())
+    return PretextSource(spec, "tfds", stats=DecodeStats())
 
 
 def _files_source(spec, path, *, val_fraction, seed, tfds_data_dir):
     """The photos of the comma-separated folders `path`, split into train and val."""
     paths = sorted({p for folder in path.split(",") if folder
-                    for p in images.list_images(os.path.expanduser(folder))})
-    images.check_readable(paths)
-    train, val = images.split_paths(paths, val_fraction=val_fraction, seed=seed)
-    return PretextSource(spec, "files", train, val, images.DecodeStats())
+                    for p in list_images(os.path.expanduser(folder))})
+    check_readable(paths)
+    train, val = split_paths(paths, val_fraction=val_fraction, seed=seed)
+    return PretextSource(spec, "files", train, val, DecodeStats())
 
 
 def _tinyimagenet_source(spec, path, *, val_fraction, seed, tfds_data_dir, max_photos_per_class):
     """Tiny ImageNet's train photos (at most `max_photos_per_class` of each class, 0: all) and its val
     photos held out; its labels are not read, and `val_fraction` is not used (the held-out part is fixed)."""
     train, val = tinyimagenet.pretext_paths(path, max_photos_per_class)
-    images.check_readable(train)
-    return PretextSource(spec, "files", train, val, images.DecodeStats())
+    check_readable(train)
+    return PretextSource(spec, "files", train, val, DecodeStats())
 
 
 class _Source(typing.NamedTuple):
@@ -262,12 +264,12 @@ def pretext_dataset(source, split="train", *, image_size=64, batch_size=16, seed
         ds = ds.map(lambda ex: tf.image.convert_image_dtype(ex["image"], tf.float32),
                     num_parallel_calls=AUTOTUNE)
         if drop_greyscale:
-            ds = ds.filter(lambda rgb: tf.logical_not(images.is_greyscale(rgb)))
+            ds = ds.filter(lambda rgb: tf.logical_not(is_greyscale(rgb)))
         if training:
             ds = ds.repeat().shuffle(1024, seed=seed).skip(skip)
     else:
         paths = source.train_paths if training else source.val_paths
-        ds = images.image_file_dataset(
+        ds = image_file_dataset(
             paths if shard is None else shard.take(paths, "training photos"), stats=source.stats,
             drop_greyscale=drop_greyscale, shuffle=training, seed=seed, repeat=training, skip=skip,
         )

@@ -22,7 +22,8 @@ import re
 
 import numpy as np
 
-from data import images
+from data.decode import check_readable
+from data.files import IMAGE_EXTENSIONS
 from data.labelled.source import LabelledSource, _check_fixed_classes
 
 TINY_VAL_PER_CLASS = 10  # train photos of each class held out as the labelled "val" split
@@ -76,7 +77,7 @@ def _index(folder, name, prefix):
 def _indexed_photos(folder, prefix):
     """The photos `<prefix><i>.<ext>` of `folder`, ordered by the integer i (hidden files skipped)."""
     names = [name for name in os.listdir(folder)
-             if not name.startswith(".") and name.lower().endswith(images.IMAGE_EXTENSIONS)]
+             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)]
     return [os.path.join(folder, name) for name in sorted(names, key=lambda n: (_index(folder, n, prefix), n))]
 
 
@@ -195,7 +196,7 @@ def parse_tinyimagenet(rest, task, options):
     test = val_labels(root, wnids)
     labels.update((photo, one_hot[c]) for photo, c in test)
     splits = {"train": _round_robin(train), "val": _round_robin(val), "test": [photo for photo, _ in test]}
-    images.check_readable(splits["train"])
+    check_readable(splits["train"])
     return LabelledSource(
         name="tinyimagenet", num_classes=len(wnids), class_names=read_class_names(root, wnids), void_index=None,
         splits=splits, task=task, kind="folder", image_paths={p: p for p in labels}, labels=labels,

@@ -4,10 +4,11 @@ import os
 import numpy as np
 import pytest
 
-from data import cache, images
+from data import cache
 from data.color import split_rgb
 from data.pipeline import cached_source, parse_dataset, pretext_dataset
-from data.images import fit_to_size
+from data.decode import fit_to_size
+from data.stream import image_file_dataset
 from tests.conftest import run_script
 
 
@@ -58,7 +59,7 @@ def test_the_cache_holds_the_model_inputs_of_the_colour_photos_and_says_what_it_
         assert sorted(stored) == sorted(paths) and (stored != sorted(paths) or split == "val")  # shuffled order
         cached = np.stack([x.numpy().astype(np.float32) for x in cache.cache_dataset(built, split)])
         expected = np.stack([np.concatenate(split_rgb(fit_to_size(x, 16)), -1)
-                             for x in images.image_file_dataset(stored)])
+                             for x in image_file_dataset(stored)])
         assert cached.shape == expected.shape == (built.count(split), 16, 16, 3)
         assert np.max(np.abs(cached - expected)) <= 2.5e-4  # float16 storage of values in [-1, 1]
     assert _build(source, tmp_path / "cache").manifest == built.manifest  # complete: reused as it is

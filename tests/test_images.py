@@ -1,4 +1,4 @@
-"""Tests of data/images.py: decoding awkward files, skipping junk, listing, splitting and resuming.
+"""Tests of data/files.py, data/decode.py and data/stream.py: decoding awkward files, skipping junk, listing, splitting and resuming.
 
 Every fixture is written into `tmp_path` with PIL and numpy. Reference pixels come from PIL's own
 conversion. Tolerances: lossless formats must match to float rounding (1e-6); JPEG may differ by
@@ -18,7 +18,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from data import images
+from data.decode import DecodeStats, check_readable, is_greyscale, load_rgb
+from data.files import list_images, split_paths
+from data.stream import image_file_dataset
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 COCO = REALDATA / "coco2014-mini" / "train2014"
@@ -51,7 +53,7 @@ def _over_white(pil_image):
 
 
 def _load(path):
-    image = images.load_rgb(str(path)).numpy()
+    image = load_rgb(str(path)).numpy()
     assert image.dtype == np.float32 and image.ndim == 3 and image.shape[-1] == 3
     assert 0.0 <= image.min() and image.max() <= 1.0
     return image
@@ -266,7 +268,7 @@ def test_tiny_images_are_returned_as_is(tmp_path):
     assert tiny.shape == (5, 3, 3)
     np.testing.assert_allclose(tiny, _pil_rgb(tmp_path / "tiny.png"), atol=EXACT)
     np.testing.assert_allclose(_load(tmp_path / "one.png"), [[[1.0, 0.0, 0.0]]], atol=EXACT)
-    dataset = images.image_file_dataset([str(tmp_path / "tiny.png"), str(tmp_path / "one.png")])
+    dataset = image_file_dataset([str(tmp_path / "tiny.png"), str(tmp_path / "one.png")])
     assert [tuple(x.shape) for x in dataset] == [(5, 3, 3), (1, 1, 3)]
 
 
@@ -281,7 +283,7 @@ def test_content_not_extension_decides_the_decoder(tmp_path):
 def test_each_unreadable_kind_raises_in_load_rgb(tmp_path):
     for path in _junk_files(tmp_path, _photo()):
         with pytest.raises(tf.errors.OpError):
-            images.load_rgb(path)
+            load_rgb(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,8 +301,8 @@ def test_stream_skips_junk_drops_greyscale_and_counts(tmp_path):
     # Junk first, in the middle and last: failures at the very end of the stream are counted too.
     paths = junk[:2] + good[:2] + greys[:1] + junk[2:4] + good[2:] + greys[1:] + junk[4:]
 
-    stats = images.DecodeStats()
-    dataset = images.image_file_dataset(paths, stats=stats)
+    stats = DecodeStats()
+    dataset = image_file_dataset(paths, stats=stats)
     assert dataset.element_spec.shape.as_list() == [None, None, 3]
     out = list(dataset)
     assert len(out) == 5
@@ -309,14 +311,14 @@ def test_stream_skips_junk_drops_greyscale_and_counts(tmp_path):
     assert stats.summary() == "images: 13 read, 6 unreadable skipped, 2 greyscale dropped"
 
     stats.reset()
-    kept = list(images.image_file_dataset(paths, stats=stats, drop_greyscale=False))
+    kept = list(image_file_dataset(paths, stats=stats, drop_greyscale=False))
     assert len(kept) == 7
     assert stats.as_dict() == {"seen": 13, "decoded": 7, "skipped": 6, "greyscale": 0}
     grey = kept[2].numpy()
     np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
 
     # Without stats the same images come out.
-    plain = list(images.image_file_dataset(paths))
+    plain = list(image_file_dataset(paths))
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(plain, out)) and len(plain) == 5
 
 
@@ -324,9 +326,9 @@ def test_counters_are_exact_under_parallel_decode_and_repeat(tmp_path):
     good, _ = _colour_files(tmp_path, 40, size=(16, 16))
     junk = _junk_files(tmp_path / "junk", _photo())
     paths = good + junk
-    stats = images.DecodeStats()
+    stats = DecodeStats()
     # An endless shuffled stream cut after 120 images: every file counted is decoded or skipped.
-    stream = images.image_file_dataset(paths, stats=stats, shuffle=True, seed=3, repeat=True)
+    stream = image_file_dataset(paths, stats=stats, shuffle=True, seed=3, repeat=True)
     taken = list(stream.take(120))
     assert len(taken) == 120
     counts = stats.as_dict()
@@ -335,7 +337,7 @@ def test_counters_are_exact_under_parallel_decode_and_repeat(tmp_path):
     stats.reset()
     assert stats.as_dict() == {"seen": 0, "decoded": 0, "skipped": 0, "greyscale": 0}
     # Each file three times in one shuffled finite stream: every count is known exactly.
-    finite = images.image_file_dataset(paths * 3, stats=stats, shuffle=True, seed=3)
+    finite = image_file_dataset(paths * 3, stats=stats, shuffle=True, seed=3)
     assert len(list(finite)) == 120
     assert stats.as_dict() == {"seen": 138, "decoded": 120, "skipped": 18, "greyscale": 0}
 
@@ -343,8 +345,8 @@ def test_counters_are_exact_under_parallel_decode_and_repeat(tmp_path):
 def test_stream_of_no_usable_file_raises_instead_of_spinning(tmp_path):
     junk = _junk_files(tmp_path / "junk", _photo())
     for repeat in (False, True):
-        stats = images.DecodeStats()
-        dataset = images.image_file_dataset(junk, stats=stats, repeat=repeat, shuffle=True)
+        stats = DecodeStats()
+        dataset = image_file_dataset(junk, stats=stats, repeat=repeat, shuffle=True)
         with pytest.raises(tf.errors.InvalidArgumentError, match="None of the 6 files of an epoch"):
             list(dataset)
         assert stats.as_dict()["skipped"] == 6
@@ -360,21 +362,21 @@ def test_stream_of_no_usable_file_raises_instead_of_spinning(tmp_path):
     Image.fromarray(_photo()).convert("L").save(tmp_path / "grey.png")
     greys = [str(tmp_path / "grey.png")] * 3
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"pass drop_greyscale=False"):
-        list(images.image_file_dataset(greys, repeat=True))
-    kept = images.image_file_dataset(greys, repeat=True, drop_greyscale=False)
+        list(image_file_dataset(greys, repeat=True))
+    kept = image_file_dataset(greys, repeat=True, drop_greyscale=False)
     assert len(list(kept.take(5))) == 5
     # A partial first epoch (after skip) of junk only is not an error: later epochs have images.
     good, _ = _colour_files(tmp_path / "good", 1)
     paths = [good[0]] + junk  # shuffle=False: the junk is the end of each epoch
-    assert len(list(images.image_file_dataset(paths, repeat=True, skip=1).take(3))) == 3
+    assert len(list(image_file_dataset(paths, repeat=True, skip=1).take(3))) == 3
 
 
 def test_load_rgb_counts_in_a_user_map(tmp_path):
     good, _ = _colour_files(tmp_path, 3)
     junk = _junk_files(tmp_path / "junk", _photo())[:2]
-    stats = images.DecodeStats()
+    stats = DecodeStats()
     dataset = tf.data.Dataset.from_tensor_slices(good + junk).map(
-        lambda p: images.load_rgb(p, stats), num_parallel_calls=tf.data.AUTOTUNE
+        lambda p: load_rgb(p, stats), num_parallel_calls=tf.data.AUTOTUNE
     ).ignore_errors()
     assert len(list(dataset)) == 3
     assert stats.as_dict() == {"seen": 5, "decoded": 3, "skipped": 2, "greyscale": 0}
@@ -386,11 +388,11 @@ def test_is_greyscale_threshold():
     noisy = np.clip(grey + noise, 0, 1).astype(np.float32)
     pale = grey.copy()
     pale[..., 0] = np.clip(pale[..., 0] + 0.03, 0, 1)  # a faint but real tint
-    assert bool(images.is_greyscale(grey))
-    assert bool(images.is_greyscale(noisy))  # JPEG-like chroma noise of +-1/255
-    assert not bool(images.is_greyscale(pale))
-    assert not bool(images.is_greyscale(_photo()))  # uint8 input is rescaled
-    assert bool(images.is_greyscale(pale, threshold=0.05))
+    assert bool(is_greyscale(grey))
+    assert bool(is_greyscale(noisy))  # JPEG-like chroma noise of +-1/255
+    assert not bool(is_greyscale(pale))
+    assert not bool(is_greyscale(_photo()))  # uint8 input is rescaled
+    assert bool(is_greyscale(pale, threshold=0.05))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,63 +411,63 @@ def test_list_images_recursive_mixed_case_sorted(tmp_path):
     (tmp_path / "b" / "image.jpg.bak").write_text("not an image")
     (tmp_path / "._a.jpg").write_bytes(b"AppleDouble junk")
     (tmp_path / ".hidden" / "x.jpg").write_bytes(b"")
-    found = images.list_images(tmp_path)
+    found = list_images(tmp_path)
     assert found == sorted(str(tmp_path / name) for name in names)
-    assert found == images.list_images(str(tmp_path))
+    assert found == list_images(str(tmp_path))
 
 
 def test_missing_folder_error(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match=r"folder '.*nope' does not exist"):
-        images.list_images(missing)
+        list_images(missing)
 
 
 def test_empty_folder_error(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "readme.txt").write_text("no photos here")
     with pytest.raises(ValueError, match=r"holds no image files .*point it at a folder of photos"):
-        images.list_images(tmp_path)
+        list_images(tmp_path)
 
 
 def test_junk_only_folder_fails_check_readable(tmp_path, caplog):
     _junk_files(tmp_path, _photo())
-    paths = images.list_images(tmp_path)
+    paths = list_images(tmp_path)
     assert len(paths) == 6
     with pytest.raises(ValueError, match=r"None of the 6 sampled files is a readable image \(e.g."):
-        images.check_readable(paths)
+        check_readable(paths)
     # One good file among junk passes, with a warning.
     good, _ = _colour_files(tmp_path / "good", 1)
-    with caplog.at_level(logging.WARNING, logger="data.images"):
-        images.check_readable(paths + good)
+    with caplog.at_level(logging.WARNING, logger="data.decode"):
+        check_readable(paths + good)
     assert "6 of 7 sampled image files are unreadable" in caplog.text
     with pytest.raises(ValueError, match="empty list of paths"):
-        images.check_readable([])
+        check_readable([])
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path):
     good, _ = _colour_files(tmp_path, 2)
     with pytest.raises(ValueError, match="received -1"):
-        images.image_file_dataset(good, skip=-1)
+        image_file_dataset(good, skip=-1)
     with pytest.raises(ValueError, match="single path"):
-        images.image_file_dataset(good[0])
+        image_file_dataset(good[0])
     with pytest.raises(ValueError, match="empty list"):
-        images.image_file_dataset([])
+        image_file_dataset([])
     with pytest.raises(ValueError, match="received 1.5"):
-        images.split_paths(good, val_fraction=1.5)
+        split_paths(good, val_fraction=1.5)
 
 
 def test_split_is_deterministic_disjoint_and_complete():
     paths = [f"/data/img_{i:03d}.jpg" for i in range(101)]
-    train, val = images.split_paths(paths, val_fraction=0.1, seed=7)
-    assert (train, val) == images.split_paths(list(reversed(paths)), val_fraction=0.1, seed=7)
+    train, val = split_paths(paths, val_fraction=0.1, seed=7)
+    assert (train, val) == split_paths(list(reversed(paths)), val_fraction=0.1, seed=7)
     assert len(val) == 10 and len(train) == 91
     assert not set(train) & set(val) and sorted(train + val) == paths
-    assert images.split_paths(paths, val_fraction=0.1, seed=8)[1] != val
-    two = images.split_paths(paths[:2], val_fraction=0.05)
+    assert split_paths(paths, val_fraction=0.1, seed=8)[1] != val
+    two = split_paths(paths[:2], val_fraction=0.05)
     assert two in ((paths[:1], paths[1:2]), (paths[1:2], paths[:1]))
-    small_train, small_val = images.split_paths(paths[:3], val_fraction=0.9)
+    small_train, small_val = split_paths(paths[:3], val_fraction=0.9)
     assert len(small_train) == 1 and len(small_val) == 2
-    assert images.split_paths(paths[:1]) == (paths[:1], [])
+    assert split_paths(paths[:1]) == (paths[:1], [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,9 +476,9 @@ def test_split_is_deterministic_disjoint_and_complete():
 
 def test_shuffle_is_seeded_and_reshuffles_each_epoch(tmp_path):
     paths, index = _colour_files(tmp_path, 8)
-    assert _ids(images.image_file_dataset(paths), index) == list(range(8))
+    assert _ids(image_file_dataset(paths), index) == list(range(8))
     def stream_of(seed):
-        dataset = images.image_file_dataset(paths, shuffle=True, seed=seed, repeat=True)
+        dataset = image_file_dataset(paths, shuffle=True, seed=seed, repeat=True)
         return _ids(dataset.take(24), index)
 
     stream = stream_of(1)
@@ -486,21 +488,21 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch(tmp_path):
     assert stream == stream_of(1)
     assert stream != stream_of(2)
     # One pass without repeat is epoch 0 of the repeated stream.
-    assert _ids(images.image_file_dataset(paths, shuffle=True, seed=1), index) == epochs[0]
+    assert _ids(image_file_dataset(paths, shuffle=True, seed=1), index) == epochs[0]
 
 
 @pytest.mark.parametrize("skip", [3, 8, 13, 35])
 def test_resume_with_skip_drops_exactly_the_first_files(tmp_path, skip):
     paths, index = _colour_files(tmp_path, 8)
     def stream(skip, take):
-        dataset = images.image_file_dataset(paths, shuffle=True, seed=5, repeat=True, skip=skip)
+        dataset = image_file_dataset(paths, shuffle=True, seed=5, repeat=True, skip=skip)
         return _ids(dataset.take(take), index)
 
     full = stream(0, 40)
     resumed = stream(skip, 40 - skip)
     assert resumed == full[skip:]
     if skip < 8:
-        once = _ids(images.image_file_dataset(paths, shuffle=True, seed=5, skip=skip), index)
+        once = _ids(image_file_dataset(paths, shuffle=True, seed=5, skip=skip), index)
         assert once == full[skip:8]
 
 
@@ -508,9 +510,9 @@ def test_skip_counts_files_not_images(tmp_path):
     good, index = _colour_files(tmp_path, 4)
     junk = _junk_files(tmp_path / "junk", _photo())[:2]
     paths = [good[0], junk[0], good[1], junk[1], good[2], good[3]]
-    assert _ids(images.image_file_dataset(paths, skip=2), index) == [1, 2, 3]
-    stats = images.DecodeStats()
-    assert _ids(images.image_file_dataset(paths, skip=4, stats=stats), index) == [2, 3]
+    assert _ids(image_file_dataset(paths, skip=2), index) == [1, 2, 3]
+    stats = DecodeStats()
+    assert _ids(image_file_dataset(paths, skip=4, stats=stats), index) == [2, 3]
     assert stats.as_dict()["seen"] == 2  # skipped files are never read
 
 
@@ -525,21 +527,21 @@ def _require(folder):
 
 def test_real_coco_mini_streams_and_drops_greyscale():
     _require(COCO)
-    paths = images.list_images(COCO)
+    paths = list_images(COCO)
     assert len(paths) == 100
-    images.check_readable(paths)
+    check_readable(paths)
     assert Image.open(COCO / "COCO_train2014_000000000086.jpg").mode == "L"
-    stats = images.DecodeStats()
+    stats = DecodeStats()
     shapes = set()
     count = 0
-    for image in images.image_file_dataset(paths, stats=stats):
+    for image in image_file_dataset(paths, stats=stats):
         array = image.numpy()
         assert 0.0 <= array.min() and array.max() <= 1.0
         shapes.add(array.shape)
         count += 1
     assert shapes == {(224, 224, 3)}
     grey = {
-        Path(p).name for p in paths if bool(images.is_greyscale(images.load_rgb(p)))
+        Path(p).name for p in paths if bool(is_greyscale(load_rgb(p)))
     }
     # 000086 is a 1-channel JPEG; the other three are grey photos stored as RGB (chroma exactly 0).
     assert grey == {f"COCO_train2014_{i:012d}.jpg" for i in (86, 542, 634, 671)}
@@ -549,9 +551,9 @@ def test_real_coco_mini_streams_and_drops_greyscale():
 
 def test_real_bsds_val_keeps_every_colour_photo():
     _require(BSDS_VAL)
-    paths = images.list_images(BSDS_VAL)
-    stats = images.DecodeStats()
-    shapes = {tuple(x.shape) for x in images.image_file_dataset(paths, stats=stats)}
+    paths = list_images(BSDS_VAL)
+    stats = DecodeStats()
+    shapes = {tuple(x.shape) for x in image_file_dataset(paths, stats=stats)}
     assert shapes <= {(321, 481, 3), (481, 321, 3)}
     n = len(paths)
     assert stats.as_dict() == {"seen": n, "decoded": n, "skipped": 0, "greyscale": 0}

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from data import pipeline
 from data.pipeline import parse_dataset, pretext_dataset, to_lab_pair
-from data.images import fit_to_size
+from data.decode import fit_to_size
 from tests.conftest import realdata
 
 

@@ -77,7 +77,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from data import TASKS, images  # noqa: F401 - TASKS: the tasks of the labelled sources
+from data import TASKS  # noqa: F401 - TASKS: the tasks of the labelled sources
 from data.color import check_color_space, split_rgb
 from data.labelled import folders, voc
 from data.labelled.source import ParseOptions, _check_split
@@ -85,7 +85,7 @@ from data.labelled.splits import DEFAULT_TEST_SEQUENCE
 from data.labelled.synthetic import parse_synthetic, synthetic_scenes
 from data.labelled.masks import read_mask
 from data.labelled.transforms import _match_mask, crop_pair, rescale_pair, resize_pair
-from data.images import fit_to_size
+from data.decode import fit_to_size, load_rgb
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -269,7 +269,7 @@ def classification_dataset(source, split, *, image_size, batch_size, seed=0, tra
     else:
         paths = [source.image_paths[item] for item in items]
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
-        decode = images.load_rgb
+        decode = load_rgb
     # File names are shuffled in full; encoded TFDS records through a bounded buffer.
     buffer = _SHUFFLE_BUFFER if source.kind == "tfds" else None
     ds = _shuffled(ds, len(items), seed, training, buffer)
@@ -326,7 +326,7 @@ def segmentation_dataset(source, split, *, image_size, batch_size, seed=0, train
 
     def load(paths, crop_seed):
         image_path, mask_path = paths
-        rgb = images.load_rgb(image_path)
+        rgb = load_rgb(image_path)
         mask = tf.numpy_function(read, [mask_path], tf.int32, stateful=False)
         mask = _match_mask(tf.ensure_shape(mask, [None, None]), tf.shape(rgb)[:2])
         if scale_shorter:

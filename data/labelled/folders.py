@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from data import images
+from data.decode import check_readable
+from data.files import IMAGE_EXTENSIONS
 from data.labelled.source import LabelledSource
 from data.labelled.masks import VOID, scan_masks
 from data.labelled.splits import (PAPER_FRACTIONS, SPLITS, _split_sizes, paper_split,
@@ -37,7 +38,7 @@ def _pair_folder(images_dir, masks_dir):
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith(".") or not name.lower().endswith(images.IMAGE_EXTENSIONS):
+                if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
                     continue
                 rel = os.path.relpath(os.path.join(dirpath, name), folder)
                 out.setdefault(os.path.splitext(rel)[0], os.path.join(dirpath, name))
@@ -122,7 +123,7 @@ def parse_folder(rest, task, options):
             splits["val"], splits["test"] = val_test
     elif splits is None:
         splits = paper_split(items, np.stack([labels[i] for i in items]), PAPER_FRACTIONS, seed)
-    images.check_readable(items)
+    check_readable(items)
     folders = [os.path.abspath(d) for dirs in groups.values() for d in dirs]
     name = os.path.basename(os.path.commonpath(folders)) or "seg-folder"
     class_names = [f"class_{c}" for c in range(num_classes)]

@@ -1,6 +1,6 @@
 """Image and image/mask transforms, pure TensorFlow, usable eagerly and inside `tf.data.map`.
 
-Pair transforms (`fit_to_size`, which brings one photo to S x S, is in `data.images`).
+Pair transforms (`fit_to_size`, which brings one photo to S x S, is in `data.decode`).
 * The `*_pair` functions move an image and its class-index mask together. Masks are only ever
   resized with nearest neighbour, so no new class value can appear; padding fills the image
   with mid-grey `PAD_VALUE` and the mask with `VOID`, so padding never counts in the loss.

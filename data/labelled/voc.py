@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import tensorflow as tf
 
-from data import images
+from data.decode import check_readable
 from data.labelled.source import LabelledSource, _check_fixed_classes
 from data.labelled.masks import VOID, read_mask, scan_masks
 from data.progress import with_progress
@@ -187,7 +187,7 @@ def parse_voc(rest, task, options):
     else:
         splits = paper_split(ids, np.stack([labels[i] for i in ids]), PAPER_FRACTIONS, seed)
     image_paths = {i: image_paths_all[i] for i in ids}
-    images.check_readable([image_paths[i] for i in ids])
+    check_readable([image_paths[i] for i in ids])
     return LabelledSource(
         name="voc2012", num_classes=len(class_names), class_names=class_names,
         void_index=VOID if task == "segmentation" else None, splits=splits, task=task,

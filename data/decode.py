@@ -1,10 +1,10 @@
-"""Streaming, crash-proof reader of image files for `tf.data`.
+"""Decoding one photo file into float32 sRGB `[H, W, 3]` in `[0, 1]`, and counting what came of it.
 
-Files are listed with `list_images`, split with `split_paths` and streamed with
-`image_file_dataset`, which decodes them in parallel and yields float32 sRGB images `[H, W, 3]` in
-`[0, 1]` at their own size. Only a bounded buffer of decoded images is ever held in memory.
+`load_rgb` decodes a file (counting it in a `DecodeStats` when given one), `is_greyscale` tells a
+photo with almost no colour, `check_readable` fails early on a list with no readable photo, and
+`fit_to_size` brings a decoded photo to the square training size.
 
-Decoding (`load_rgb`) sniffs the bytes, not the file extension:
+Decoding sniffs the bytes, not the file extension:
 
 * JPEG: `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`, which matches PIL's decoder bit for
   bit (TF's default fast DCT is about twice as fast but off by 1.6/255 on average, up to 17/255).
@@ -20,21 +20,20 @@ Decoding (`load_rgb`) sniffs the bytes, not the file extension:
   its first frame (GIF transparency is ignored, as in PIL's `convert("RGB")`).
 * Alpha (RGBA, LA, palette PNG with tRNS) is composited over white: `rgb * a + (1 - a)`.
 
-Unreadable files (empty, truncated, text renamed `.jpg`, broken headers, unsupported variants) are
-dropped with `Dataset.ignore_errors()` and counted in a `DecodeStats`. EXIF orientation and ICC
-profiles are not applied (as with a plain `PIL.Image.open`).
+Unreadable files (empty, truncated, text renamed `.jpg`, broken headers, unsupported variants)
+raise `tf.errors.OpError`; a stream skips them and counts them in a `DecodeStats`. EXIF orientation
+and ICC profiles are not applied (as with a plain `PIL.Image.open`).
 """
 
 import logging
-import numbers
-import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
+from data.files import check_int, check_paths
+
 RESIZE_MODES = ("resize", "crop")  # how a photo is brought to the square training size
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # An image is greyscale when its mean chroma (max(R, G, B) - min(R, G, B), averaged over pixels,
 # in [0, 1] units) is below this. Grey photos stored as RGB JPEGs measure exactly 0, while the least
@@ -42,91 +41,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 GREYSCALE_THRESHOLD = 0.01
 
 _JPEG_DCT_METHOD = "INTEGER_ACCURATE"
-_MAX_EPOCH = 2**62
 
 _logger = logging.getLogger(__name__)
-
-
-def list_images(root):
-    """Lists the image files under a folder.
-
-    Searches recursively (following symbolic links once), matches `IMAGE_EXTENSIONS` in any letter
-    case and leaves out hidden files and folders (names starting with "."), such as macOS `._x.jpg`.
-
-    Args:
-        root: Folder to search.
-
-    Returns:
-        The sorted list of file paths, each starting with `root`.
-
-    Raises:
-        FileNotFoundError: `root` does not exist.
-        NotADirectoryError: `root` is a file.
-        ValueError: `root` holds no image files.
-    """
-    root = os.fspath(root)
-    if not os.path.exists(root):
-        raise FileNotFoundError(
-            f"The image folder '{root}' does not exist; pass an existing folder of photos "
-            f"(for example the COCO train2014 folder)."
-        )
-    if not os.path.isdir(root):
-        raise NotADirectoryError(
-            f"The image folder '{root}' is a file, not a folder; pass the folder that holds "
-            f"the photos."
-        )
-    found = []
-    visited = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in visited:  # a symbolic-link cycle
-            dirnames[:] = []
-            continue
-        visited.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.join(dirpath, name))
-    if not found:
-        raise ValueError(
-            f"The folder '{root}' holds no image files ({', '.join(IMAGE_EXTENSIONS)}, searched "
-            f"recursively); point it at a folder of photos."
-        )
-    return sorted(found)
-
-
-def split_paths(paths, val_fraction=0.05, seed=0):
-    """Splits file paths into a training and a held-out part with a seeded permutation.
-
-    The split depends only on the set of paths (duplicates are merged), `val_fraction` and `seed`,
-    not on the input order.
-
-    Args:
-        paths: File paths.
-        val_fraction: Fraction held out, in (0, 1); rounded, then clamped so that each part gets at
-            least one file when there are two or more.
-        seed: Seed of the permutation.
-
-    Returns:
-        `(train, held_out)`, two disjoint sorted lists.
-
-    Raises:
-        ValueError: `paths` is empty or `val_fraction` is outside (0, 1).
-    """
-    paths = sorted(set(_check_paths(paths, "split_paths")))
-    is_number = isinstance(val_fraction, numbers.Real) and not isinstance(val_fraction, bool)
-    if not is_number or not 0 < val_fraction < 1:
-        raise ValueError(
-            f"val_fraction must be a number strictly between 0 and 1, received {val_fraction!r}."
-        )
-    n = len(paths)
-    if n == 1:
-        return list(paths), []
-    n_val = min(max(int(round(n * float(val_fraction))), 1), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    held_out = sorted(paths[i] for i in order[:n_val])
-    train = sorted(paths[i] for i in order[n_val:])
-    return train, held_out
 
 
 class DecodeStats:
@@ -304,140 +220,6 @@ def _error_reason(error):
     return message.split(". ")[0].rstrip(".") or type(error).__name__
 
 
-def _check_paths(paths, caller):
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        raise ValueError(
-            f"{caller} expects a list of file paths, received the single path {paths!r}."
-        )
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
-        raise ValueError(
-            f"{caller} received an empty list of paths; call list_images(root) on a folder of "
-            f"photos first."
-        )
-    return paths
-
-
-def _check_int(value, name, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, received {value!r}.")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, received {value!r}.")
-    return int(value)
-
-
-def _epoch_order(n, seed, epoch, shuffle):
-    """File indices of one epoch: a permutation keyed by (seed, epoch), or 0..n-1."""
-    if not shuffle:
-        return tf.range(n, dtype=tf.int64)
-    keys = tf.random.stateless_uniform(
-        [n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]), minval=None, maxval=None,
-        dtype=tf.int64, alg="philox",
-    )
-    return tf.argsort(keys, stable=True)
-
-
-def image_file_dataset(
-    paths, *, stats=None, drop_greyscale=True, shuffle=False, seed=0, repeat=False, skip=0
-):
-    """Streams image files as decoded float32 RGB images.
-
-    Files are decoded in parallel (`num_parallel_calls=AUTOTUNE`, order kept); unreadable ones are
-    skipped and greyscale ones (see `is_greyscale`) dropped. The stream holds only the parallel
-    decode buffer in memory; add `batch`/`prefetch` downstream.
-
-    With `shuffle`, epoch `e` visits the files in a permutation keyed by `(seed, e)`, so the stream
-    is a pure function of the arguments. Without `repeat` the stream is epoch 0 only, in the same
-    order on every iteration (use `repeat=True` for a fresh order each epoch).
-
-    Iterating raises `tf.errors.InvalidArgumentError` when a whole epoch yields no image (every file
-    unreadable or dropped as greyscale), so a list of junk never gives an endless, empty stream.
-
-    Args:
-        paths: Image file paths.
-        stats: Optional `DecodeStats` to count files. Counts are exact for every file whose outcome
-            has reached the end of the decoder, e.g. after the stream is exhausted.
-        drop_greyscale: Drop (and count) images with almost no colour.
-        shuffle: Reshuffle the file order each epoch.
-        seed: Seed of the shuffle.
-        repeat: Repeat forever.
-        skip: Number of files (not images) of the shuffled, repeated file stream to skip first, to
-            resume a run mid-epoch without decoding them.
-
-    Returns:
-        A `tf.data.Dataset` of float32 tensors `[H, W, 3]` in [0, 1] with varying H and W.
-    """
-    paths = _check_paths(paths, "image_file_dataset")
-    seed = _check_int(seed, "seed") % 2**63
-    skip = _check_int(skip, "skip", minimum=0)
-    n = len(paths)
-    first_epoch, offset = divmod(skip, n) if repeat else (0, skip)
-    files = tf.constant(paths, dtype=tf.string)
-    zero = tf.constant(0, tf.int64)
-    no_image_message = (
-        f"None of the {n} files of an epoch gave an image (each was unreadable"
-        f"{' or greyscale' if drop_greyscale else ''}, e.g. '{paths[0]}'); check the list with "
-        f"check_readable(paths){' or pass drop_greyscale=False' if drop_greyscale else ''}."
-    )
-
-    def epoch_items(epoch):
-        # Each epoch ends with a sentinel item, so failures at the end of an epoch are counted, and
-        # an epoch that yields no image stops the stream instead of spinning forever.
-        order = _epoch_order(n, seed, epoch, shuffle)
-        epoch_skip = tf.where(epoch == first_epoch, tf.constant(offset, tf.int64), zero)
-        items = tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).skip(epoch_skip)
-        items = items.map(lambda path: (path, False))
-        return items.concatenate(tf.data.Dataset.from_tensors((tf.constant(""), True)))
-
-    last_epoch = _MAX_EPOCH if repeat else first_epoch + 1
-    stream = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_items).enumerate()
-
-    def decode(index, item):
-        path, sentinel = item
-        image = tf.cond(sentinel, lambda: tf.zeros([1, 1, 3]), lambda: load_rgb(path))
-        grey = is_greyscale(image) if drop_greyscale else tf.constant(False)
-        return index, image, grey, sentinel
-
-    stream = stream.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    stream = stream.ignore_errors()
-
-    def count(state, element):
-        # Items missing between two that arrive (by stream index) failed to decode. A failed epoch
-        # freezes the counters and ends the stream: tf.data may pull elements ahead in a background
-        # thread after the error is raised, and these must neither be counted nor decoded forever.
-        last_index, last_sentinel, kept_in_epoch, failed_before = state
-        index, image, grey, sentinel = element
-        real = tf.logical_not(sentinel)
-        kept = tf.logical_and(real, tf.logical_not(grey))
-        full_epoch = tf.equal(index - last_sentinel - 1, n)
-        failed = failed_before | (sentinel & full_epoch & tf.equal(kept_in_epoch, 0))
-        if stats is not None:
-            live = tf.cast(tf.logical_not(failed_before), tf.int64)
-            checks = [
-                stats.seen.assign_add(live * (index - last_index - tf.cast(sentinel, tf.int64))),
-                stats.decoded.assign_add(live * tf.cast(real, tf.int64)),
-                stats.greyscale.assign_add(live * tf.cast(tf.logical_and(real, grey), tf.int64)),
-            ]
-        else:
-            checks = []
-        kept_in_epoch = tf.where(sentinel, zero, kept_in_epoch + tf.cast(kept, tf.int64))
-        state = (index, tf.where(sentinel, index, last_sentinel), kept_in_epoch, failed)
-        with tf.control_dependencies(checks):
-            return state, (tf.identity(image), grey, sentinel, failed, failed_before)
-
-    def check(image, grey, sentinel, failed, failed_before):
-        assertion = tf.debugging.Assert(tf.logical_not(failed), [no_image_message])
-        with tf.control_dependencies([assertion]):
-            return tf.identity(image), grey, sentinel
-
-    minus_one = tf.constant(-1, tf.int64)
-    stream = stream.scan((minus_one, minus_one, zero, tf.constant(False)), count)
-    stream = stream.take_while(lambda image, grey, sentinel, failed, failed_before: ~failed_before)
-    stream = stream.map(check)
-    stream = stream.filter(lambda image, grey, sentinel: ~(grey | sentinel))
-    return stream.map(lambda image, grey, sentinel: image)
-
-
 def check_readable(paths, sample=32):
     """Decodes up to `sample` files, spread evenly over `paths`, and fails if none is an image.
 
@@ -450,8 +232,8 @@ def check_readable(paths, sample=32):
     Raises:
         ValueError: No sampled file decodes, or `paths` is empty.
     """
-    paths = _check_paths(paths, "check_readable")
-    sample = _check_int(sample, "sample", minimum=1)
+    paths = check_paths(paths, "check_readable")
+    sample = check_int(sample, "sample", minimum=1)
     spread = np.linspace(0, len(paths) - 1, min(sample, len(paths))).round().astype(int)
     picks = sorted(set(spread.tolist()))
     failures = []
