@@ -1,9 +1,11 @@
 """Choosing a `tf.distribute` strategy and the precision policy from command-line names, and what a
 multi-worker run needs besides: who writes, and how a lost worker is reported."""
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -158,6 +160,26 @@ def in_cluster():
 def worker_index():
     """This worker's index in TF_CONFIG (0 outside a multi-worker run)."""
     return int(json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+
+
+@contextlib.contextmanager
+def worker_folder(out):
+    """The folder this process writes a run's files into, as a context manager: `out` on the chief (any
+    process outside a multi-worker run is one); on every other worker the scratch folder `out/.worker-N`
+    (N its index), removed when the block ends, however it ends.
+
+    Every worker of a multi-worker run runs the same program, and its saves read synchronized variables
+    together with the chief's, so none can skip them: the others write theirs apart, and only the
+    chief's files stay.
+    """
+    if is_chief():
+        yield out
+        return
+    scratch = os.path.join(out, f".worker-{worker_index()}")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def weights_digest(model):

@@ -16,7 +16,7 @@ from cgan_colorization import callbacks as cb
 from cgan_colorization import runlock
 from cgan_colorization.config import check_config, parse_steps, save_config
 from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
-                                         worker_index)
+                                         worker_folder, worker_index)
 from cgan_colorization.plots import read_csv_log, save_loss_curves
 from cgan_colorization.pretext import steps_per_execution
 from data.cache import MANIFEST
@@ -158,8 +158,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
 
     In a multi-worker run only the chief writes `config.out`. Every other worker runs the same
     program (its saves read synchronized variables together with the chief's) into a scratch folder
-    `OUT/.worker-N`, removed when the run ends, and resumes from the chief's backup, so that all
-    workers restart at the same step.
+    `OUT/.worker-N` (`distribute.worker_folder`), removed when the run ends, and resumes from the
+    chief's backup, so that all workers restart at the same step.
 
     The chief holds the lock of `config.out` for the whole run (`runlock`: a second process on the
     folder is a `RunLocked` error). A write that finds the disk full stops the run with a `DiskFullError`
@@ -168,8 +168,8 @@ def train(config, extra_callbacks=(), verbose="auto"):
     check_config(config)
     chief = is_chief()
     try:
-        with runlock.hold(config.out) if chief else contextlib.nullcontext():
-            return _train(config, chief, extra_callbacks, verbose)
+        with runlock.hold(config.out) if chief else contextlib.nullcontext(), worker_folder(config.out) as run_dir:
+            return _train(config, run_dir, chief, extra_callbacks, verbose)
     except Exception as error:  # noqa: BLE001 - a full disk becomes one sentence; anything else is re-raised
         if isinstance(error, runlock.RunLocked) or not is_disk_full(error) or \
                 (isinstance(error, DiskFullError) and error.kept):  # e.g. a cache build's, which says what it keeps
@@ -192,10 +192,9 @@ def resume_clause(out):
             "free space and run the same command to resume from it")
 
 
-def _train(config, chief, extra_callbacks, verbose):
+def _train(config, run_dir, chief, extra_callbacks, verbose):
     strategy = make_strategy(config.strategy, config.collective_timeout)
     precision = set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
-    run_dir = config.out if chief else os.path.join(config.out, f".worker-{worker_index()}")
     summary_path = os.path.join(config.out, SUMMARY_FILE)
     backup_dir = os.path.join(config.out, "backup")  # the chief's: the one every worker resumes from
     if os.path.isfile(summary_path) and not os.path.isdir(backup_dir):
@@ -261,8 +260,7 @@ def _train(config, chief, extra_callbacks, verbose):
     _plot_losses(run_dir)
     digest = weights_digest(gan)
     print(f"worker {worker_index()}: final weights sha256 {digest}")  # equal on every worker of a run
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if not chief:  # its scratch folder goes with `worker_folder`
         return config.out
     write_text(summary_path, json.dumps({"epochs": config.epochs, "steps_per_epoch": steps,
                                          "optimizer_steps": int(gan.optimizer_steps), "weights_sha256": digest,

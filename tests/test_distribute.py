@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,37 @@ def test_auto_precision_follows_the_gpus_compute_capability():
     assert choose_precision("float32", [(9, 0)]) == "float32"
     with pytest.raises(ValueError, match="--mixed-precision must be one of"):
         choose_precision("float16", [])
+
+
+def test_the_chief_writes_the_run_folder_and_another_worker_a_scratch_folder_removed_at_the_end(tmp_path,
+                                                                                                  monkeypatch):
+    from cgan_colorization.distribute import worker_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def task(index):
+        cluster = {"worker": ["localhost:1", "localhost:2", "localhost:3"]}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # one process: it is the chief
+    with worker_folder(str(out)) as folder:
+        assert folder == str(out)
+    task(0)
+    with worker_folder(str(out)) as folder:
+        assert folder == str(out)
+        (out / "metrics.json").write_text("{}")
+    assert (out / "metrics.json").is_file()  # the chief's files stay
+    task(2)
+    with worker_folder(str(out)) as folder:
+        assert folder == str(out / ".worker-2")
+        Path(folder).mkdir()
+        (Path(folder) / "metrics.json").write_text("{}")
+    assert sorted(os.listdir(out)) == ["metrics.json"]  # the scratch folder is gone, the chief's file untouched
+    with pytest.raises(RuntimeError), worker_folder(str(out)) as folder:
+        Path(folder).mkdir()
+        raise RuntimeError("a run that stops")
+    assert not (out / ".worker-2").exists()  # removed however the run ends
 
 
 def test_zhangs_head_computes_in_the_mixed_dtype_and_its_loss_in_float32():

@@ -56,6 +56,26 @@ def test_finetune_refuses_a_missing_dataset_folder(colorizer, tmp_path):
     assert result.returncode == 2 and "nowhere" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_missing_colorizer_is_refused_with_the_command_that_trains_it_and_nothing_is_trained(tmp_path, monkeypatch,
+                                                                                               capsys):
+    from transfer.cli import classifier_main, features_main, segmenter_main
+    from transfer.experiment import check_colorizer
+
+    monkeypatch.chdir(tmp_path)  # a folder without runs/colorizer
+    for main, argv in ((classifier_main, ["--init", "colorization"]), (segmenter_main, []),
+                       (features_main, ["--colorizer", "runs/colorizer"])):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+        assert "`python train_colorizer.py --out runs/colorizer`" in error, error
+        assert "--colorizer pretrained:tiny64-gan" in error and "Traceback" not in error
+    assert list(tmp_path.iterdir()) == []  # no colorizer trained, no run folder written
+    assert check_colorizer("pretrained:tiny64-gan").endswith("tiny64-gan")  # the shipped one needs no training
+    with pytest.raises(FileNotFoundError, match="--out nowhere`"):
+        check_colorizer("nowhere/generator.weights.h5")
+
+
 @pytest.mark.slow
 def test_reproduce_writes_a_report_with_both_tables_and_spread_over_seeds(tmp_path):
     out = tmp_path / "repro"
@@ -67,6 +87,7 @@ def test_reproduce_writes_a_report_with_both_tables_and_spread_over_seeds(tmp_pa
     report = (out / "report.md").read_text()
     assert "Table 3" in report and "Table 4" in report and report.count("±") >= 12
     assert "| colorization |" in report and "| random |" in report and "grey baseline" in report
+    assert "made by this study's pretext step" in report  # the fine-tuning runs trained no colorizer
     for figure in ("samples.png", "classification_loss.png", "segmentation_loss.png"):
         assert (out / "figures" / figure).stat().st_size > 0
     assert "n = 8 test images per run (too few for these figures to mean much)." in report

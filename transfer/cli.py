@@ -16,8 +16,8 @@ from transfer.config import RANGES, STATISTICS_BATCHES, TASK_PRESETS, FinetuneCo
 
 _HELP = {
     "init": "'colorization' (transfer the colorizer's weights, two phases) or 'random' (N(0, 0.02), from scratch)",
-    "colorizer": f"colorizer run folder or generator weights file (must exist); without it, {DEFAULT_COLORIZER}, "
-                 "trained first with the fast default when absent",
+    "colorizer": f"colorizer run folder, generator weights file or shipped pretrained:NAME (must exist; nothing is "
+                 f"trained here); without it, {DEFAULT_COLORIZER}, which train_colorizer.py writes by default",
     "checkpoint": CHECKPOINT_HELP,
     "dataset": "'synthetic' (embedded), 'voc:PATH' (VOCdevkit/VOC2012), 'tfds:voc/2012' (classification) or "
                "'seg-folder:IMAGES,MASKS' (a labelled folder; see README)",

@@ -12,7 +12,7 @@ class FinetuneConfig:
 
     task: str = "classification"
     init: str = "colorization"
-    colorizer: str = None  # None: DEFAULT_COLORIZER, trained there first when absent; a given path must exist
+    colorizer: str = None  # None: DEFAULT_COLORIZER; either must exist (a fine-tuning run trains no colorizer)
     checkpoint: str = DEFAULT_CHECKPOINT  # which generator of the colorizer's run folder: "last" or "best"
     dataset: str = "synthetic"
     image_size: int = None  # None: the colorizer's size (64 without one)

@@ -7,7 +7,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import time
 
 import keras
@@ -18,10 +17,10 @@ from cgan_colorization.batchnorm import batchnorm_layers
 from cgan_colorization.callbacks import save_model_file
 from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
-from cgan_colorization.distribute import is_chief, make_strategy, set_precision, weights_digest, worker_index
+from cgan_colorization.distribute import (is_chief, make_strategy, set_precision, weights_digest, worker_folder,
+                                         worker_index)
 from cgan_colorization.inference import describe_checkpoint, load_colorizer
 from cgan_colorization.plots import read_csv_log, save_loss_curves
-from cgan_colorization.training import train
 from data import labelled
 from data.diskfull import DiskFullError, as_disk_full, is_disk_full, write_text
 from data.labelled import TASKS
@@ -43,22 +42,29 @@ def phases(config):
             Phase(config.unfrozen_epochs, config.unfrozen_lr, frozen=False)]
 
 
-def colorizer_or_train(path, log=print, checkpoint=DEFAULT_CHECKPOINT):
-    """The colorizer (a `pretext.Colorizer`) at `path`, a run folder or weights file, at `checkpoint`.
-    Without a `path` (None), the default colorizer, which is trained first when absent (and says so);
-    a given path that does not exist is a one-sentence FileNotFoundError."""
-    if path is None:
-        path = DEFAULT_COLORIZER
-        if not os.path.exists(path):
-            log(f"No colorizer at {path}: training the fast default colorizer there first.")
-            train(dataclasses.replace(TrainConfig(), out=path), verbose=2)
-    elif pretrained.is_pretrained(path):
-        path = pretrained.folder(path)
-    elif not os.path.exists(path):
-        raise FileNotFoundError(f"the colorizer {path} does not exist: give a run folder of train_colorizer.py or a "
-                                f"generator weights file (without --colorizer, {DEFAULT_COLORIZER} is used, and "
-                                "trained first when absent).")
-    return load_colorizer(path, checkpoint=checkpoint)
+def check_colorizer(path):
+    """The colorizer `path` as a folder or file to load: a run folder of train_colorizer.py, a generator
+    weights file or a shipped `pretrained:NAME` (None: DEFAULT_COLORIZER). Nothing is trained here: a
+    colorizer that does not exist is a one-sentence FileNotFoundError that gives the command that trains
+    it and the shipped alternative, so that every colorizer a study uses is made by a step of its own."""
+    given = path is not None
+    path = path if given else DEFAULT_COLORIZER
+    if pretrained.is_pretrained(path):
+        return pretrained.folder(path)
+    if os.path.exists(path):
+        return path
+    out = (os.path.dirname(path) or ".") if path.endswith((".h5", ".keras")) else path
+    what = f"the colorizer {path} does not exist" if given else \
+        f"no --colorizer was given and the default one, {path}, does not exist"
+    shipped = " or ".join(f"--colorizer {pretrained.PREFIX}{name}" for name in pretrained.SHIPPED)
+    raise FileNotFoundError(f"{what}: train it first with `python train_colorizer.py --out {out}`, or pass {shipped} "
+                            "(shipped with the package).")
+
+
+def load_init_colorizer(path, checkpoint=DEFAULT_CHECKPOINT):
+    """The colorizer (a `pretext.Colorizer`) whose weights initialise a colorization run, at
+    `checkpoint`; `path` as `check_colorizer` takes it (which refuses a missing one)."""
+    return load_colorizer(check_colorizer(path), checkpoint=checkpoint)
 
 
 def _colorizer_run(path):
@@ -221,12 +227,15 @@ def run_finetune(config, verbose="auto", log=print, inspect=None):
         raise ValueError(f"--unfrozen-bn must be one of {UNFROZEN_BN}, received {config.unfrozen_bn!r}.")
     if config.checkpoint not in CHECKPOINTS:
         raise ValueError(f"--checkpoint must be one of {CHECKPOINTS}, received {config.checkpoint!r}.")
+    if config.init == "colorization":  # a missing colorizer is refused before anything is written
+        check_colorizer(config.colorizer)
     run_dir = os.path.join(config.out or f"runs/{'classifier' if config.task == 'classification' else 'segmenter'}",
                            config.run_name or default_run_name(config))
     chief = is_chief()
     try:
-        with runlock.hold(run_dir, flag="--out or --run-name") if chief else contextlib.nullcontext():
-            return _run_finetune(config, run_dir, chief, verbose, log, inspect)
+        with runlock.hold(run_dir, flag="--out or --run-name") if chief else contextlib.nullcontext(), \
+                worker_folder(run_dir) as writes_to:  # other workers of a multi-worker run: a scratch folder
+            return _run_finetune(config, writes_to, chief, verbose, log, inspect)
     except Exception as error:  # noqa: BLE001 - a full disk becomes one sentence; anything else is re-raised
         if isinstance(error, runlock.RunLocked) or not is_disk_full(error) or \
                 (isinstance(error, DiskFullError) and error.kept):
@@ -240,15 +249,13 @@ def _run_finetune(config, run_dir, chief, verbose, log, inspect):
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
     start = time.time()
-    # The data first, so that a wrong --dataset stops the run before a default colorizer is trained.
     source = labelled.parse_labelled(
         config.dataset, config.task, seed=config.seed, split_mode=config.split_mode,
         test_sequence=config.test_sequence, val_sequence=config.val_sequence,
         include_difficult=config.include_difficult, void_index=config.void_index,
         min_fraction=config.min_fraction, num_classes=config.num_classes,
         synthetic_classes=config.synthetic_classes)
-    colorizer = colorizer_or_train(config.colorizer, log, config.checkpoint) if config.init == "colorization" \
-        else None
+    colorizer = load_init_colorizer(config.colorizer, config.checkpoint) if config.init == "colorization" else None
     image_size, base_filters, backbone = _architecture(config, colorizer)
     if colorizer is not None:
         log(f"colorizer weights: {colorizer.checkpoint['file']}, {describe_checkpoint(colorizer.checkpoint)}")
@@ -263,8 +270,6 @@ def _run_finetune(config, run_dir, chief, verbose, log, inspect):
         transferred = report.copied
         log(report.summary())
 
-    if not chief:  # other workers of a multi-worker run write the same files into a scratch folder, removed at the end
-        run_dir = os.path.join(run_dir, f".worker-{worker_index()}")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
@@ -305,7 +310,6 @@ def _run_finetune(config, run_dir, chief, verbose, log, inspect):
     np.savez_compressed(os.path.join(run_dir, "per_image.npz"), seed=config.seed, **per_image)
     log(f"worker {worker_index()}: final weights sha256 {result['weights_sha256']}")  # equal on every worker
     if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
         return result
     plot_comparison(os.path.dirname(run_dir), config.task)
     return result

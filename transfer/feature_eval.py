@@ -25,6 +25,7 @@ from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import plt
 from data import labelled
 from transfer import knn_eval, linear_eval, probes
+from transfer.experiment import check_colorizer
 
 # Values per level for the linear top-1 probe: ~2k (not the SVMs' 9k), so that one level of 10k training
 # images takes about a minute here (linear_eval's measured cost) and a study can probe ten networks.
@@ -261,9 +262,9 @@ def plot_low_shot(result, path):
 
 
 def check_inits(config):
-    """One-sentence errors for colorizer paths that do not exist."""
+    """One-sentence errors for colorizers that do not exist (`experiment.check_colorizer`: the command
+    that trains one, or the shipped alternative); nothing is trained here."""
     for path, _ in _colorizer_specs(config):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"the colorizer {path} does not exist: give a run folder of train_colorizer.py.")
+        check_colorizer(path)
     return config
 

@@ -191,7 +191,10 @@ def weights_table(results):
     return "\n".join(rows) + (
         f"\n\n`last` is the generator at the end of training (the default, as in the paper and pix2pix); `best` the "
         "one of the epoch with the lowest validation value of the pretext's monitor. A pretext written NAME@best "
-        f"loads the latter; every other row the {DEFAULT_CHECKPOINT} one.")
+        f"loads the latter; every other row the {DEFAULT_CHECKPOINT} one. Every file above was made by this "
+        "study's pretext step (`transfer.reproduce.run_pretext`), which trains each colorizer in that file's run "
+        "folder (its `config.json` re-runs it) or reads back the finished run it finds there; the fine-tuning runs "
+        "and the probes only load these files and train no colorizer.")
 
 
 def table4(results, task, pretexts):
