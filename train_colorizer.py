@@ -4,7 +4,7 @@ from cgan_colorization import runtime
 
 runtime.configure()
 
-from cgan_colorization.cli import train_main  # noqa: E402
+from transfer.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
     train_main()

@@ -1,5 +1,6 @@
 """Keras callbacks of a colorizer run: sample grids, generator checkpoints, step-exact backups."""
 
+import contextlib
 import io
 import json
 import math
@@ -26,19 +27,40 @@ def tiled_grid(gray_rgb, colorized_rgb, original_rgb):
                                   axis=0), 0.0, 1.0)
 
 
-class SampleGrid(keras.callbacks.Callback):
+class SummaryCallback(keras.callbacks.Callback):
+    """A callback with its own TensorBoard folder (`log_dir`, None: none): `summaries()` is the writer's
+    context, opened on first use, flushed after each use and closed when training ends."""
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+
+    @contextlib.contextmanager
+    def summaries(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            yield
+        self._writer.flush()  # seen by a TensorBoard that is watching the run
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class SampleGrid(SummaryCallback):
     """After every epoch, saves grey input / colorization / original for a fixed batch as a PNG and,
     with `log_dir`, as a TensorBoard image (`SAMPLES_TAG`, step = epoch number) beside the scalars.
     `gray` and `ab` are the model's input and colour target in `color_space` ("lab" or "yuv")."""
 
     def __init__(self, gray, ab, out_dir, color_space="lab", log_dir=None):
-        super().__init__()
+        super().__init__(log_dir)
         self.gray = tf.convert_to_tensor(gray)
         self.ab = tf.convert_to_tensor(ab)
         self.out_dir = out_dir
         self.color_space = color_space
-        self.log_dir = log_dir
-        self._writer = None
         self.original = join_rgb(self.gray, self.ab, color_space).numpy()
         self.grey_rgb = join_rgb(self.gray, tf.zeros_like(self.ab), color_space).numpy()
 
@@ -49,34 +71,30 @@ class SampleGrid(keras.callbacks.Callback):
         colorized = join_rgb(self.gray, fake_ab, self.color_space).numpy()
         save_sample_grid(self.grey_rgb, colorized, self.original, path, title=f"epoch {epoch + 1}")
         if self.log_dir:
-            if self._writer is None:
-                self._writer = tf.summary.create_file_writer(self.log_dir)
-            with self._writer.as_default():
+            with self.summaries():
                 tf.summary.image(SAMPLES_TAG, tiled_grid(self.grey_rgb, colorized, self.original)[None], step=epoch + 1,
                                  description="grey input | colorization | original, a fixed held-out batch")
-            self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
 
 class GeneratorCheckpoint(keras.callbacks.Callback):
     """Each epoch, writes the colorizer network's weights (`generator.weights.h5`, and the
-    discriminator's where there is one) with `last.json` (its epoch), and the network with the lowest
+    discriminator's where there is one) with `last.json` (its epoch), and the network with the best
     `monitor` so far (`generator_best.weights.h5`, with `best.json`; by default the model's own
-    `monitor`, e.g. validation L1). A resumed run keeps the best of the epochs before the restart."""
+    `monitor`, e.g. validation L1, lowest; `mode="max"` keeps the highest, e.g. a feature probe's
+    score). A resumed run keeps the best of the epochs before the restart."""
 
-    def __init__(self, run_dir, monitor=None):
+    def __init__(self, run_dir, monitor=None, mode="min"):
         super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', received {mode!r}.")
         self.run_dir = run_dir
         self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0  # the best is the lowest sign * value
         self.best = math.inf
         best = _read_json(os.path.join(run_dir, "best.json"))
         if best:
             self.monitor = self.monitor or next((k for k in best if k != "epoch"), None)
-            self.best = float(best.get(self.monitor, math.inf))
+            self.best = self.sign * float(best[self.monitor]) if self.monitor in best else math.inf
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model
@@ -88,8 +106,8 @@ class GeneratorCheckpoint(keras.callbacks.Callback):
             save_model_file(model.discriminator, os.path.join(self.run_dir, "discriminator.weights.h5"),
                             "the discriminator weights")
         _write_json(os.path.join(self.run_dir, "last.json"), record)
-        if value is not None and float(value) < self.best:
-            self.best = float(value)
+        if value is not None and self.sign * float(value) < self.best:
+            self.best = self.sign * float(value)
             save_model_file(model.network, os.path.join(self.run_dir, "generator_best.weights.h5"),
                             "the best generator's weights")
             _write_json(os.path.join(self.run_dir, "best.json"), record)

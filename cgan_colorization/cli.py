@@ -36,8 +36,9 @@ def train_parser():
         "from its run folder.", flags=TRAIN_FLAGS)
 
 
-def train_main(argv=None):
-    """`python train_colorizer.py`: train the pix2pix colorizer (see --help)."""
+def train_main(argv=None, probe=None):
+    """`python train_colorizer.py`: train the pix2pix colorizer (see --help). `probe`: the factory of the
+    `--probe` callback (`transfer.cli.train_main` passes it)."""
     runtime.configure()
     args = train_parser().parse_args(argv)
     config = config_from_args(args)
@@ -46,7 +47,7 @@ def train_main(argv=None):
 
     start = time.time()
     try:
-        run_dir = train(config)
+        run_dir = train(config, probe=probe)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     except Exception as error:  # noqa: BLE001 - a lost worker is explained; anything else is re-raised

@@ -141,6 +141,14 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
     ("keep_steps", str, "", "comma-separated optimizer steps (e.g. 3000,12000) after which the generator is also kept, "
                             "as generator_stepNNNNNN.weights.h5 (load it with --colorizer RUN/that file): the shorter "
                             "runs of a compute contrast, from one run", None),
+    ("probe", str, "", "a labelled set (any --dataset of the fine-tuning scripts: synthetic, voc:PATH, "
+                       "tinyimagenet:PATH, ...) to probe the features on after every epoch: the weighted kNN top-1 "
+                       "(single-label) or mAP (multi-label) of each encoder level, bank from its train split, queries "
+                       "from its validation split, into log.csv (best level) and TensorBoard (every level)", None),
+    ("probe_bank", int, 1000, "--probe: bank photos, the first N of the labelled train split", Range(1)),
+    ("probe_queries", int, 250, "--probe: query photos, spread over the labelled validation split", Range(1)),
+    ("monitor", str, "val", "what picks generator_best.weights.h5: 'val' (the lowest validation loss of the pretext) or "
+                            "'probe' (the highest --probe score)", None),
     ("sample_count", int, 6, "images in the per-epoch sample grid", Range(1)),
     ("jit_compile", bool, False, "compile the train step with XLA (slower on CPUs, measured; try it on GPUs)", None),
     ("strategy", str, "auto", STRATEGY_HELP, None),
@@ -212,6 +220,9 @@ def check_config(config):
             raise ValueError(f"--{name.replace('_', '-')} must be {valid.describe()}, received {value}.")
     backbone.check_size(config.image_size)
     parse_steps(config.keep_steps)
+    if config.monitor == "probe" and not config.probe:
+        raise ValueError("--monitor probe picks the best checkpoint by the feature probe: give --probe LABELLED too "
+                         "(e.g. --probe synthetic).")
     for name in registry.options():
         owners = [b for b in registry.BACKBONES.values() if name in b.options]
         value = getattr(config, name)

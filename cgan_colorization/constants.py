@@ -38,6 +38,7 @@ TEXT_CHOICES = {
     "checkpoint": CHECKPOINTS,
     "resize_mode": ("resize", "crop"),
     "lr_schedule": ("constant", "cosine"),
+    "monitor": ("val", "probe"),
     "color_space": ("lab", "yuv"),
     "init": ("colorization", "random"),
     "split_mode": ("paper", "official", "sequence"),

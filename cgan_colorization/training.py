@@ -26,7 +26,8 @@ from data.pipeline import SHARDABLE_KINDS, WorkerShard, cached_source, parse_dat
 
 SUMMARY_FILE = "train_summary.json"
 # Options a resumed run may change: how often it backs up and how long it waits for its peers, not what it learns.
-RESUMABLE_OPTIONS = ("out", "backup_every", "backup_minutes", "collective_timeout")
+RESUMABLE_OPTIONS = ("out", "backup_every", "backup_minutes", "collective_timeout", "probe", "probe_bank",
+                     "probe_queries")  # what a resumed run may change: none of it changes the weights
 VALIDATION_IN_MEMORY_BYTES = 512 * 2**20
 
 
@@ -128,8 +129,9 @@ def _auto_shard(dataset):
     return dataset.with_options(options)
 
 
-def _callbacks(config, run_dir, sample, source, steps_done):
-    """`sample`: the fixed (grey, colour) batch of the sample grids, None for a pretext that does not colorize."""
+def _callbacks(config, run_dir, sample, source, steps_done, probe=None):
+    """`sample`: the fixed (grey, colour) batch of the sample grids, None for a pretext that does not colorize;
+    `probe`: the run's feature probe callback (first, so that its scores reach the checkpoint and the logs)."""
     entry = check_config(config)
     grids = [] if sample is None else [cb.SampleGrid(*sample, os.path.join(run_dir, "samples"),
                                                      color_space=entry.color_space,
@@ -137,7 +139,7 @@ def _callbacks(config, run_dir, sample, source, steps_done):
     callbacks = [
         cb.StepBackupAndRestore(os.path.join(run_dir, "backup"), config.backup_every, steps_done,
                                 save_minutes=config.backup_minutes),
-        cb.GeneratorCheckpoint(run_dir),
+        cb.GeneratorCheckpoint(run_dir, *((probe.key, "max") if config.monitor == "probe" else ())),
         *grids,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
@@ -145,16 +147,20 @@ def _callbacks(config, run_dir, sample, source, steps_done):
     ]
     if config.keep_steps:
         callbacks.insert(2, cb.KeepSteps(run_dir, parse_steps(config.keep_steps)))
+    if probe is not None:
+        callbacks.insert(0, probe)
     if source.stats is not None and not entry.needs_labels:  # labelled sets count no decodes
         callbacks.append(cb.DecodeStatsLogger(source.stats))
     return callbacks
 
 
-def train(config, extra_callbacks=(), verbose="auto"):
+def train(config, extra_callbacks=(), verbose="auto", probe=None):
     """Trains (or resumes) the colorization cGAN described by `config` in `config.out`.
 
     A run folder that holds a backup is resumed at the step of its last backup; otherwise the run
-    starts afresh. Returns the path of the run folder.
+    starts afresh. Returns the path of the run folder. `probe(config, run_dir)` makes the callback of
+    `--probe` (`transfer.online_probe.make_probe`, which the scripts pass: a feature probe belongs to the
+    transfer layer).
 
     In a multi-worker run only the chief writes `config.out`. Every other worker runs the same
     program (its saves read synchronized variables together with the chief's) into a scratch folder
@@ -166,10 +172,13 @@ def train(config, extra_callbacks=(), verbose="auto"):
     that says what could not be written and which backup the run resumes from.
     """
     check_config(config)
+    if config.probe and probe is None:
+        raise ValueError("--probe needs the feature probe of the transfer package: run train_colorizer.py, or call "
+                         "train(config, probe=transfer.online_probe.make_probe).")
     chief = is_chief()
     try:
         with runlock.hold(config.out) if chief else contextlib.nullcontext(), worker_folder(config.out) as run_dir:
-            return _train(config, run_dir, chief, extra_callbacks, verbose)
+            return _train(config, run_dir, chief, extra_callbacks, verbose, probe)
     except Exception as error:  # noqa: BLE001 - a full disk becomes one sentence; anything else is re-raised
         if isinstance(error, runlock.RunLocked) or not is_disk_full(error) or \
                 (isinstance(error, DiskFullError) and error.kept):  # e.g. a cache build's, which says what it keeps
@@ -192,7 +201,7 @@ def resume_clause(out):
             "free space and run the same command to resume from it")
 
 
-def _train(config, run_dir, chief, extra_callbacks, verbose):
+def _train(config, run_dir, chief, extra_callbacks, verbose, probe_factory):
     strategy = make_strategy(config.strategy, config.collective_timeout)
     precision = set_precision(config.mixed_precision, strategy.num_replicas_in_sync)
     summary_path = os.path.join(config.out, SUMMARY_FILE)
@@ -242,19 +251,20 @@ def _train(config, run_dir, chief, extra_callbacks, verbose):
     if epoch >= config.epochs:  # its last backup closes the last epoch: it stopped while writing its final files
         _restore_last_epoch(gan, run_dir, config.epochs)
     sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None
+    probe = probe_factory(config, run_dir) if config.probe else None
     start = time.time()
     if step:  # finish the interrupted epoch first, with the steps it had left
         gan.fit(_fit_input(config, source, strategy, train_ds, epoch * steps + step), initial_epoch=epoch,
                 epochs=epoch + 1, steps_per_epoch=steps - step,
                 validation_data=val_ds, verbose=verbose, shuffle=False,
-                callbacks=_callbacks(config, run_dir, sample, source, step) + list(extra_callbacks))
+                callbacks=_callbacks(config, run_dir, sample, source, step, probe) + list(extra_callbacks))
         train_ds = train_ds.skip(steps - step)
         epoch += 1
     if epoch < config.epochs:
         gan.fit(_fit_input(config, source, strategy, train_ds, epoch * steps), initial_epoch=epoch,
                 epochs=config.epochs, steps_per_epoch=steps,
                 validation_data=val_ds, verbose=verbose, shuffle=False,
-                callbacks=_callbacks(config, run_dir, sample, source, 0) + list(extra_callbacks))
+                callbacks=_callbacks(config, run_dir, sample, source, 0, probe) + list(extra_callbacks))
     if gan.saves_keras_model:  # a plain L -> ab generator, loadable without any config
         cb.save_model_file(gan.network, os.path.join(run_dir, "generator.keras"), "the generator")
     _plot_losses(run_dir)

@@ -69,6 +69,20 @@ _HELP = {
 }
 
 
+def train_main(argv=None):
+    """`python train_colorizer.py` (`cgan-train`): the colorizer's training, with its `--probe` (a feature
+    probe belongs to this layer, so the entry point that offers it is here)."""
+
+    def probe(config, run_dir):
+        from transfer.online_probe import make_probe  # TensorFlow loads here, after the runtime settings
+
+        return make_probe(config, run_dir)
+
+    from cgan_colorization.cli import train_main as train_colorizer
+
+    return train_colorizer(argv, probe=probe)
+
+
 def classifier_main(argv=None):
     """`python finetune_classifier.py` (`cgan-finetune-classifier`)."""
     return finetune_main("classification", argv)
