@@ -60,6 +60,20 @@ def test_probes_store_test_predictions_that_reproduce_their_scores(study):
     assert not (os.path.exists(f"{study.results}/probes/random-seed0/colorizer.json"))
 
 
+def test_the_convergence_check_refits_every_level_longer_on_its_two_networks(study):
+    for name in ("gan-50k-seed0", "random-seed0"):
+        check = json.load(open(f"{study.results}/probes/{name}/convergence.json"))
+        probed = json.load(open(f"{study.results}/probes/{name}/probes.json"))
+        assert check["val_top1"] == probed["levels"][probed["linear_best_level"]]["val_top1"]
+        assert check["epochs_longer"] == 3 * check["epochs"] and set(check["val_top1_longer_by_level"]) == \
+            set(probed["levels"])
+        assert check["val_top1_longer"] == max(check["val_top1_longer_by_level"].values())
+        assert check["rerun_every_probe_longer"] == (check["rise_points"] > 0.5)
+    assert not os.path.exists(f"{study.results}/probes/l1-50k-seed0/convergence.json")
+    report = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
+    assert "| gan-50k-seed0 | 8 -> 24 |" in report and "| random-seed0 | 8 -> 24 |" in report
+
+
 def test_every_init_fine_tunes_for_the_same_steps_and_scratch_also_at_three_times(study):
     def epochs(network):
         metrics = json.load(open(f"{study.results}/camvid/{network}/labels100-seed0/metrics.json"))
@@ -98,7 +112,7 @@ def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study
     import shutil
 
     kept = {p.name for p in pathlib.Path(study.results).rglob("*") if p.is_file()}
-    scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json"}
+    scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json", "convergence.json"}
     assert scores <= kept <= scores | {"times.json", "report.md", "forest.png"}
     before = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
     moved = argparse.Namespace(**dict(vars(study), out=str(tmp_path / "fresh-machine")))

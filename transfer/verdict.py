@@ -170,11 +170,67 @@ def _encoder(weights, seed):
     return probes.encoder_levels("unet", IMAGE_SIZE, BASE_FILTERS, network, seed=seed)
 
 
+def _features(source, weights, seed, splits=("train", "val", "test")):
+    """The encoder's level names and {split: (pooled features by level, class ids)} of one network."""
+    from transfer import probes
+    from transfer.feature_eval import LINEAR_POOLED_SIZE
+
+    model, names = _encoder(weights, seed)
+    features = {}
+    for split in splits:
+        x, y = probes.extract(model, names, _tiny_images(source, split), progress=False, pooled_size=LINEAR_POOLED_SIZE)
+        features[split] = (x, y.argmax(axis=1))
+    return names, features
+
+
+# The linear probe's convergence check (docs/verdict-study.md, "Frozen features"): on these networks the probe
+# also runs at this multiple of its epochs; a rise of the best level's validation top-1 above the threshold
+# (points) means every probe of the study is run again at that multiple before any contrast is computed.
+CONVERGENCE_NETWORKS = ("gan-50k-seed0", "random-seed0")
+CONVERGENCE_MULTIPLE, CONVERGENCE_THRESHOLD = 3, 0.5
+
+
+def convergence_check(args, source, name, weights, seed, log=print):
+    """The pre-registered convergence check of one network's linear probe: every level fit again at
+    `CONVERGENCE_MULTIPLE` x the epochs, and the best level's validation top-1 compared with probes.json's;
+    RESULTS/probes/NAME/convergence.json."""
+    from transfer import linear_eval
+
+    path = os.path.join(results_folder(args), "probes", name, "convergence.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    with open(os.path.join(results_folder(args), "probes", name, "probes.json")) as f:
+        probed = json.load(f)
+    from transfer.report import _commit
+
+    start = time.time()
+    names, features = _features(source, weights, seed, splits=("train", "val"))
+    (x_train, y_train), (x_val, y_val) = features["train"], features["val"]
+    linear_n = LINEAR_PER_CLASS * source.num_classes
+    epochs = CONVERGENCE_MULTIPLE * linear_eval.EPOCHS
+    longer = {level: linear_eval.linear_top1(x_train[level][:linear_n], y_train[:linear_n], x_val[level], y_val,
+                                             x_val[level], y_val, source.num_classes, epochs=epochs,
+                                             seed=seed)["val_top1"]  # no test split is read: val stands in
+              for level in names}
+    before = probed["levels"][probed["linear_best_level"]]["val_top1"]
+    best = max(longer, key=longer.get)
+    rise = 100 * (longer[best] - before)
+    result = {"network": name, "code": _commit(), "epochs": linear_eval.EPOCHS, "epochs_longer": epochs,
+              "best_level": probed["linear_best_level"], "val_top1": before, "best_level_longer": best,
+              "val_top1_longer": longer[best], "val_top1_longer_by_level": longer, "rise_points": round(rise, 3),
+              "threshold_points": CONVERGENCE_THRESHOLD, "rerun_every_probe_longer": rise > CONVERGENCE_THRESHOLD,
+              "seconds": round(time.time() - start, 1)}
+    log(f"[probes] {name}: convergence check at {epochs} epochs: best-level validation top-1 "
+        f"{100 * before:.2f} -> {100 * longer[best]:.2f} ({rise:+.2f} points)")
+    write_json(path, result)
+    return result
+
+
 def probe_network(args, source, name, weights, seed, log=print):
     """kNN and linear top-1 of every encoder level of one network; OUT/probes/NAME/probes.json and the
     test images' predictions of each level in per_image.npz (for the paired bootstrap)."""
-    from transfer import knn_eval, linear_eval, probes
-    from transfer.feature_eval import LINEAR_POOLED_SIZE
+    from transfer import knn_eval, linear_eval
 
     folder = os.path.join(results_folder(args), "probes", name)
     path = os.path.join(folder, "probes.json")
@@ -182,11 +238,7 @@ def probe_network(args, source, name, weights, seed, log=print):
         with open(path) as f:
             return json.load(f)
     start = time.time()
-    model, names = _encoder(weights, seed)
-    features = {}
-    for split in ("train", "val", "test"):
-        x, y = probes.extract(model, names, _tiny_images(source, split), progress=False, pooled_size=LINEAR_POOLED_SIZE)
-        features[split] = (x, y.argmax(axis=1))
+    names, features = _features(source, weights, seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = features["train"], features["val"], features["test"]
     linear_n = LINEAR_PER_CLASS * source.num_classes  # the first k x C of the balanced order hold k a class
     k = min(knn_eval.KNN_K, len(y_train))  # a toy set's bank may hold fewer photos than k
@@ -257,6 +309,8 @@ def run_probes(args, log=print, wanted=None):
             continue
         start = time.time()
         probe_network(args, source, name, weights, seed, log)
+        if name in CONVERGENCE_NETWORKS:
+            convergence_check(args, source, name, weights, seed, log)
         if weights and registry.PRETEXTS[load_config(folder).objective].colorizes:
             diagnose_colorizer(args, name, weights, log)
         if time.time() - start > 5:
@@ -502,6 +556,16 @@ def write_report(args, n_boot=N_BOOT, log=print):
                             f"step {KEPT_STEP}); pretext seeds per docs/verdict-study.md; downstream seeds "
                             f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
         lines += ["", "![every contrast with its 95 % interval](forest.png)"]
+    checks = [os.path.join(results_folder(args), "probes", n, "convergence.json") for n in CONVERGENCE_NETWORKS]
+    checks = [json.load(open(p)) for p in checks if os.path.isfile(p)]
+    if checks:
+        lines += ["", f"## Linear probe convergence check ({CONVERGENCE_MULTIPLE}x the epochs; every probe is run "
+                      f"again longer if a best-level validation top-1 rises by more than {CONVERGENCE_THRESHOLD} point)",
+                  "", "| network | epochs | val top-1 (%) | longer | rise (points) | rerun every probe |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['network']} | {c['epochs']} -> {c['epochs_longer']} | {100 * c['val_top1']:.2f} | "
+                  f"{100 * c['val_top1_longer']:.2f} | {c['rise_points']:+.2f} | "
+                  f"{'yes' if c['rerun_every_probe_longer'] else 'no'} |" for c in checks]
     _, times = _times(args)
     lines += ["", "## Time of each part", "", "| part | minutes |", "|---|---|"]
     lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in times.items()]
