@@ -8,13 +8,15 @@ memory, and the ratio to a research-style reference loop. Prints a table and wri
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from cgan_colorization import registry, runtime
-from cgan_colorization.config import PRECISION_HELP, Range, add_alias, bounded
+from cgan_colorization.config import PRECISION_HELP
 from cgan_colorization.constants import PRECISIONS
+from cgan_colorization.schema import Range, build_parser as build_options_parser, option
 
 
 # The pretexts trained on (L, ab) pairs of any photo source (the multitask ones need masks, the ceiling labels).
@@ -29,45 +31,48 @@ def _sizes(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated powers of two, received {text!r}") from None
     if not sizes or any(s < 32 or s & (s - 1) for s in sizes):
         raise argparse.ArgumentTypeError(f"every size must be a power of two >= 32, received {text!r}")
-    return sizes
+    return tuple(sizes)
+
+
+_sizes.__name__ = "comma-separated sizes"
+
+
+@dataclasses.dataclass
+class BenchmarkOptions:
+    """The benchmark's command line."""
+
+    sizes: tuple = option((64, 128, 256), "comma-separated image sizes, powers of two >= 32", parse=_sizes)
+    batch_size: int = option(16, "images per step", Range(1))
+    base_filters: int = option(64, "U-Net width (the paper's 64)", Range(1))
+    dataset: str = option("synthetic", "synthetic, folder:PATH, coco:PATH or tinyimagenet:PATH")
+    objective: str = option("gan", f"the pretext whose train step is timed: {', '.join(BENCHMARKED_OBJECTIVES)} (the "
+                                   "others need masks or labels; the reference loop exists for gan only)",
+                            choices=registry.OBJECTIVES)
+    steps: int = option(20, "timed train steps", Range(1))
+    pipeline_batches: int = option(50, "timed batches of the input pipeline alone", Range(1))
+    reference_steps: int = option(10, "timed steps of the reference loop", Range(1))
+    no_reference: bool = option(False, "skip the reference loop (the only part that needs scikit-image, the [bench] "
+                                       "extra)")
+    mixed_precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    jit_compile: bool = option(False, "compile the train step with XLA")
+    long_steps: int = option(0, "also train this many steps and report RSS slope", Range(0))
+    json: str = option("runs/benchmark.json", "where to write the results")
+    feed: str = option(None, "instead of the train step: the input pipeline's images/s per host core from this photo "
+                             "folder (folder:PATH or coco:PATH) and from its decoded-image cache", metavar="DATASET")
+    cache: str = option(None, "with --feed: the cache folder (built there when absent; unset: runs/feed-cache-SIZE)",
+                        aliases=("--cache-dir",))
+    feed_batches: int = option(50, "with --feed: timed batches of each pipeline", Range(1))
+    target: int = option(1000, "with --feed: the images/s to feed (cores needed for it are reported)", Range(1))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    positive = bounded(int, Range(1))
-    parser.add_argument("--sizes", type=_sizes, default=_sizes("64,128,256"), help="comma-separated image sizes")
-    parser.add_argument("--batch-size", type=positive, default=16)
-    parser.add_argument("--base-filters", type=positive, default=64, help="U-Net width (the paper's 64 by default)")
-    parser.add_argument("--dataset", default="synthetic", help="synthetic, folder:PATH, coco:PATH or tinyimagenet:PATH")
-    parser.add_argument("--objective", default="gan", choices=registry.OBJECTIVES,
-                        help=f"the pretext whose train step is timed: {', '.join(BENCHMARKED_OBJECTIVES)} (the others "
-                             "need masks or labels; the reference loop exists for gan only)")
-    parser.add_argument("--steps", type=positive, default=20, help="timed train steps")
-    parser.add_argument("--pipeline-batches", type=positive, default=50)
-    parser.add_argument("--reference-steps", type=positive, default=10)
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip the reference loop (the only part that needs scikit-image, the [bench] extra)")
-    parser.add_argument("--mixed-precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
-    parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument("--long-steps", type=bounded(int, Range(0)), default=0,
-                        help="also train this many steps and report RSS slope")
-    parser.add_argument("--json", default="runs/benchmark.json", help="where to write the results")
-    parser.add_argument("--feed", metavar="DATASET",
-                        help="instead of the train step: the input pipeline's images/s per host core from this photo "
-                             "folder (folder:PATH or coco:PATH) and from its decoded-image cache")
-    parser.add_argument("--cache", default=None,
-                        help="with --feed: the cache folder (built there when absent; default runs/feed-cache-SIZE)")
-    add_alias(parser, "--cache-dir", "cache")
-    parser.add_argument("--feed-batches", type=positive, default=50, help="with --feed: timed batches of each pipeline")
-    parser.add_argument("--target", type=positive, default=1000,
-                        help="with --feed: the images/s to feed (cores needed for it are reported)")
-    return parser
+    return build_options_parser(__doc__, BenchmarkOptions, raw_description=True)
 
 
 def main(argv=None):
     runtime.configure()  # before TensorFlow loads
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if args.objective not in BENCHMARKED_OBJECTIVES:
         parser.error(f"--objective {args.objective} trains on masks or labels, not (L, ab) pairs of photos: the "
                      f"benchmark times {', '.join(BENCHMARKED_OBJECTIVES)}.")

@@ -10,7 +10,7 @@ steps it reached and its last error line (its logs are kept).
     python benchmarks/collective_threads.py --timeouts 0,600 --steps 600
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from cgan_colorization.config import Range, bounded, comma_separated
+from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_separated, option
 from cgan_colorization.runtime import free_local_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,13 +28,18 @@ TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--val
         "--backup-every", "0", "--epochs", "1"]
 
 
+@dataclasses.dataclass
+class ThreadsOptions:
+    """The measurement's command line."""
+
+    timeouts: tuple = option((0, 600), "comma-separated --collective-timeout values, one two-worker run each",
+                             parse=comma_separated(int, Range(0)))
+    steps: int = option(600, "train steps of each run", Range(1))
+    json: str = option(None, "also write the figures to this file")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timeouts", type=comma_separated(int, Range(0)), default=(0, 600),
-                        help="comma-separated --collective-timeout values, one two-worker run each")
-    parser.add_argument("--steps", type=bounded(int, Range(1)), default=600, help="train steps of each run")
-    parser.add_argument("--json", help="also write the figures to this file")
-    return parser
+    return build_options_parser(__doc__, ThreadsOptions, raw_description=True)
 
 
 def _threads(pid):
@@ -87,7 +92,7 @@ def run_pair(timeout, steps, folder):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse(argv)
     rows = []
     folder = tempfile.mkdtemp(prefix="collective-threads-")  # kept when a run fails, for its logs
     for timeout in args.timeouts:

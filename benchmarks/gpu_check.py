@@ -8,12 +8,13 @@ pipeline from the decoded-image cache with every host core. Under 5 minutes on o
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from cgan_colorization import runtime
-from cgan_colorization.config import Range, add_alias, bounded, comma_subset
+from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_subset, option
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -26,46 +27,49 @@ def _xla(text):
     return tuple(choices[n] for n in names)
 
 
+_xla.__name__ = "off, on or off,on"
+
+
+@dataclasses.dataclass
+class GpuCheckOptions:
+    """The check's command line; an option left unset takes `benchmarks.gpu.CheckConfig`'s value (its `TINY`
+    one with --tiny)."""
+
+    tiny: bool = option(False, "32 px, 4 filters, batch 2 (largest batch searched up to 8): a CPU rehearsal")
+    image_size: int = option(None, "image size (unset: the check's or --tiny's)", Range(1))
+    base_filters: int = option(None, "U-Net width (unset: the check's or --tiny's)", Range(1))
+    batch_size: int = option(None, "images per step (unset: the check's or --tiny's)", Range(1))
+    max_batch: int = option(None, "the largest-batch search stops here (unset: the check's or --tiny's)", Range(1))
+    precisions: tuple = option(PRECISIONS, "comma-separated precisions to time", parse=comma_subset(PRECISIONS))
+    xla: tuple = option((False, True), "off, on or off,on", parse=_xla)
+    steps: int = option(None, "timed steps per measurement (unset: the check's or --tiny's)", Range(1))
+    feed: str = option("", "photo folder for the pipeline part (folder:PATH or coco:PATH); empty: JPEGs made from the "
+                           "synthetic scenes, 480 x 360")
+    feed_files: int = option(None, "photos of --feed sampled (seeded) into a fresh cache, so a COCO-sized folder is "
+                                   "never decoded whole (unset: the check's)", Range(1))
+    cache: str = option("", "cache of --feed at the size (empty: a temporary one); given without --feed, a complete "
+                            "cache whose read rate is measured", aliases=("--cache-dir",))
+    budget_s: float = option(None, "no measurement starts that would end after this many seconds, judged by the "
+                                   "longest one of its kind so far (the rest is reported as skipped; unset: the "
+                                   "check's)", Range(1))
+    json: str = option("runs/gpu_check.json", "where to write the results")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    positive = bounded(int, Range(1))
-    parser.add_argument("--tiny", action="store_true",
-                        help="32 px, 4 filters, batch 2 (largest batch searched up to 8): a CPU rehearsal")
-    parser.add_argument("--image-size", type=positive, help="default 256 (32 with --tiny)")
-    parser.add_argument("--base-filters", type=positive, help="default 64, the paper's width (4 with --tiny)")
-    parser.add_argument("--batch-size", type=positive, help="default 32 (2 with --tiny)")
-    parser.add_argument("--max-batch", type=positive, help="the largest-batch search stops here (default 1024)")
-    parser.add_argument("--precisions", type=comma_subset(PRECISIONS), default=PRECISIONS, help="default all three")
-    parser.add_argument("--xla", type=_xla, default=(False, True), help="off, on or off,on (default)")
-    parser.add_argument("--steps", type=positive, help="timed steps per measurement (default 10)")
-    parser.add_argument("--feed", default="", help="photo folder for the pipeline part (folder:PATH or coco:PATH); "
-                                                   "default: JPEGs made from the synthetic scenes, 480 x 360")
-    parser.add_argument("--feed-files", type=positive, default=None,
-                        help="photos of --feed sampled (seeded) into a fresh cache, so a COCO-sized folder is never "
-                             "decoded whole (default 2048)")
-    parser.add_argument("--cache", default="", help="cache of --feed at the size (default: a temporary one); given "
-                                                    "without --feed, a complete cache whose read rate is measured")
-    add_alias(parser, "--cache-dir", "cache")
-    parser.add_argument("--budget-s", type=bounded(float, Range(1)), default=240.0,
-                        help="no measurement starts that would end after this many seconds, judged by the longest "
-                             "one of its kind so far (the rest is reported as skipped)")
-    parser.add_argument("--json", default="runs/gpu_check.json", help="where to write the results")
-    return parser
+    return build_options_parser(__doc__, GpuCheckOptions, raw_description=True)
 
 
 def main(argv=None):
     runtime.configure()  # before TensorFlow loads
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse(argv)
 
     from benchmarks.gpu import TINY, CheckConfig, run_check
 
     values = dict(TINY) if args.tiny else {}
-    for name in ("image_size", "base_filters", "batch_size", "max_batch", "steps", "feed_files"):
+    for name in ("image_size", "base_filters", "batch_size", "max_batch", "steps", "feed_files", "budget_s"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    check = CheckConfig(precisions=args.precisions, xla=args.xla, feed=args.feed, cache_dir=args.cache,
-                        budget_s=args.budget_s, **values)
+    check = CheckConfig(precisions=args.precisions, xla=args.xla, feed=args.feed, cache_dir=args.cache, **values)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
 
     def save(result):  # after every measurement, atomically: a kill or a failure keeps every figure taken

@@ -10,7 +10,7 @@ The parts add up to the total less the last epoch's callbacks.
         --precisions float32,mixed_bfloat16 --seeds 2 --epochs 3 --steps-per-epoch 150
 """
 
-import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -18,26 +18,30 @@ import tempfile
 import time
 
 from cgan_colorization import registry, runtime
-from cgan_colorization.config import Range, bounded, comma_subset
+from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_subset, option
 from cgan_colorization.constants import PRECISIONS
 
 
+@dataclasses.dataclass
+class PrecisionRunOptions:
+    """The measurement's command line."""
+
+    dataset: str = option("synthetic", "the training data, as train_colorizer.py --dataset")
+    objective: str = option("gan", "the pretext objective, as train_colorizer.py --objective",
+                            choices=registry.OBJECTIVES)
+    precisions: tuple = option(("float32", "mixed_bfloat16"), "comma-separated precisions, one run each per seed",
+                               parse=comma_subset(tuple(p for p in PRECISIONS if p != "auto")))
+    seeds: int = option(1, "runs per precision, seeds 0 to N - 1", Range(1))
+    epochs: int = option(3, "training epochs of each run", Range(1))
+    steps_per_epoch: int = option(150, "steps per epoch", Range(1))
+    max_photos_per_class: int = option(0, "with a labelled layout: photos of each class (0: all)", Range(0))
+    steps_per_execution: int = option(0, "train steps per call into the compiled function (0: auto, as "
+                                         "train_colorizer.py)", Range(0))
+    json: str = option(None, "also write the rows to this file")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    positive = bounded(int, Range(1))
-    parser.add_argument("--dataset", default="synthetic", help="the training data, as train_colorizer.py --dataset")
-    parser.add_argument("--objective", default="gan", choices=registry.OBJECTIVES, help="the pretext objective, as train_colorizer.py --objective")
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16",
-                        type=comma_subset(tuple(p for p in PRECISIONS if p != "auto")), help="comma-separated precisions, one run each per seed")
-    parser.add_argument("--seeds", type=positive, default=1, help="runs per precision, seeds 0 to N - 1")
-    parser.add_argument("--epochs", type=positive, default=3)
-    parser.add_argument("--steps-per-epoch", type=positive, default=150)
-    parser.add_argument("--max-photos-per-class", type=bounded(int, Range(0)), default=0,
-                        help="with a labelled layout: photos of each class (0: all)")
-    parser.add_argument("--steps-per-execution", type=bounded(int, Range(0)), default=0,
-                        help="train steps per call into the compiled function (0: auto, as train_colorizer.py)")
-    parser.add_argument("--json", help="also write the rows to this file")
-    return parser
+    return build_options_parser(__doc__, PrecisionRunOptions, raw_description=True)
 
 
 def timeline_callback():
@@ -111,7 +115,7 @@ def one_run(dataset, objective, precision, seed, epochs, steps, max_per_class, f
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse(argv)
     runtime.configure()
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -9,7 +9,6 @@ Prints one row per epoch (the first one holds the tracing of the train step and 
 and the mean share of the later epochs.
 """
 
-import argparse
 import dataclasses
 import os
 import statistics
@@ -17,23 +16,27 @@ import tempfile
 import time
 
 from cgan_colorization import runtime
-from cgan_colorization.config import Range, bounded
+from cgan_colorization.schema import Range, build_parser as build_options_parser, option
+
+
+@dataclasses.dataclass
+class ProbeCostOptions:
+    """The measurement's command line; an option left unset takes train_colorizer.py's value."""
+
+    probe: str = option(None, "the labelled set probed, as train_colorizer.py --probe", required=True)
+    dataset: str = option("synthetic", "the training data, as train_colorizer.py --dataset")
+    epochs: int = option(3, "training epochs (the first holds the tracing, so at least 2)", Range(2))
+    steps_per_epoch: int = option(None, "steps per epoch (unset: train_colorizer.py's)", Range(1))
+    probe_bank: int = option(None, "bank photos of the probe (unset: train_colorizer.py's)", Range(1))
+    probe_queries: int = option(None, "query photos of the probe (unset: train_colorizer.py's)", Range(1))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    positive = bounded(int, Range(1))
-    parser.add_argument("--probe", required=True, help="the labelled set probed, as train_colorizer.py --probe")
-    parser.add_argument("--dataset", default="synthetic", help="the training data, as train_colorizer.py --dataset")
-    parser.add_argument("--epochs", type=bounded(int, Range(2)), default=3)
-    parser.add_argument("--steps-per-epoch", type=positive, default=100, help="default: the fast preset's 100")
-    parser.add_argument("--probe-bank", type=positive, default=None, help="default: train_colorizer.py's")
-    parser.add_argument("--probe-queries", type=positive, default=None, help="default: train_colorizer.py's")
-    return parser
+    return build_options_parser(__doc__, ProbeCostOptions, raw_description=True)
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse(argv)
     runtime.configure()
     import keras
 
@@ -53,15 +56,15 @@ def main(argv=None):
             self.rows.append((time.perf_counter() - self.start, float(logs["probe_seconds"]),
                               float(logs.get("probe_knn_top1", logs.get("probe_knn_map")))))
 
-    sizes = {k: v for k, v in (("probe_bank", args.probe_bank), ("probe_queries", args.probe_queries)) if v}
+    given = {k: getattr(args, k) for k in ("steps_per_epoch", "probe_bank", "probe_queries") if getattr(args, k)}
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as folder:
         config = dataclasses.replace(TrainConfig(), dataset=args.dataset, epochs=args.epochs, probe=args.probe,
-                                     steps_per_epoch=args.steps_per_epoch, out=os.path.join(folder, "run"), **sizes)
+                                     out=os.path.join(folder, "run"), **given)
         train(config, extra_callbacks=[clock], verbose=0, probe=make_probe)
     print(f"dataset {args.dataset}, probe {args.probe} (bank {config.probe_bank}, queries {config.probe_queries}), "
           f"{config.image_size} px, {config.base_filters} filters, batch {config.batch_size}, "
-          f"{args.steps_per_epoch} steps an epoch")
+          f"{config.steps_per_epoch} steps an epoch")
     print("epoch | epoch s | probe s | probe share | probe score")
     for i, (total, probe, score) in enumerate(clock.rows, start=1):
         print(f"{i} | {total:.2f} | {probe:.2f} | {100 * probe / total:.1f} % | {score:.4f}")

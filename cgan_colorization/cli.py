@@ -1,20 +1,14 @@
 """Command-line entry points behind the scripts at the repository root."""
 
-import argparse
 import json
 import os
 import sys
 import time
 
 from cgan_colorization import pretrained, runlock, runtime
-from cgan_colorization.config import Range, add_alias, bounded, build_parser, config_from_args, load_config
-from cgan_colorization.constants import (CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER,
-                                         DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, TEXT_CHOICES)
-
-COLORIZER_HELP = "colorizer run folder written by train_colorizer.py, or a generator weights file (.weights.h5 "\
-                 "with config.json beside it, or .keras)"
-CACHE_HELP = "folder of a decoded-image cache (cache_images.py)"
-TRAIN_FLAGS = {"num_classes": ("--synthetic-classes", ["--num-classes"])}  # one name across the scripts
+from cgan_colorization.config import load_config, train_parser as config_parser
+from cgan_colorization.options import (CacheOptions, ColorizeOptions, DemoOptions, EvaluateOptions, ExportOptions)
+from cgan_colorization.schema import build_parser
 
 
 def _fail(message, hard_exit=False):
@@ -29,19 +23,18 @@ def _fail(message, hard_exit=False):
 
 
 def train_parser():
-    return build_parser(
+    return config_parser(
         "Train the pix2pix colorization cGAN (U-Net G, 70x70 PatchGAN D) on L -> ab. The default trains "
         "on the embedded synthetic scenes at 64 px in minutes on a CPU; --preset paper sets every value "
         "of Treneska et al. 2022 (COCO 2014, 256 px, batch 32, 20 epochs). An interrupted run resumes "
-        "from its run folder.", flags=TRAIN_FLAGS)
+        "from its run folder; --config RUN/config.json re-runs a run as it was.")
 
 
 def train_main(argv=None, probe=None):
     """`python train_colorizer.py`: train the pix2pix colorizer (see --help). `probe`: the factory of the
     `--probe` callback (`transfer.cli.train_main` passes it)."""
     runtime.configure()
-    args = train_parser().parse_args(argv)
-    config = config_from_args(args)
+    config = train_parser().parse(argv)
     from cgan_colorization.distribute import peer_failure
     from cgan_colorization.training import train  # heavy import after --help
 
@@ -61,51 +54,19 @@ def train_main(argv=None, probe=None):
     return run_dir
 
 
-def _add_model_flags(parser, stochastic=True):
-    """The colorizer (`--colorizer`, with the older `--run` / `--weights` still taken), which checkpoint of
-    its run folder, flags to load one without a config.json beside it, and (`stochastic`) pix2pix's
-    stochastic inference."""
-    parser.add_argument("--colorizer", default=DEFAULT_COLORIZER, help=COLORIZER_HELP)
-    for alias in ("--run", "--weights"):
-        add_alias(parser, alias, "colorizer")
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT, help=CHECKPOINT_HELP)
-    parser.add_argument("--image-size", type=bounded(int, Range(4)), help="model size, when no config.json is at hand")
-    parser.add_argument("--base-filters", type=bounded(int, Range(1)),
-                        help="model width, when no config.json is at hand")
-    if stochastic:
-        parser.add_argument("--dropout-at-inference", action="store_true",
-                            help="keep dropout on when colorizing (pix2pix's stochastic inference)")
-
-
 def evaluate_parser():
-    parser = argparse.ArgumentParser(
-        description="Score a trained colorizer as the paper's Table 3 (PSNR and SSIM in sRGB, max_val 1, "
+    return build_parser(
+        "Score a trained colorizer as the paper's Table 3 (PSNR and SSIM in sRGB, max_val 1, "
         "mean / min / max over the images), with Zhang et al.'s AuC of the ab error curve (plain and "
         "class-rebalanced) and the mean CIEDE2000 difference, beside the grey baseline (ab = 0), and write it "
-        "with its protocol as JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--dataset", help="dataset to score on (default: the run's own)")
-    parser.add_argument("--split", choices=("val", "all"), default=None,
-                        help="the run's held-out split, or every file of a folder dataset (default: 'val' on the "
-                             "run's own dataset, 'all' on a dataset it never trained on)")
-    parser.add_argument("--max-images", type=bounded(int, Range(1)), default=None,
-                        help="score at most this many images")
-    parser.add_argument("--batch-size", type=bounded(int, Range(1)), default=16)
-    parser.add_argument("--cache", help=CACHE_HELP + " of the dataset at the model's size: score its held-out images "
-                                                  "(or all with --split all) instead of decoding")
-    _add_model_flags(parser)
-    parser.add_argument("--out", help="JSON file to write (default: RUN/eval_<dataset>.json, "
-                                      "RUN/eval_<dataset>_best.json for --checkpoint best; "
-                                      "runs/eval_<name>_<dataset>.json for a shipped pretrained:<name>)")
-    return parser
+        "with its protocol as JSON.", EvaluateOptions)
 
 
 def evaluate_main(argv=None):
     """`python evaluate_colorizer.py`: PSNR/SSIM mean/min/max, Zhang's ab error AuC and CIEDE2000 against
     the grey baseline."""
     runtime.configure()
-    args = evaluate_parser().parse_args(argv)
+    args = evaluate_parser().parse(argv)
 
     from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
     from cgan_colorization.inference import describe_checkpoint, load_colorizer
@@ -166,42 +127,19 @@ def evaluate_main(argv=None):
 
 
 def cache_parser():
-    parser = argparse.ArgumentParser(
-        description="Decode the photos of a folder dataset once (unreadable files skipped, greyscale ones dropped), "
+    return build_parser(
+        "Decode the photos of a folder dataset once (unreadable files skipped, greyscale ones dropped), "
         "bring them to the training size, convert them to the model's input and target (float16) and store them "
         "in shards that training and evaluation read with --cache DIR instead of decoding every epoch. The split "
         "into training and held-out photos is the one train_colorizer.py makes with the same --val-fraction and "
-        "--seed. Run the same command again to finish an interrupted build.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--dataset", help="'folder:PATH' or 'coco:PATH' (comma-separated folders); required unless "
-                                          "--verify")
-    parser.add_argument("--verify", action="store_true",
-                        help="only check an existing cache: every shard's size and SHA-256 against its manifest")
-    parser.add_argument("--cache", help=CACHE_HELP + " to write: new, empty, or an interrupted build (required)")
-    add_alias(parser, "--out", "cache")
-    parser.add_argument("--image-size", type=bounded(int, Range(4)), default=256, help="square size of the images")
-    parser.add_argument("--resize-mode", choices=TEXT_CHOICES["resize_mode"], default="resize",
-                        help="'resize' squashes the photo to the size (the paper); 'crop' takes the centre crop")
-    parser.add_argument("--keep-greyscale", action="store_true", help="keep greyscale photos")
-    parser.add_argument("--color-space", choices=TEXT_CHOICES["color_space"], default="lab",
-                        help="what the cache stores: Lab's L and ab (the U-Net pretexts) or YUV's Y and UV "
-                             "(MobileNetV2)")
-    parser.add_argument("--val-fraction", type=bounded(float, Range(0, 1, low_open=True, high_open=True)),
-                        default=0.05, help="fraction of the photos held out")
-    parser.add_argument("--seed", type=bounded(int, Range(0)), default=0, help="seed of the split")
-    parser.add_argument("--files-per-shard", type=bounded(int, Range(1)), default=1024,
-                        help="photos per shard file")
-    return parser
+        "--seed. Run the same command again to finish an interrupted build.", CacheOptions)
 
 
 def cache_main(argv=None):
     """`python cache_images.py`: decode a photo dataset once into a cache at the training size."""
     runtime.configure()
     parser = cache_parser()
-    args = parser.parse_args(argv)
-    if not args.cache:
-        parser.error("the following arguments are required: --cache")
+    args = parser.parse(argv)
     if args.verify:
         from data.cache import open_cache, verify_cache
 
@@ -236,21 +174,15 @@ def cache_main(argv=None):
 
 
 def colorize_parser():
-    parser = argparse.ArgumentParser(
-        description="Colorize photos (colour or greyscale) with a trained generator. ab is predicted at the "
-        "model's size and upsampled; the photo's own lightness is kept at full resolution.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--out", default="colorized", help="output folder of the colorized photos")
-    _add_model_flags(parser)
-    return parser
+    return build_parser(
+        "Colorize photos (colour or greyscale) with a trained generator. ab is predicted at the "
+        "model's size and upsampled; the photo's own lightness is kept at full resolution.", ColorizeOptions)
 
 
 def colorize_main(argv=None):
     """`python colorize.py`: colorize photos at their own resolution."""
     runtime.configure()
-    args = colorize_parser().parse_args(argv)
+    args = colorize_parser().parse(argv)
 
     from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
     from data.decode import load_rgb
@@ -298,25 +230,16 @@ def colorize_main(argv=None):
 
 
 def demo_parser():
-    parser = argparse.ArgumentParser(
-        description="Serve the colorization page: upload a photo, see its grey input, colorization and original "
+    return build_parser(
+        "Serve the colorization page: upload a photo, see its grey input, colorization and original "
         "side by side at the photo's resolution, PSNR / SSIM against a colour original, and stochastic "
-        "colorizations. Needs the [demo] extra (pip install -e '.[cpu,demo]').",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--colorizer", default=DEFAULT_COLORIZER, help=COLORIZER_HELP + ", shown first")
-    add_alias(parser, "--run", "colorizer")
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT, help=CHECKPOINT_HELP)
-    parser.add_argument("--runs-dir", default="runs", help="the colorizer run folders under it can be chosen on the page")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=bounded(int, Range(1, 65535)), default=7860, help="port to serve on")
-    parser.add_argument("--share", action="store_true", help="also open a public Gradio link")
-    return parser
+        "colorizations. Needs the [demo] extra (pip install -e '.[cpu,demo]').", DemoOptions)
 
 
 def demo_main(argv=None):
     """`python demo.py` (`cgan-demo`): the colorization page in the browser."""
     runtime.configure()
-    args = demo_parser().parse_args(argv)
+    args = demo_parser().parse(argv)
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -329,42 +252,19 @@ def demo_main(argv=None):
         _fail(error)
 
 
-def export_formats(text):
-    """`--format`: a comma-separated subset of `EXPORT_FORMATS` (or "none") -> a tuple in their order."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if names == ["none"]:
-        return ()
-    unknown = [name for name in names if name not in EXPORT_FORMATS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"takes a comma-separated subset of {','.join(EXPORT_FORMATS)} (or none), "
-                                         f"received {text!r}")
-    return tuple(name for name in EXPORT_FORMATS if name in names)
-
-
 def export_parser():
-    parser = argparse.ArgumentParser(
-        description="Export a trained colorizer for use without this package: its generator (normalized L in, "
+    return build_parser(
+        "Export a trained colorizer for use without this package: its generator (normalized L in, "
         "normalized ab out, at its training size) as a SavedModel (with a 'colorize' signature: a uint8 photo of "
         "any size in, the colorized uint8 RGB photo out, as colorize.py), a LiteRT flatbuffer and/or an ONNX graph "
-        "(the [export] extra), and with --encoder its U-Net encoder as a .keras backbone.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_model_flags(parser, stochastic=False)
-    parser.add_argument("--format", type=export_formats, default=DEFAULT_EXPORT_FORMATS,
-                        help=f"what to write the generator as: a comma-separated subset of {','.join(EXPORT_FORMATS)}"
-                             ", or none (with --encoder)")
-    parser.add_argument("--out", default="exported", help="folder to write the files and export.json into")
-    parser.add_argument("--encoder", action="store_true",
-                        help="also write the encoder (enc* and bottleneck* layers, L to the 1 x 1 bottleneck) as "
-                             "encoder.keras, which keras.saving.load_model opens without this package")
-    return parser
+        "(the [export] extra), and with --encoder its U-Net encoder as a .keras backbone.", ExportOptions)
 
 
 def export_main(argv=None):
     """`python export_colorizer.py` (`cgan-export`): the generator as SavedModel / LiteRT / ONNX, and its encoder."""
     runtime.configure()
     parser = export_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if not args.format and not args.encoder:
         parser.error("--format none exports nothing: add --encoder, or name a format")
     from cgan_colorization.export import export_colorizer

@@ -1,23 +1,19 @@
-"""Run configuration: the presets, the command-line flags that override them (each checked against
-its range where it is parsed), and the run folder's `config.json`.
+"""The colorizer's run configuration (`TrainConfig`): its options, each a field with its help and range
+(`_COMMON_FIELDS`, plus each pretext's own from `registry`), the checks the ranges cannot make, and the run
+folder's `config.json`. The presets are configs/fast.json and configs/paper.json (section "colorizer").
 
-The vocabulary every script shares is defined here once: the preset names, the strategy and
-precision help texts, and `bounded`, the argparse type that refuses an out-of-range value in one
-sentence.
+The help texts every layer shares (strategy, precision, collective timeout) are defined here once.
 """
 
-import argparse
 import dataclasses
 import json
 import os
 
 from cgan_colorization import registry
 from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION, TEXT_CHOICES
+from cgan_colorization.schema import Range, build_parser, option
 from data.diskfull import write_text
 
-PAPER_DATASET = "coco"
-PRESET_NAMES = ("fast", "paper")  # 'fast' runs on a CPU in minutes; 'paper' sets every value of the paper
-PRESET_HELP = "'fast' runs on a CPU in minutes; 'paper' sets every value of the paper"
 STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "
                  "(TF_CONFIG) or tpu")
 PRECISION_HELP = ("auto (float32 on CPUs; mixed_bfloat16 on GPUs of compute capability >= 8.0, mixed_float16 on older "
@@ -27,74 +23,9 @@ COLLECTIVE_TIMEOUT_HELP = ("--strategy multiworker: seconds a worker waits for t
                            "within about 10 s by the coordination service's heartbeats, a stuck one is not; each "
                            "collective then keeps a thread for up to S seconds: at 600, a fast run ran out of threads "
                            "after 68 steps, see docs/distributed.md)")
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """Valid values of a numeric flag: low <= value <= high (strict where `*_open`)."""
-
-    low: float = None
-    high: float = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def describe(self):
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high}")
-        return " and ".join(parts)
-
-    def contains(self, value):
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-
-def bounded(kind, valid):
-    """An argparse type: `kind` (int or float) within the `Range` `valid`, else one sentence."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"received {text!r}") from None
-        if value != value or not valid.contains(value):  # NaN, or out of range
-            raise argparse.ArgumentTypeError(f"must be {valid.describe()}, received {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def comma_separated(kind, valid, allow_empty=False, sort=True):
-    """An argparse type: comma-separated values, each a `bounded(kind, valid)` one (so a bad value is
-    one sentence); sorted without repeats unless `sort` is False, and non-empty unless `allow_empty`."""
-    element = bounded(kind, valid)
-
-    def parse(text):
-        values = [element(item) for item in text.split(",") if item]
-        if not values and not allow_empty:
-            raise argparse.ArgumentTypeError(f"expected comma-separated values, received {text!r}")
-        return tuple(sorted(set(values))) if sort else tuple(values)
-
-    parse.__name__ = f"comma-separated {kind.__name__}"
-    return parse
-
-
-def comma_subset(choices):
-    """An argparse type: a non-empty comma-separated subset of `choices`, as a tuple in the order given
-    (a name outside them is one sentence)."""
-    def parse(text):
-        names = tuple(n for n in text.split(",") if n)
-        if not names or any(n not in choices for n in names):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(choices)}, "
-                                             f"received {text!r}")
-        return names
-
-    parse.__name__ = "comma-separated names"
-    return parse
+SECTION = "colorizer"  # the presets' section of train_colorizer.py
+# What a run folder's config.json records beside the options (training.train); --config leaves them aside.
+RECORDED = ("steps_per_epoch_resolved", "precision", "replicas", "cache_manifest")
 
 
 def _option_range(option):
@@ -159,34 +90,34 @@ _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
                                     "cost as much as the step, 1 on CPUs)", Range(0)),
 ]
 
-_HELP = {name: help for name, _, _, help, _ in _COMMON_FIELDS}
-_HELP["objective"] = "; ".join(f"{p.objective}{'' if p.backbone == 'unet' else ' --backbone ' + p.backbone}: "
-                               f"{p.summary}" for p in registry.PRETEXTS.values() if not p.overrides)
-_HELP["backbone"] = " or ".join(registry.BACKBONES)
-RANGES = {name: valid for name, _, _, _, valid in _COMMON_FIELDS if valid is not None}
-for _name, _option in registry.options().items():  # each pretext's own options, from its registry entry
-    _HELP[_name] = f"{_option.help} [{', '.join(registry.owners(_name))}]"
-    if _option_range(_option):
-        RANGES[_name] = _option_range(_option)
+
+_PRETEXT_HELP = {
+    "objective": "; ".join(f"{p.objective}{'' if p.backbone == 'unet' else ' --backbone ' + p.backbone}: {p.summary}"
+                           for p in registry.PRETEXTS.values() if not p.overrides),
+    "backbone": " or ".join(registry.BACKBONES),
+}
+_CHOICES = dict(TEXT_CHOICES, objective=registry.OBJECTIVES, backbone=tuple(registry.BACKBONES))
+_FLAGS = {"num_classes": dict(flag="--synthetic-classes", aliases=("--num-classes",))}  # one name across the scripts
+
+
+def _normalize(config):
+    if config.steps_per_epoch == 0:  # 0 and unset both mean one pass over the training files
+        config.steps_per_epoch = None
+
 
 TrainConfig = dataclasses.make_dataclass(
     "TrainConfig",
-    [(name, kind, dataclasses.field(default=default)) for name, kind, default, _, _ in _COMMON_FIELDS]
-    + [(name, type(option.default), dataclasses.field(default=option.default))
-       for name, option in registry.options().items()],
+    [(name, kind, option(default, _PRETEXT_HELP.get(name, help), valid, _CHOICES.get(name), **_FLAGS.get(name, {})))
+     for name, kind, default, help, valid in _COMMON_FIELDS]
+    + [(name, type(entry.default), option(entry.default, f"{entry.help} [{', '.join(registry.owners(name))}]",
+                                          _option_range(entry)))
+       for name, entry in registry.options().items()],  # each pretext's own options, from its registry entry
     namespace={"__doc__": "Everything that defines a colorizer training run; saved as `config.json` in the run "
                           "folder. The common fields are listed in `config._COMMON_FIELDS`; the options of one "
-                          "pretext or backbone come from its entry in `registry`."},
+                          "pretext or backbone come from its entry in `registry`.",
+               "__post_init__": _normalize, "RECORDED": RECORDED},
 )
-
-# Treneska et al. 2022, section 4.1, with the learning rate of the authors' code (the text's 0.002
-# is ten times larger; see README).
-PRESETS = {
-    "fast": {},
-    "paper": dict(dataset=PAPER_DATASET, image_size=256, base_filters=64, batch_size=32, epochs=20,
-                  steps_per_epoch=None, lr=2e-4, beta_1=0.5, l1_weight=100.0, val_size=4000, backup_every=0,
-                  backup_minutes=10.0),
-}
+RANGES = {f.name: f.metadata["valid"] for f in dataclasses.fields(TrainConfig) if f.metadata["valid"] is not None}
 
 
 def parse_steps(text):
@@ -232,68 +163,17 @@ def check_config(config):
     return entry
 
 
-def add_alias(parser, alias, dest, **kwargs):
-    """An older spelling of a flag that still works but is not shown by --help."""
-    parser.add_argument(alias, dest=dest, help=argparse.SUPPRESS, **kwargs)
-
-
-def build_parser(description, config_cls=TrainConfig, presets=None, helps=None, exclude=(), ranges=None,
-                 choices=None, flags=None):
-    """An argparse parser with `--preset` and one flag per field of the `config_cls` dataclass, every
-    flag defaulting to 'take it from the preset' and refusing values outside `ranges` (numbers) or
-    the field's choices (`constants.TEXT_CHOICES`, updated by `choices`). `--help` shows the value of
-    every preset. `flags` renames a field's flag: {field: (flag, [hidden older spellings])}."""
-    presets = PRESETS if presets is None else presets
-    helps = _HELP if helps is None else helps
-    ranges = RANGES if ranges is None else ranges
-    choices_of = dict(TEXT_CHOICES, objective=registry.OBJECTIVES, backbone=tuple(registry.BACKBONES), **(choices or {}))
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
-    defaults = config_cls()
-    for field in dataclasses.fields(config_cls):
-        if field.name in exclude:
-            continue
-        flag, aliases = (flags or {}).get(field.name, ("--" + field.name.replace("_", "-"), []))
-        base = getattr(defaults, field.name)
-        values = {name: presets.get(name, {}).get(field.name, base) for name in PRESET_NAMES}
-        shown = ", ".join(f"{name} {'unset' if value is None else value}" for name, value in values.items()) \
-            if len(set(map(repr, values.values()))) > 1 else f"default {values['fast']}"
-        helptext = f"{helps.get(field.name, '')} ({shown})"
-        default = values["fast"]
-        if isinstance(default, bool) or isinstance(base, bool):
-            if field.name.startswith("no_"):  # a switch that is already a negation: no --no-no-... twin
-                kwargs = dict(action="store_const", const=True, default=None)
-            else:
-                kwargs = dict(action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = type(default) if default is not None else (field.type if isinstance(field.type, type) else str)
-            if field.name in ranges:
-                kind = bounded(kind, ranges[field.name])
-            kwargs = dict(type=kind, default=None, choices=choices_of.get(field.name))
-            if kwargs["choices"] is None:  # named after the flag, also when it is renamed
-                kwargs["metavar"] = flag[2:].upper().replace("-", "_")
-        parser.add_argument(flag, dest=field.name, help=helptext, **kwargs)
-        for alias in aliases:
-            add_alias(parser, alias, field.name, **{k: v for k, v in kwargs.items() if k != "default"})
-    return parser
-
-
-def config_from_args(args, config_cls=TrainConfig, presets=None):
-    """Preset values, overridden by every flag given on the command line."""
-    presets = PRESETS if presets is None else presets
-    values = dataclasses.asdict(config_cls())
-    values.update(presets[args.preset])
-    for name in values:
-        given = getattr(args, name, None)
-        if given is not None:
-            values[name] = given
-    if values.get("steps_per_epoch") == 0:
-        values["steps_per_epoch"] = None
-    return config_cls(**values)
+def train_parser(description):
+    """train_colorizer.py's parser: one flag per `TrainConfig` field, presets from configs/ ("colorizer")."""
+    return build_parser(description, TrainConfig, SECTION)
 
 
 def save_config(config, run_dir, name="config.json", **extra):
-    """Writes the resolved config (and any extra facts) as JSON into the run folder."""
+    """Writes the resolved config and the facts its class `RECORDED`s (`extra`) as JSON into the run
+    folder, where `--config RUN/config.json` reads it back."""
+    unknown = set(extra) - set(type(config).RECORDED)
+    if unknown:
+        raise ValueError(f"{type(config).__name__}.RECORDED lacks {sorted(unknown)}: --config could not re-run the run.")
     os.makedirs(run_dir, exist_ok=True)
     payload = dict(dataclasses.asdict(config), **extra)
     write_text(os.path.join(run_dir, name), json.dumps(payload, indent=2, sort_keys=True), "the run's config")
@@ -310,8 +190,8 @@ def load_config(run_dir, name="config.json"):
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in values.items() if k in known}
     backbone = registry.BACKBONES.get(values.get("backbone", "unet"))
-    for name, option in registry.options().items():  # another backbone's options never applied to this run
+    for name, entry in registry.options().items():  # another backbone's options never applied to this run
         owners = [b for b in registry.BACKBONES.values() if name in b.options]
         if owners and backbone is not None and backbone not in owners:
-            values[name] = option.default
+            values[name] = entry.default
     return TrainConfig(**values)

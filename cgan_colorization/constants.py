@@ -50,4 +50,4 @@ GPU_STEPS_PER_EXECUTION = 16  # train steps per call into the compiled function 
 # What `export_colorizer.py --format` writes the generator as (comma-separated, any subset): a SavedModel folder
 # (with a `colorize` signature for whole photos), a LiteRT flatbuffer and an ONNX graph (the [export] extra).
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
-DEFAULT_EXPORT_FORMATS = "saved_model,litert"
+DEFAULT_EXPORT_FORMATS = ("saved_model", "litert")

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from benchmarks import benchmark, collective_threads, gpu_check, precision_run
+from benchmarks import benchmark, collective_threads, gpu_check, precision_run, probe_cost
 from cgan_colorization import cli
 from cgan_colorization.constants import TEXT_CHOICES
 from tests.conftest import ROOT
-from transfer import cli as transfer_cli, options
+from transfer import cli as transfer_cli, options, verdict
 
 PARSERS = {
     "train_colorizer.py": cli.train_parser,
@@ -20,16 +20,19 @@ PARSERS = {
     "colorize.py": cli.colorize_parser,
     "export_colorizer.py": cli.export_parser,
     "cache_images.py": cli.cache_parser,
+    "demo.py": cli.demo_parser,
     "finetune_classifier.py": lambda: transfer_cli.finetune_parser("classification"),
     "finetune_segmenter.py": lambda: transfer_cli.finetune_parser("segmentation"),
     "diagnose_batchnorm.py": transfer_cli.diagnose_parser,
     "evaluate_features.py": transfer_cli.features_parser,
     "reproduce.py": options.reproduce_parser,
     "scaling_study.py": options.scaling_parser,
+    "verdict_study.py": verdict.build_parser,
     "benchmarks/benchmark.py": benchmark.build_parser,
     "benchmarks/gpu_check.py": gpu_check.build_parser,
     "benchmarks/collective_threads.py": collective_threads.build_parser,
     "benchmarks/precision_run.py": precision_run.build_parser,
+    "benchmarks/probe_cost.py": probe_cost.build_parser,
 }
 # Older spellings that must keep working, hidden from --help, and the flag they now mean.
 ALIASES = {

@@ -168,7 +168,7 @@ def test_flags():
         args = parser.parse_args(["--split-mode", "sequence", "--test-sequence", "0016E5",
                                   "--val-sequence", "0001TP"])
         assert (args.split_mode, args.test_sequence, args.val_sequence) == ("sequence", "0016E5", "0001TP")
-    config = cli._finetune_config("segmentation", cli.finetune_parser("segmentation").parse_args([]))
+    config = cli.finetune_parser("segmentation").parse([])
     assert (config.split_mode, config.test_sequence, config.val_sequence) == ("paper", "0006R0", None)
 
 

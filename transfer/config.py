@@ -1,83 +1,114 @@
-"""Downstream run configuration and the presets of the paper's downstream schedule."""
+"""The downstream runs' options (`FinetuneConfig`, `ProbeConfig`), each a field with its help, range or
+choices; the parsers of the fine-tuning and probe scripts are generated from them. The presets of the paper's
+downstream schedule are configs/fast.json and configs/paper.json (sections "classification", "segmentation")."""
 
 import dataclasses
 
-from cgan_colorization.config import Range
-from cgan_colorization.constants import DEFAULT_CHECKPOINT
+from cgan_colorization import registry
+from cgan_colorization.config import COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, STRATEGY_HELP
+from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER, TEXT_CHOICES
+from cgan_colorization.schema import Range, comma_separated, option
+from data import TASKS
+
+STATISTICS_BATCHES = 20  # diagnose_batchnorm.py: training batches that estimate the data's statistics
+# Low-shot probes: positives per class, and random draws of each k.
+SHOTS = (1, 2, 4, 8, 16, 32)
+DRAWS = 5
+# kNN top-1 on single-label sets: neighbours that vote and the temperature of their weights (DINO's values).
+KNN_K = 20
+KNN_TEMPERATURE = 0.07
 
 
 @dataclasses.dataclass
-class FinetuneConfig:
-    """Everything that defines a downstream run; saved as `config.json` in its run folder."""
+class LabelledData:
+    """A labelled set and how it is split: the options the fine-tuning and probe scripts share."""
 
-    task: str = "classification"
-    init: str = "colorization"
-    colorizer: str = None  # None: DEFAULT_COLORIZER; either must exist (a fine-tuning run trains no colorizer)
-    checkpoint: str = DEFAULT_CHECKPOINT  # which generator of the colorizer's run folder: "last" or "best"
-    dataset: str = "synthetic"
-    image_size: int = None  # None: the colorizer's size (64 without one)
-    base_filters: int = None  # None: the colorizer's width (32 without one)
-    batch_size: int = 16
-    baseline_epochs: int = 4
-    frozen_epochs: int = 3
-    unfrozen_epochs: int = 1
-    lr: float = 3e-4
-    unfrozen_lr: float = 5e-5
-    dense_units: int = 4096
-    seed: int = 0
-    out: str = None  # None: runs/classifier or runs/segmenter
-    split_mode: str = "paper"
-    test_sequence: str = "0006R0"  # --split-mode sequence: the test sequence (splits.DEFAULT_TEST_SEQUENCE)
-    val_sequence: str = None  # --split-mode sequence: the sequence ending in val; None: the longest other
-    include_difficult: bool = True
-    void_index: int = None
-    min_fraction: float = 0.01
-    num_classes: int = None
-    synthetic_classes: int = 6
-    train_size: int = None  # caps on the images of each split; None: the whole split
-    val_size: int = None
-    test_size: int = None
-    scale_shorter: int = None  # segmentation: scale pairs so the shorter side has this many pixels
-    run_name: str = None  # folder under --out; None: `default_run_name` (init, checkpoint, labels, seed)
-    strategy: str = "auto"
-    collective_timeout: int = 0  # --strategy multiworker: seconds a collective waits for the other workers (0: no timer)
-    save_weights: bool = False  # write the fine-tuned model's weights to RUN/model.weights.h5
-    mixed_precision: str = "auto"
-    backbone: str = None  # None: the colorizer's (unet without one); mobilenetv2 reads YUV's Y
-    bn_momentum: float = None  # MobileNetV2's BatchNorm momentum; None: its registry default (0.9)
-    unfrozen_bn: str = "inference"  # phase 2: transferred BatchNorm layers stay in "inference" mode or "train" (README)
-    recalibrate_bn: int = 0  # training batches that re-estimate the BatchNorm statistics before the test (0: none)
-    label_fraction: float = 1.0  # train on this share of the training labels (the first ones of the split's order)
+    dataset: str = option("synthetic", "'synthetic' (embedded), 'voc:PATH' (VOCdevkit/VOC2012), 'tfds:voc/2012' "
+                                       "(classification) or 'seg-folder:IMAGES,MASKS' (a labelled folder; see README)")
+    split_mode: str = option("paper", "'paper' (70/20/10 stratified re-split), 'official' (VOC train/val lists) or "
+                                      "'sequence' (video frames of a seg-folder set such as CamVid, split by the name's "
+                                      "prefix before '_': test is one whole sequence, val the end of another; "
+                                      "docs/data.md)", choices=TEXT_CHOICES["split_mode"])
+    # data.labelled.splits.DEFAULT_TEST_SEQUENCE (that module loads TensorFlow; a test checks they agree)
+    test_sequence: str = option("0006R0", "--split-mode sequence: the sequence held out whole as the test split (the "
+                                          "default is one of CamVid's)")
+    val_sequence: str = option(None, "--split-mode sequence: the sequence whose last frames (0.15 of those outside the "
+                                     "test sequence, after a gap of 5) are the validation split (unset: the longest one "
+                                     "besides the test sequence)")
+    void_index: int = option(None, "mask value to ignore in a labelled folder (CamVid: 11); VOC uses 255",
+                             Range(0, 255))
+    min_fraction: float = option(0.01, "a class is an image-level label when it covers at least this fraction of a "
+                                       "mask", Range(0, 1))
+    synthetic_classes: int = option(6, "object classes of the synthetic scenes", Range(1, 8))
 
 
-# The paper's downstream schedule. It gives no segmentation rates: we use the classifier's (3e-4, then 5e-5).
-STATISTICS_BATCHES = 20  # diagnose_batchnorm.py: training batches that estimate the data's statistics
+@dataclasses.dataclass
+class FinetuneConfig(LabelledData):
+    """Everything that defines a downstream run; saved as `config.json` in its run folder, which
+    `finetune_*.py --config RUN/config.json` re-runs."""
 
-TASK_PRESETS = {
-    ("classification", "paper"): dict(batch_size=32, baseline_epochs=4, frozen_epochs=3, unfrozen_epochs=1,
-                                      lr=3e-4, unfrozen_lr=5e-5, dense_units=4096),
-    ("segmentation", "paper"): dict(batch_size=16, baseline_epochs=6, frozen_epochs=1, unfrozen_epochs=5,
-                                    lr=3e-4, unfrozen_lr=5e-5),
-    ("classification", "fast"): dict(batch_size=16, baseline_epochs=4, frozen_epochs=3, unfrozen_epochs=1,
-                                     train_size=1024, val_size=256, test_size=512),
-    # Measured on the synthetic set (1,024 images, 6 epochs): at 3e-4 / 5e-5 both inits stay near
-    # 13 % mIoU; at 1e-3 / 5e-4 they reach 28-30 %. The classifier does best at the paper's rates.
-    ("segmentation", "fast"): dict(batch_size=16, baseline_epochs=6, frozen_epochs=1, unfrozen_epochs=5,
-                                   lr=1e-3, unfrozen_lr=5e-4, train_size=1024, val_size=256, test_size=512,
-                                   scale_shorter=0),
-}
+    RECORDED = ("image_size_resolved", "base_filters_resolved", "backbone_resolved")  # beside the options
 
-# Valid values of the numeric flags (0 for a size cap means the whole split).
-RANGES = {
-    "image_size": Range(4), "base_filters": Range(1), "batch_size": Range(1), "baseline_epochs": Range(1),
-    "frozen_epochs": Range(0), "unfrozen_epochs": Range(0), "lr": Range(0, low_open=True),
-    "unfrozen_lr": Range(0, low_open=True), "dense_units": Range(1), "seed": Range(0), "void_index": Range(0, 255),
-    "min_fraction": Range(0, 1), "num_classes": Range(2), "synthetic_classes": Range(1, 8),
-    "train_size": Range(0), "val_size": Range(0), "test_size": Range(0), "scale_shorter": Range(0),
-    "collective_timeout": Range(0),
-    "label_fraction": Range(0, 1, low_open=True),
-    "bn_momentum": Range(0, 1, high_open=True), "recalibrate_bn": Range(0),
-}
+    task: str = option("classification", "the downstream task (set by the script)")
+    init: str = option("colorization", "'colorization' (transfer the colorizer's weights, two phases) or 'random' "
+                                       "(N(0, 0.02), from scratch)", choices=TEXT_CHOICES["init"])
+    colorizer: str = option(None, f"colorizer run folder, generator weights file or shipped pretrained:NAME (must "
+                                  f"exist; nothing is trained here); unset: {DEFAULT_COLORIZER}, which "
+                                  f"train_colorizer.py writes by default")
+    checkpoint: str = option(DEFAULT_CHECKPOINT, CHECKPOINT_HELP, choices=CHECKPOINTS)
+    image_size: int = option(None, "input size; unset: the colorizer's (64 without one)", Range(4))
+    base_filters: int = option(None, "U-Net width; unset: the colorizer's (32 without one)", Range(1))
+    batch_size: int = option(16, "images per step", Range(1))
+    baseline_epochs: int = option(4, "epochs of the from-scratch baseline", Range(1))
+    frozen_epochs: int = option(3, "phase 1: epochs with the transferred layers frozen", Range(0))
+    unfrozen_epochs: int = option(1, "phase 2: epochs with everything trainable", Range(0))
+    lr: float = option(3e-4, "Adam learning rate of the baseline and of phase 1", Range(0, low_open=True))
+    unfrozen_lr: float = option(5e-5, "Adam learning rate of phase 2", Range(0, low_open=True))
+    dense_units: int = option(4096, "units of the classifier's two hidden dense layers", Range(1))
+    seed: int = option(0, "seed of weights, data order and splits", Range(0))
+    out: str = option(None, "parent folder; this run goes to OUT/<run name> (unset: runs/classifier or "
+                            "runs/segmenter)")
+    include_difficult: bool = option(True, "count VOC objects marked difficult in the image labels")
+    num_classes: int = option(None, "classes of a labelled folder (unset: from its masks)", Range(2))
+    train_size: int = option(None, "at most this many training images (0 or unset: the whole split)", Range(0))
+    val_size: int = option(None, "at most this many validation images (0 or unset: the whole split)", Range(0))
+    test_size: int = option(None, "at most this many test images (0 or unset: the whole split)", Range(0))
+    scale_shorter: int = option(None, "segmentation: first scale image and mask so the shorter side has this many "
+                                      "pixels (0: the input size, so crops cover the scene; unset: the stored "
+                                      "resolution, as the paper)", Range(0))
+    run_name: str = option(None, "name of this run's folder under --out (unset: the init, '-best' for --checkpoint "
+                                 "best, '-labelsP' for a share of the labels, and the seed, e.g. colorization-seed0)")
+    strategy: str = option("auto", STRATEGY_HELP, choices=TEXT_CHOICES["strategy"])
+    collective_timeout: int = option(0, COLLECTIVE_TIMEOUT_HELP, Range(0))
+    save_weights: bool = option(False, "write the fine-tuned model's weights to the run folder (model.weights.h5)")
+    mixed_precision: str = option("auto", PRECISION_HELP, choices=TEXT_CHOICES["mixed_precision"])
+    backbone: str = option(None, " or ".join(f"{b.name} (the {b.label}, reading "
+                                             f"{'Lab L' if b.color_space == 'lab' else 'YUV Y'})"
+                                             for b in registry.BACKBONES.values()) + "; unset: the colorizer's",
+                           choices=tuple(registry.BACKBONES))
+    bn_momentum: float = option(None, "MobileNetV2: momentum of every BatchNorm (unset: 0.9, which suits these short "
+                                      "schedules; Keras' own 0.999 is for long runs from ImageNet weights, or add "
+                                      "--recalibrate-bn)", Range(0, 1, high_open=True))
+    unfrozen_bn: str = option("inference", "phase 2: the transferred BatchNorm layers stay in 'inference' mode with "
+                                           "the colorizer's statistics and scale (Keras' guide; measured better, "
+                                           "README) or 'train' (normalize with each batch, update their statistics "
+                                           "and scale)", choices=TEXT_CHOICES["unfrozen_bn"])
+    recalibrate_bn: int = option(0, "before the test, re-estimate the moving statistics of the BatchNorm layers that "
+                                    "trained on this many training batches (0: keep the moving averages of training)",
+                                 Range(0))
+    label_fraction: float = option(1.0, "train on this share of the training labels, the first ones of the split's "
+                                        "seeded order (so smaller shares nest in larger ones), repeated so that every "
+                                        "share takes as many steps", Range(0, 1, low_open=True))
+
+
+@dataclasses.dataclass
+class DiagnoseConfig(FinetuneConfig):
+    """diagnose_batchnorm.py: one fine-tuning run of either task, and the batches that estimate the data's
+    statistics."""
+
+    task: str = option("segmentation", "which downstream model to train and diagnose", choices=TASKS)
+    statistics_batches: int = option(STATISTICS_BATCHES, "training batches that estimate the data's statistics",
+                                     Range(1))
 
 
 def default_run_name(config):
@@ -92,35 +123,29 @@ def default_run_name(config):
     return f"{name}-seed{config.seed}"
 
 
-# Low-shot probes: positives per class, and random draws of each k.
-SHOTS = (1, 2, 4, 8, 16, 32)
-DRAWS = 5
-# kNN top-1 on single-label sets: neighbours that vote and the temperature of their weights (DINO's values).
-KNN_K = 20
-KNN_TEMPERATURE = 0.07
-
 
 @dataclasses.dataclass
-class ProbeConfig:
+class ProbeConfig(LabelledData):
     """Everything that defines a probe run; saved beside its results."""
 
-    colorizers: tuple = ()  # colorizer run folders, or (run folder, checkpoint) pairs; random inits are added
-    checkpoint: str = DEFAULT_CHECKPOINT  # the checkpoint of a run folder given without one: "last" or "best"
-    dataset: str = "synthetic"
-    out: str = "runs/probes"
-    seed: int = 0
-    random_seeds: int = 1  # random inits of each backbone (their spread is the floor's)
-    train_size: int = 512  # caps on the training (train + val) and test images; 0: all
-    test_size: int = 512
-    batch_size: int = 32
-    shots: tuple = SHOTS
-    draws: int = DRAWS
-    split_mode: str = "paper"
-    test_sequence: str = "0006R0"
-    val_sequence: str = None
-    void_index: int = None
-    min_fraction: float = 0.01
-    synthetic_classes: int = 6
-    pooled_size: int = None  # values per level; None: 9k for the SVM probes, LINEAR_POOLED_SIZE for linear top-1
-    knn_k: int = KNN_K  # single-label sets: neighbours that vote in the kNN top-1
-    knn_temperature: float = KNN_TEMPERATURE  # and the temperature of their weights exp(cosine / T)
+    colorizers: tuple = option((), "a colorizer run folder (repeat for several; in a config file, a folder or a "
+                                   "[folder, checkpoint] pair each); none: the random floor alone", flag="--colorizer",
+                               repeat=True)
+    checkpoint: str = option(DEFAULT_CHECKPOINT, CHECKPOINT_HELP + "; 'both' probes each colorizer at both",
+                             choices=(*CHECKPOINTS, "both"))
+    out: str = option("runs/probes", "output folder")
+    seed: int = option(0, "seed of splits, draws and random init", Range(0))
+    random_seeds: int = option(1, "random inits of each backbone (the floor's spread)", Range(1))
+    train_size: int = option(512, "at most this many training (train + val) images; 0: all", Range(0))
+    test_size: int = option(512, "at most this many test images; 0: all", Range(0))
+    batch_size: int = option(32, "images per batch", Range(1))
+    shots: tuple = option(SHOTS, "low-shot positives per class, comma-separated (empty: no low-shot)",
+                          parse=comma_separated(int, Range(1), allow_empty=True, sort=False))
+    draws: int = option(DRAWS, "random draws per low-shot k", Range(1))
+    pooled_size: int = option(None, "pooled values per level (unset: 9k for the SVM probes, "
+                                    "feature_eval.LINEAR_POOLED_SIZE for linear top-1)", Range(1))
+    knn_k: int = option(KNN_K, "single-label sets: training images nearest to each test image that vote in the kNN "
+                               "top-1 (Wu et al. 2018; DINO's 20); capped at the number of training images", Range(1))
+    knn_temperature: float = option(KNN_TEMPERATURE, "single-label sets: temperature T of the kNN votes, each weighted "
+                                                     "exp(cosine / T) (DINO's 0.07; smaller: the nearest neighbours "
+                                                     "count more)", Range(0, low_open=True))

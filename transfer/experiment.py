@@ -15,7 +15,7 @@ import numpy as np
 from cgan_colorization import pretrained, registry, runlock
 from cgan_colorization.batchnorm import batchnorm_layers
 from cgan_colorization.callbacks import save_model_file
-from cgan_colorization.config import TrainConfig, check_config, load_config
+from cgan_colorization.config import TrainConfig, check_config, load_config, save_config
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.distribute import (is_chief, make_strategy, set_precision, weights_digest, worker_folder,
                                          worker_index)
@@ -270,10 +270,8 @@ def _run_finetune(config, run_dir, chief, verbose, log, inspect):
         transferred = report.copied
         log(report.summary())
 
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dict(dataclasses.asdict(config), image_size_resolved=image_size,
-                       base_filters_resolved=base_filters, backbone_resolved=backbone), f, indent=2)
+    save_config(config, run_dir, image_size_resolved=image_size, base_filters_resolved=base_filters,
+                backbone_resolved=backbone)  # finetune_*.py --config RUN/config.json re-runs it
     data = _datasets(config, source, image_size, registry.BACKBONES[backbone].color_space)
     loss, metrics_factory = _loss_and_metrics(config, source)
     used, full = label_subset(source, config)

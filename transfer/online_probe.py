@@ -172,13 +172,11 @@ def plot_probe_curves(run_folders, path):
 
 def main(argv=None):
     """`python -m transfer.online_probe RUN... --out FIGURE.png`: the probe curves of trained runs."""
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("runs", nargs="+", help="run folders of train_colorizer.py --probe")
-    parser.add_argument("--out", required=True, help="the figure's path (.png)")
-    args = parser.parse_args(argv)
+    from transfer.options import probe_curve_parser
+
+    args = probe_curve_parser().parse(argv)
     try:
         plot_probe_curves(args.runs, args.out)
         print(args.out)

@@ -1,15 +1,16 @@
-"""The parsers of the multi-part commands (reproduce.py, scaling_study.py), importable without TensorFlow
-so that `--help` is instant and a bad value is refused in one sentence (exit status 2) before anything
-starts."""
+"""The options of the multi-part commands (reproduce.py, scaling_study.py) and of the probe-curve plot, each a
+dataclass of `schema.option`s; their parsers are generated from them, importable without TensorFlow so that
+`--help` is instant and a bad value is refused in one sentence (exit status 2) before anything starts.
+Their presets are the "reproduce" and "scaling" sections of configs/fast.json and configs/paper.json."""
 
 import argparse
+import dataclasses
 
 from cgan_colorization import registry
-from cgan_colorization.config import PRESET_HELP, PRESET_NAMES, Range, bounded, comma_separated, comma_subset
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
+from cgan_colorization.schema import PRESET_NAMES, Range, build_parser, comma_separated, comma_subset, option
 from data import TASKS
 
-TINY_TRAIN_PER_CLASS = 50  # fine-tuning and probe training images of each class (10,100 for 202 classes)
 # Shares of the training labels, in (0, 1].
 FRACTIONS = comma_separated(float, Range(0, 1, low_open=True))
 
@@ -32,88 +33,105 @@ def pretext_names(colorizing=False):
     return parse
 
 
+@dataclasses.dataclass
+class ReproduceOptions:
+    """reproduce.py: the protocol's parts and their data. Written to OUT/config.json as the study's plan."""
+
+    preset: str = option("fast", "the preset of every colorizer and fine-tuning run", choices=PRESET_NAMES)
+    seeds: int = option(3, "downstream seeds", Range(1))
+    out: str = option(None, "output folder (unset: runs/reproduce-<preset>)")
+    pretext_dataset: str = option(None, "colorizer data: synthetic, coco, coco:PATH, folder:PATH")
+    voc: str = option(None, "VOCdevkit/VOC2012 folder for both downstream tasks")
+    labelled: str = option(None, "labelled data of both downstream tasks: 'synthetic', 'seg-folder:IMAGES,MASKS' (or "
+                                 "the train;val form); --voc takes its place")
+    classification_dataset: str = option(None, "overrides the classification data")
+    segmentation_dataset: str = option(None, "overrides the segmentation data")
+    void_index: int = option(None, "void value of a labelled folder's masks (CamVid: 11)", Range(0, 255))
+    pretexts: str = option("gan", "comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
+                           "one colorizer, transferred at both checkpoints); random init of each backbone is the "
+                           "floor: " + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()),
+                           parse=pretext_names())
+    checkpoint: str = option(DEFAULT_CHECKPOINT, "the checkpoint of a pretext named without one: " + CHECKPOINT_HELP,
+                             choices=CHECKPOINTS)
+    multitask_dataset: str = option(None, "pretext data of the multitask pretexts, which need masks (synthetic or "
+                                          "pets) when --pretext-dataset is a photo folder without them (unset: "
+                                          "--pretext-dataset)")
+    colorizer: str = option(None, "reuse this colorizer run folder (for a single pretext)")
+    image_size: int = option(None, "pretext and downstream size (unset: the colorizer preset's)", Range(4))
+    pretext_epochs: int = option(None, "colorizer epochs (unset: the colorizer preset's)", Range(1))
+    pretext_steps: int = option(None, "colorizer steps per epoch (unset: the colorizer preset's)", Range(1))
+    downstream_scale: float = option(1.0, "multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)",
+                                     Range(0, low_open=True))
+    train_size: int = option(None, "cap on downstream training images per seed", Range(1))
+    eval_size: int = option(None, "cap on downstream validation and test images", Range(1))
+    base_filters: int = option(None, "U-Net width of the colorizer (unset: the colorizer preset's)", Range(1))
+    tasks: tuple = option(TASKS, "the downstream tasks to fine-tune on, comma-separated; the report's tables cover "
+                                 "these", parse=comma_subset(TASKS))
+    label_fractions: tuple = option((1.0,), "fine-tune on these shares of the training labels too, e.g. 0.1,1 (label "
+                                            "efficiency: the smaller shares nest in the larger ones and take as many "
+                                            "steps)", parse=FRACTIONS)
+    probes: bool = option(False, "also run the linear probes per encoder level and low-shot (evaluate_features.py) on "
+                                 "the classification data, for every colorizer and the random floors over the seeds")
+    probe_train_size: int = option(512, "training images of the probes (0: all)", Range(0))
+
+
 def reproduce_parser():
-    parser = argparse.ArgumentParser(
-        description="Reproduce the protocol of Treneska et al. 2022 end to end: train the colorizer, score it "
+    return build_parser(
+        "Reproduce the protocol of Treneska et al. 2022 end to end: train the colorizer, score it "
         "(Table 3), fine-tune the classifier and the segmenter from it and from scratch over several seeds "
         "(Table 4), and write OUT/report.md. 'fast' runs on the embedded data on a CPU in minutes; 'paper' "
-        "needs COCO 2014 and --voc PATH. A killed run resumes: finished parts are kept.")
-    positive = bounded(int, Range(1))
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="fast", help=PRESET_HELP)
-    parser.add_argument("--seeds", type=positive, help="downstream seeds (default 3)")
-    parser.add_argument("--out", help="output folder (default runs/reproduce-<preset>)")
-    parser.add_argument("--pretext-dataset", help="colorizer data: synthetic, coco, coco:PATH, folder:PATH")
-    parser.add_argument("--voc", help="VOCdevkit/VOC2012 folder for both downstream tasks")
-    parser.add_argument("--labelled", help="'seg-folder:IMAGES,MASKS' (or the train;val form) for both tasks")
-    parser.add_argument("--classification-dataset", help="overrides the classification data")
-    parser.add_argument("--segmentation-dataset", help="overrides the segmentation data")
-    parser.add_argument("--void-index", type=bounded(int, Range(0, 255)), help="void value of a labelled folder's masks (CamVid: 11)")
-    parser.add_argument("--pretexts", default="gan", type=pretext_names(),
-                        help="comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
-                             "one colorizer, transferred at both checkpoints); random init of each backbone is the "
-                             "floor: " + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()))
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=DEFAULT_CHECKPOINT,
-                        help="the checkpoint of a pretext named without one: " + CHECKPOINT_HELP)
-    parser.add_argument("--multitask-dataset",
-                        help="pretext data of the multitask pretexts, which need masks (synthetic or pets) when "
-                             "--pretext-dataset is a photo folder without them (default: --pretext-dataset)")
-    parser.add_argument("--colorizer", help="reuse this colorizer run folder (for a single pretext)")
-    parser.add_argument("--image-size", type=bounded(int, Range(4)),
-                        help="pretext and downstream size (fast 64, paper 256)")
-    parser.add_argument("--pretext-epochs", type=positive, help="colorizer epochs")
-    parser.add_argument("--pretext-steps", type=positive, help="colorizer steps per epoch")
-    parser.add_argument("--downstream-scale", type=bounded(float, Range(0, low_open=True)), default=1.0,
-                        help="multiply the downstream epochs of the preset (e.g. 0.5 for a quicker look)")
-    parser.add_argument("--train-size", type=positive, help="cap on downstream training images per seed")
-    parser.add_argument("--eval-size", type=positive, help="cap on downstream validation and test images")
-    parser.add_argument("--base-filters", type=positive, help="U-Net width of the colorizer (fast 32, paper 64)")
-    parser.add_argument("--tasks", type=comma_subset(TASKS), default=TASKS,
-                        help=f"the downstream tasks to fine-tune on, comma-separated (default {','.join(TASKS)}); the "
-                             "report's tables cover these")
-    parser.add_argument("--label-fractions", type=FRACTIONS, default=(1.0,),
-                        help="fine-tune on these shares of the training labels too, e.g. 0.1,1 (label efficiency: "
-                             "the smaller shares nest in the larger ones and take as many steps)")
-    parser.add_argument("--probes", action="store_true",
-                        help="also run the linear probes per encoder level and low-shot (evaluate_features.py) on "
-                             "the classification data, for every colorizer and the random floors over the seeds")
-    parser.add_argument("--probe-train-size", type=bounded(int, Range(0)), default=512,
-                        help="training images of the probes (0: all)")
-    return parser
+        "needs COCO 2014 and --voc PATH. A killed run resumes: finished parts are kept. A study is one file: "
+        "--config configs/real-photo-study.json.", ReproduceOptions, section="reproduce")
+
+
+@dataclasses.dataclass
+class ScalingOptions:
+    """scaling_study.py. Its design values (sizes, steps, seeds, shares) are the fast preset's "scaling" section:
+    the study runs at the fast preset's colorizer and downstream schedule."""
+
+    tiny: str = option(None, "the unpacked tiny-imagenet-200 folder", required=True)
+    labelled: str = option(None, "the segmentation data, e.g. 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,"
+                                 "VAL_MASKS'", required=True)
+    void_index: int = option(None, "void value of the segmentation masks (CamVid: 11)", Range(0, 255))
+    out: str = option("runs/scaling", "output folder")
+    pretexts: str = option(None, "comma-separated colorization pretexts",
+                           parse=pretext_names(colorizing=True))
+    per_class: tuple = option(None, "pretext photos of each class, one colorizer per value (the subsets nest)",
+                              parse=comma_separated(int, Range(1)))
+    seeds: int = option(None, "downstream seeds (and random inits)", Range(1))
+    pretext_epochs: int = option(None, "colorizer epochs, at every size", Range(1))
+    pretext_steps: int = option(None, "colorizer steps per epoch", Range(1))
+    image_size: int = option(None, "pretext and downstream size", Range(4))
+    base_filters: int = option(None, "U-Net width", Range(1))
+    tiny_fraction: float = option(None, "share of the Tiny ImageNet training labels the classifier is fine-tuned on",
+                                  Range(0, 1, low_open=True))
+    camvid_fractions: tuple = option(None, "shares of the segmentation labels", parse=FRACTIONS)
+    train_per_class: int = option(None, "Tiny ImageNet training images a class for fine-tuning and the linear probe",
+                                  Range(1))
+    segmentation_train_size: int = option(None, "cap on the segmentation training images (unset: the fast "
+                                                "segmentation preset's)", Range(1))
+    downstream_scale: float = option(1.0, "multiply the fine-tuning epochs of the fast preset (e.g. 0.25 for a quick "
+                                          "look)", Range(0, low_open=True))
+    no_ceiling: bool = option(False, "leave out the supervised ceiling")
 
 
 def scaling_parser():
-    parser = argparse.ArgumentParser(
-        description="The data-scaling study: pretexts trained on nested subsets of Tiny ImageNet (N photos a "
+    return build_parser(
+        "The data-scaling study: pretexts trained on nested subsets of Tiny ImageNet (N photos a "
         "class), scored by linear top-1 per encoder level, Tiny ImageNet fine-tuning on a share of the labels and "
         "CamVid segmentation, beside random init and a supervised ceiling; writes OUT/report.md and "
-        "OUT/scaling.png. Resumes where it stopped: finished parts are read back.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    positive = bounded(int, Range(1))
-    share = bounded(float, Range(0, 1, low_open=True))
-    parser.add_argument("--tiny", required=True, help="the unpacked tiny-imagenet-200 folder")
-    parser.add_argument("--labelled", required=True,
-                        help="the segmentation data, e.g. 'seg-folder:TRAIN_IMAGES,TRAIN_MASKS;VAL_IMAGES,VAL_MASKS'")
-    parser.add_argument("--void-index", type=bounded(int, Range(0, 255)),
-                        help="void value of the segmentation masks (CamVid: 11)")
-    parser.add_argument("--out", default="runs/scaling", help="output folder")
-    parser.add_argument("--pretexts", default="gan,classification", type=pretext_names(colorizing=True),
-                        help="comma-separated colorization pretexts")
-    parser.add_argument("--per-class", default="5,50,250", type=comma_separated(int, Range(1)),
-                        help="pretext photos of each class, one colorizer per value (the subsets nest)")
-    parser.add_argument("--seeds", type=positive, default=3, help="downstream seeds (and random inits)")
-    parser.add_argument("--pretext-epochs", type=positive, default=30, help="colorizer epochs, at every size")
-    parser.add_argument("--pretext-steps", type=positive, default=200, help="colorizer steps per epoch")
-    parser.add_argument("--image-size", type=positive, default=64, help="pretext and downstream size")
-    parser.add_argument("--base-filters", type=positive, default=32, help="U-Net width")
-    parser.add_argument("--tiny-fraction", type=share, default=0.1,
-                        help="share of the Tiny ImageNet training labels the classifier is fine-tuned on")
-    parser.add_argument("--camvid-fractions", type=FRACTIONS, default=(0.1, 1.0),
-                        help="shares of the segmentation labels")
-    parser.add_argument("--train-per-class", type=positive, default=TINY_TRAIN_PER_CLASS,
-                        help="Tiny ImageNet training images a class for fine-tuning and the linear probe")
-    parser.add_argument("--segmentation-train-size", type=positive,
-                        help="cap on the segmentation training images (default: the fast preset's 1,024)")
-    parser.add_argument("--downstream-scale", type=bounded(float, Range(0, low_open=True)), default=1.0,
-                        help="multiply the fine-tuning epochs of the fast preset (e.g. 0.25 for a quick look)")
-    parser.add_argument("--no-ceiling", action="store_true", help="leave out the supervised ceiling")
-    return parser
+        "OUT/scaling.png. Resumes where it stopped: finished parts are read back. The reported run is "
+        "--config configs/tiny-imagenet-scaling.json.", ScalingOptions, section="scaling")
+
+
+@dataclasses.dataclass
+class ProbeCurveOptions:
+    """`python -m transfer.online_probe`: the probe curves of trained runs."""
+
+    runs: tuple = option((), "run folders of train_colorizer.py --probe", positional=True, required=True)
+    out: str = option(None, "the figure's path (.png)", required=True)
+
+
+def probe_curve_parser():
+    return build_parser("The feature probe's score against the optimizer step, one curve per run folder of "
+                        "train_colorizer.py --probe.", ProbeCurveOptions)

@@ -8,8 +8,8 @@ import os
 import sys
 import time
 
-from cgan_colorization import registry
-from cgan_colorization.config import PRESET_NAMES, PRESETS as TRAIN_PRESETS, TrainConfig, load_config
+from cgan_colorization import registry, schema
+from cgan_colorization.config import SECTION as COLORIZER_SECTION, TrainConfig, load_config
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
 from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
 from cgan_colorization.inference import load_colorizer
@@ -17,29 +17,18 @@ from cgan_colorization.training import SUMMARY_FILE, train
 from data.labelled import TASKS
 from data.pipeline import parse_dataset, pretext_dataset
 from transfer import feature_eval, options
-from transfer.config import TASK_PRESETS, FinetuneConfig, ProbeConfig
+from transfer.config import FinetuneConfig, ProbeConfig
 from transfer.experiment import run_finetune
 from transfer.feature_eval import checkpoint_name, split_entry
 from transfer.report import write_report
 
-PRESETS = {
-    "fast": dict(pretext_dataset="synthetic", classification_dataset="synthetic",
-                 segmentation_dataset="synthetic", seeds=3),
-    "paper": dict(pretext_dataset="coco", classification_dataset=None, segmentation_dataset=None, seeds=3),
-}
-assert tuple(PRESETS) == PRESET_NAMES
-
-
 def resolve(args):
-    """The preset merged with the flags, as one dict saved to OUT/config.json."""
-    values = dict(PRESETS[args.preset])
-    for key in ("seeds", "pretext_dataset", "classification_dataset", "segmentation_dataset"):
-        if getattr(args, key, None) is not None:
-            values[key] = getattr(args, key)
-    for source in (args.voc and f"voc:{args.voc}", args.labelled):
-        if source:
-            values["classification_dataset"] = args.classification_dataset or source
-            values["segmentation_dataset"] = args.segmentation_dataset or source
+    """The options (`options.ReproduceOptions`, its preset already applied) as one dict saved to
+    OUT/config.json."""
+    source = (args.voc and f"voc:{args.voc}") or args.labelled  # the data of both tasks
+    values = dict(seeds=args.seeds, pretext_dataset=args.pretext_dataset,
+                  classification_dataset=args.classification_dataset or source,
+                  segmentation_dataset=args.segmentation_dataset or source)
     needed = set(args.tasks) | ({"classification"} if args.probes else set())  # the probes read the classification data
     if any(values[f"{task}_dataset"] is None for task in needed):
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
@@ -69,7 +58,7 @@ def run_pretext(plan, label="gan", log=print):
     name, checkpoint = split_entry(label)
     entry = registry.PRETEXTS[name]
     run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if name == "gan" else f"colorizer-{name}")
-    config = TrainConfig(**{**dataclasses.asdict(TrainConfig()), **TRAIN_PRESETS[plan["preset"]]})
+    config = TrainConfig(**schema.preset(plan["preset"], COLORIZER_SECTION))
     dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
     overrides = dict(entry.overrides, objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
                      image_size=plan["image_size"], base_filters=plan["base_filters"],
@@ -125,7 +114,7 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
     architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
         for task in plan.get("tasks") or TASKS:
-            values = dict(TASK_PRESETS[(task, preset)])
+            values = schema.preset(preset, task)
             for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
                 values[key] = max(1, round(values[key] * plan["downstream_scale"]))
             if plan["train_size"]:
@@ -187,7 +176,7 @@ def run_probes(plan, colorizers, log=print):
 
 
 def main(argv=None):
-    args = options.reproduce_parser().parse_args(argv)
+    args = options.reproduce_parser().parse(argv)
     try:
         plan = resolve(args)
         os.makedirs(plan["out"], exist_ok=True)

@@ -233,7 +233,7 @@ def write_report(args, num_classes, pretexts, colorizers, table3, results, probe
 
 
 def main(argv=None):
-    args = options.scaling_parser().parse_args(argv)
+    args = options.scaling_parser().parse(argv)
     try:
         path = run(args)
     except (FileNotFoundError, ValueError) as error:

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from cgan_colorization.schema import build_parser as build_options_parser, comma_subset, option
 from data.diskfull import write_json
 
 # The study's fixed settings (docs/verdict-study.md, "Protocol"): the fast preset's width at 64 px,
@@ -339,10 +340,11 @@ def downstream_runs(args, wanted=None):
 def run_downstream(args, log=print, wanted=None):
     """The CamVid part: the segmenter fine-tuned from every network (equal optimizer steps: pretrained 1
     frozen + 5 unfrozen epochs, random 6, and random at 3x), its test mIoU with per-image confusions."""
-    from transfer.config import TASK_PRESETS, FinetuneConfig
+    from cgan_colorization.schema import preset as preset_values
+    from transfer.config import FinetuneConfig
     from transfer.experiment import run_finetune
 
-    preset = dict(TASK_PRESETS[("segmentation", "fast")])
+    preset = preset_values("fast", "segmentation")
     epochs = preset["frozen_epochs"] + preset["unfrozen_epochs"]
     assert preset["baseline_epochs"] == epochs, "every init gets the same optimizer steps"
     times_path, times = _times(args)
@@ -576,36 +578,32 @@ def write_report(args, n_boot=N_BOOT, log=print):
     return path
 
 
-def build_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", required=True, help="the tiny-imagenet-200 folder")
-    parser.add_argument("--out", default="runs/verdict", help="the study's folder (default runs/verdict)")
-    parser.add_argument("--camvid", default=None, help="the CamVid folder (train, trainannot, val, valannot); "
-                                                        "needed by --part downstream")
-    parser.add_argument("--results", default=None,
-                        help="where the scored results go (probes/, camvid/, times.json, report.md); default: OUT. "
-                             "Pretext checkpoints and fine-tuned weights stay in OUT")
-    parser.add_argument("--part", choices=PARTS, default="pretext",
-                        help="which part of the study to run; 'all': the random-init controls, then each pretext run "
-                             "trained, probed and fine-tuned before the next (a run whose results are all in the "
-                             "results folder is skipped)")
-    parser.add_argument("--only", default="", type=lambda text: tuple(n for n in text.split(",") if n),
-                        help=f"comma-separated arms to run, of {', '.join(a.name for a in ARMS)} (default: all)")
-    return parser
-
-
 PARTS = ("pretext", "probes", "downstream", "report", "all")
 
 
+@dataclasses.dataclass
+class VerdictOptions:
+    """verdict_study.py's command line: where the data and the study's folders are, and which part and arms run
+    (the arms and every protocol value are the constants above, not options). configs/verdict.json holds it."""
+
+    tiny: str = option(None, "the tiny-imagenet-200 folder", required=True)
+    out: str = option("runs/verdict", "the study's folder")
+    camvid: str = option(None, "the CamVid folder (train, trainannot, val, valannot); needed by --part downstream")
+    results: str = option(None, "where the scored results go (probes/, camvid/, times.json, report.md); unset: OUT. "
+                                "Pretext checkpoints and fine-tuned weights stay in OUT")
+    part: str = option("pretext", "which part of the study to run; 'all': the random-init controls, then each pretext "
+                                  "run trained, probed and fine-tuned before the next (a run whose results are all in "
+                                  "the results folder is skipped)", choices=PARTS)
+    only: tuple = option((), f"comma-separated arms to run, of {', '.join(a.name for a in ARMS)} (none: all)",
+                         parse=comma_subset(tuple(a.name for a in ARMS)))
+
+
+def build_parser():
+    return build_options_parser(__doc__, VerdictOptions, raw_description=True)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    unknown = [n for n in args.only if n not in {a.name for a in ARMS}]
-    if unknown:
-        print(f"error: --only takes arms of {', '.join(a.name for a in ARMS)}, received {', '.join(unknown)}.",
-              file=sys.stderr)
-        raise SystemExit(2)
+    args = build_parser().parse(argv)
     from cgan_colorization import runtime
 
     runtime.configure()
