@@ -14,6 +14,7 @@ kNN mAP, each class scored by its neighbours' summed weights. `log.csv` gets the
 level's score under `tensorboard/probe`.
 """
 
+import textwrap
 import time
 
 import numpy as np
@@ -161,9 +162,9 @@ def plot_probe_curves(run_folders, path):
     ax.grid(alpha=0.3)
     ax.legend()
     sets = "; ".join(f"{name}: bank {bank}, queries {queries}" for name, bank, queries, _ in sorted(probed))
-    fig.text(0.01, 0.005, f"code {_commit()}; {setting}; probe {sets}; the weights at the end of each epoch",
-             fontsize=6.5, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    caption = f"code {_commit()}; {setting}; probe {sets}; the weights at the end of each epoch"
+    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(caption, 120)), fontsize=6.5, color="0.35")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
