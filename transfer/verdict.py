@@ -297,8 +297,9 @@ def diagnose_colorizer(args, name, weights, log=print):
     write_json(path, result)
 
 
-def run_probes(args, log=print, wanted=None):
-    """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts)."""
+def run_probes(args, log=print, wanted=None, convergence=True):
+    """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts), with
+    the convergence check of `CONVERGENCE_NETWORKS` unless `convergence` is False."""
     from cgan_colorization import registry
     from cgan_colorization.config import load_config
     from data import labelled
@@ -310,7 +311,7 @@ def run_probes(args, log=print, wanted=None):
             continue
         start = time.time()
         probe_network(args, source, name, weights, seed, log)
-        if name in CONVERGENCE_NETWORKS:
+        if convergence and name in CONVERGENCE_NETWORKS:
             convergence_check(args, source, name, weights, seed, log)
         if weights and registry.PRETEXTS[load_config(folder).objective].colorizes:
             diagnose_colorizer(args, name, weights, log)
@@ -409,8 +410,9 @@ def run_all(args, log=print):
             log(f"[all] {name} seed {seed}: every result is in {results_folder(args)}")
             continue
         run_pretexts(args, log, runs=[(name, seed)])
-        run_probes(args, log, wanted=names.__contains__)
+        run_probes(args, log, wanted=names.__contains__, convergence=False)  # the contrasts' scores first
         run_downstream(args, log, wanted=names.__contains__)
+        run_probes(args, log, wanted=names.__contains__)  # then the (long) convergence check, where one is due
 
 
 # ----------------------------------------------------------------------------------------------
