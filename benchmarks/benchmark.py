@@ -45,8 +45,9 @@ class BenchmarkOptions:
     batch_size: int = option(16, "images per step", Range(1))
     base_filters: int = option(64, "U-Net width (the paper's 64)", Range(1))
     dataset: str = option("synthetic", "synthetic, folder:PATH, coco:PATH or tinyimagenet:PATH")
-    objective: str = option("gan", f"the pretext whose train step is timed: {', '.join(BENCHMARKED_OBJECTIVES)} (the "
-                                   "others need masks or labels; the reference loop exists for gan only)",
+    objective: str = option(registry.PRETEXTS[registry.PAPER_PRETEXT].objective,
+                            f"the pretext whose train step is timed: {', '.join(BENCHMARKED_OBJECTIVES)} (the "
+                            "others need masks or labels; the reference loop exists for gan only)",
                             choices=registry.OBJECTIVES)
     steps: int = option(20, "timed train steps", Range(1))
     pipeline_batches: int = option(50, "timed batches of the input pipeline alone", Range(1))

@@ -13,11 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization.config import TrainConfig
+from cgan_colorization.registry import PAPER_PRETEXT, PRETEXTS
 from cgan_colorization.training import build_colorizer
 from data.pipeline import fit_to_size, parse_dataset, pretext_dataset, to_lab_pair
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
+REFERENCE_OBJECTIVE = PRETEXTS[PAPER_PRETEXT].objective  # the reference loop is pix2pix's, the paper's pretext
 
 
 def _dims(tensor):
@@ -273,7 +275,7 @@ def run_benchmark(config, steps=20, pipeline_batches=50, reference_steps=10, ref
     log(f"one backup (both nets, both optimizers): {result['backup_seconds']:.2f} s, "
         f"{result['backup_bytes'] / 2**20:.0f} MiB, the time of "
         f"{result['backup_seconds'] * result['train_images_per_s'] / config.batch_size:.1f} train steps")
-    if reference and config.objective == "gan":
+    if reference and config.objective == REFERENCE_OBJECTIVE:
         # Both loops read the same 64 decoded RGB images: the reference converts them one by one in
         # Python, ours in a tf.data pipeline (resize + Lab, batched, parallel, prefetched).
         images = _rgb_images(source, config, 64)
@@ -338,7 +340,7 @@ def long_run(config, steps, every=100):
 
 
 def benchmark_config(image_size, batch_size, base_filters=None, dataset="synthetic", jit_compile=False,
-                     objective="gan"):
+                     objective=REFERENCE_OBJECTIVE):
     """A TrainConfig for benchmarking: the paper's width (64) unless told otherwise."""
     return dataclasses.replace(TrainConfig(), image_size=image_size, batch_size=batch_size,
                                base_filters=base_filters or 64, dataset=dataset, jit_compile=jit_compile,

@@ -27,7 +27,8 @@ class PrecisionRunOptions:
     """The measurement's command line."""
 
     dataset: str = option("synthetic", "the training data, as train_colorizer.py --dataset")
-    objective: str = option("gan", "the pretext objective, as train_colorizer.py --objective",
+    objective: str = option(registry.PRETEXTS[registry.PAPER_PRETEXT].objective,
+                            "the pretext objective, as train_colorizer.py --objective",
                             choices=registry.OBJECTIVES)
     precisions: tuple = option(("float32", "mixed_bfloat16"), "comma-separated precisions, one run each per seed",
                                parse=comma_subset(tuple(p for p in PRECISIONS if p != "auto")))

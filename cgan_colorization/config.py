@@ -34,8 +34,8 @@ def _option_range(option):
 
 
 _COMMON_FIELDS = [  # (name, type, default, help, Range or None)
-    ("objective", str, "gan", "", None),
-    ("backbone", str, "unet", "", None),
+    ("objective", str, registry.PRETEXTS[registry.PAPER_PRETEXT].objective, "", None),
+    ("backbone", str, registry.PRETEXTS[registry.PAPER_PRETEXT].backbone, "", None),
     ("dataset", str, "synthetic", "'synthetic' (embedded, default), 'coco' (TFDS coco/2014), 'coco:PATH', "
                                   "'folder:PATH', 'pets' or 'tinyimagenet:PATH' (the tiny-imagenet-200 folder)", None),
     ("image_size", int, 64, "square training size (a power of two for the U-Net, a multiple of 32 for "

@@ -10,12 +10,16 @@ Adding a pretext = one module that defines `build(config, strategy, train_ds, ru
 compiled `PretextModel` to train) and `load(entry, config, run_dir, weights, inference_dropout)` (a
 `pretext.Colorizer`), plus one `Pretext(...)` entry in `PRETEXTS` below. The modules never import
 this one: they are handed their entry.
+
+A study names a pretext by a label, NAME or NAME@CHECKPOINT (`gan-skipdrop@best`); `parse_pretexts`
+turns labels into `PretextRef` values where they enter, and everything after reads their fields.
 """
 
 import dataclasses
 import importlib
 
-from cgan_colorization.constants import KERAS_MOBILENET_BN_MOMENTUM, MOBILENET_BN_MOMENTUM, ZHANG_TEMPERATURE
+from cgan_colorization.constants import (CHECKPOINTS, DEFAULT_CHECKPOINT, KERAS_MOBILENET_BN_MOMENTUM,
+                                         MOBILENET_BN_MOMENTUM, ZHANG_TEMPERATURE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +171,70 @@ PRETEXTS.update((v.name, v) for v in (
 ))
 
 OBJECTIVES = tuple(dict.fromkeys(p.objective for p in PRETEXTS.values()))
+# The paper's pretext: what every command trains, loads and compares with when it is not told otherwise,
+# and the row the paper's own numbers sit beside.
+PAPER_PRETEXT = "gan"
+
+
+def checkpoint_label(name, checkpoint):
+    """An init's name in folders and tables: NAME, or NAME@CHECKPOINT for any other than the default."""
+    return name if checkpoint == DEFAULT_CHECKPOINT else f"{name}@{checkpoint}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretextRef:
+    """A pretext as a study uses it: the registry entry (its name, objective, backbone and the option
+    values it sets), the generator checkpoint of its run that is transferred, and the seed of its run
+    (None: the training default). Made once where a label enters (`parse_pretexts`, `named`)."""
+
+    entry: Pretext
+    checkpoint: str = DEFAULT_CHECKPOINT
+    seed: int = None
+
+    @classmethod
+    def named(cls, name, checkpoint=DEFAULT_CHECKPOINT, seed=None):
+        """The reference to registered pretext `name`, or a one-sentence ValueError."""
+        if name not in PRETEXTS:
+            raise ValueError(f"the pretexts are {tuple(PRETEXTS)}, received {name!r}.")
+        return cls(PRETEXTS[name], checkpoint, seed)
+
+    @property
+    def name(self):
+        return self.entry.name
+
+    @property
+    def backbone(self):
+        return self.entry.backbone
+
+    @property
+    def options(self):
+        """The option values this pretext sets (a variant's overrides)."""
+        return self.entry.overrides
+
+    @property
+    def label(self):
+        return checkpoint_label(self.name, self.checkpoint)
+
+    def train_values(self):
+        """The `TrainConfig` values that make a run of this pretext: objective, backbone, its options, seed."""
+        seed = {} if self.seed is None else {"seed": self.seed}
+        return dict(self.options, objective=self.entry.objective, backbone=self.backbone, **seed)
+
+    def __hash__(self):  # the entry holds dicts; its name says which it is
+        return hash((self.name, self.checkpoint, self.seed))
+
+
+def parse_pretexts(text, checkpoint=DEFAULT_CHECKPOINT, colorizing=False, checkpoints=CHECKPOINTS):
+    """Comma-separated labels, each NAME or NAME@CHECKPOINT, as `PretextRef`s in order without repeats;
+    a label without a checkpoint takes `checkpoint`. Only the pretexts that predict colour with
+    `colorizing`; only the checkpoints in `checkpoints` (none: plain names). A one-sentence ValueError
+    for anything else."""
+    known = tuple(name for name, entry in PRETEXTS.items() if entry.colorizes or not colorizing)
+    entries = [label.partition("@") for label in text.split(",") if label]
+    if not entries or any(name not in known or (at and named not in checkpoints) for name, at, named in entries):
+        suffix = f", each optionally followed by @{' or @'.join(checkpoints)}" if checkpoints else ""
+        raise ValueError(f"takes names from {known}{suffix}, received {text!r}")
+    return tuple(dict.fromkeys(PretextRef(PRETEXTS[name], named or checkpoint) for name, _, named in entries))
 
 
 def pretext(objective, backbone="unet", values=None):

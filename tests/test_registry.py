@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from cgan_colorization import registry
-from cgan_colorization.config import RANGES, TrainConfig, check_config
+from cgan_colorization.config import RANGES, TrainConfig, check_config, pretext_of
 from tests.conftest import ROOT, run_script
 
 
@@ -28,6 +28,36 @@ def test_variants_are_named_by_their_settings():
     assert registry.pretext("gan", "unet", dict(values, no_skips=True)).name == "gan-noskip"
     odd = registry.pretext("gan", "unet", dict(values, skip_dropout=0.3, l1_weight=10.0))
     assert odd.name == "gan[l1_weight=10.0,skip_dropout=0.3]" and odd.floor == "random"
+
+
+def test_a_pretext_label_is_read_once_into_a_reference_whose_run_resolves_back_to_its_entry():
+    refs = registry.parse_pretexts("gan-skipdrop,gan-skipdrop@best,gan-skipdrop@last,l1")
+    assert [ref.label for ref in refs] == ["gan-skipdrop", "gan-skipdrop@best", "l1"]  # no repeats
+    skip = refs[0]
+    assert (skip.name, skip.backbone, skip.options, skip.checkpoint) == ("gan-skipdrop", "unet", {"skip_dropout": 0.5},
+                                                                         "last")
+    assert skip.train_values() == {"skip_dropout": 0.5, "objective": "gan", "backbone": "unet"}
+    assert registry.PretextRef.named("l1", seed=2).train_values() == {"objective": "l1", "backbone": "unet", "seed": 2}
+    named = registry.parse_pretexts("l1,gan@last", checkpoint="best")  # the checkpoint of a label without one
+    assert [ref.label for ref in named] == ["l1@best", "gan"]
+    for name in registry.PRETEXTS:  # name -> the fields of a run -> the same entry
+        ref = registry.PretextRef.named(name)
+        assert pretext_of(dataclasses.replace(TrainConfig(), **ref.train_values())) is ref.entry, name
+
+
+@pytest.mark.parametrize("text, kwargs", [
+    ("jigsaw", {}), ("gan@middle", {}), (",", {}), ("gan,supervised", dict(colorizing=True)),
+    ("gan@best", dict(checkpoints=())),
+])
+def test_a_bad_pretext_label_is_one_sentence(text, kwargs):
+    with pytest.raises(ValueError, match=r"^takes names from \("):
+        registry.parse_pretexts(text, **kwargs)
+
+
+def test_the_paper_pretext_is_registered():
+    assert registry.PRETEXTS[registry.PAPER_PRETEXT].floor == "random"
+    with pytest.raises(ValueError, match="the pretexts are"):
+        registry.PretextRef.named("jigsaw")
 
 
 def test_every_option_is_a_config_field_with_its_registry_default_and_range():

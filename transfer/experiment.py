@@ -105,12 +105,16 @@ def encoder_only(colorizer):
     return no_skips or (colorizer.pretext is not None and not colorizer.pretext.trains_decoder)
 
 
+def colorizer_pretext(colorizer):
+    """The registry entry of a loaded colorizer's pretext; a bare weights file is the paper's."""
+    return colorizer.pretext or registry.PRETEXTS[registry.PAPER_PRETEXT]
+
+
 def pretext_name(config, colorizer, backbone):
-    """The init's name in the results: the random floor of the backbone, or the colorizer's pretext
-    (the paper's GAN for a bare weights file)."""
+    """The init's name in the results: the random floor of the backbone, or the colorizer's pretext."""
     if config.init == "random":
         return registry.BACKBONES[backbone].random_name
-    return colorizer.pretext.name if colorizer.pretext else "gan"
+    return colorizer_pretext(colorizer).name
 
 
 def backbone_options(config, backbone):

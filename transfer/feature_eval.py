@@ -20,12 +20,11 @@ import numpy as np
 
 from cgan_colorization import registry
 from cgan_colorization.config import TrainConfig
-from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.plots import plt
 from data import labelled
 from transfer import knn_eval, linear_eval, probes
-from transfer.experiment import check_colorizer
+from transfer.experiment import check_colorizer, colorizer_pretext
 
 # Values per level for the linear top-1 probe: ~2k (not the SVMs' 9k), so that one level of 10k training
 # images takes about a minute here (linear_eval's measured cost) and a study can probe ten networks.
@@ -55,17 +54,6 @@ def _features(model, names, source, image_size, color_space, config):
     x_test, y_test = probes.extract(model, names, _images(source, "test", image_size, color_space, config,
                                                           config.test_size), progress=False)
     return x_train, y_train, x_test, y_test
-
-
-def checkpoint_name(name, checkpoint):
-    """An init's name in tables: the pretext's, with "@best" when its best-validation generator was loaded."""
-    return name if checkpoint == DEFAULT_CHECKPOINT else f"{name}@{checkpoint}"
-
-
-def split_entry(text, default=DEFAULT_CHECKPOINT):
-    """The inverse of `checkpoint_name`: "gan@best" -> ("gan", "best"); "gan" -> ("gan", default)."""
-    name, _, checkpoint = text.partition("@")
-    return name, checkpoint or default
 
 
 def _colorizer_specs(config):
@@ -118,10 +106,10 @@ def inits(config, log=print):
     runs, floors = [], {}
     for path, checkpoint in _colorizer_specs(config):
         colorizer = load_colorizer(path, checkpoint=checkpoint)
-        entry = colorizer.pretext or registry.PRETEXTS["gan"]
+        entry = colorizer_pretext(colorizer)
         size = colorizer.image_size
         width = colorizer.config.base_filters if colorizer.config else TrainConfig().base_filters
-        name = base = checkpoint_name(entry.name, checkpoint)
+        name = base = registry.checkpoint_label(entry.name, checkpoint)
         while name in {r[0] for r in runs}:
             name = f"{base} ({os.path.basename(os.path.normpath(path))})"
         runs.append((name, entry.backbone, size, width, colorizer.network, config.seed, colorizer.checkpoint))

@@ -15,18 +15,16 @@ from data import TASKS
 FRACTIONS = comma_separated(float, Range(0, 1, low_open=True))
 
 
-def pretext_names(colorizing=False):
+def pretext_names(colorizing=False, checkpoints=CHECKPOINTS):
     """An argparse type: comma-separated registered pretexts, each NAME or NAME@CHECKPOINT (only
-    colorizers with `colorizing`); returns the text as given."""
+    colorizers with `colorizing`; plain names without `checkpoints`), refused here as
+    `registry.parse_pretexts` would refuse them; returns the text, which the study reads into
+    `registry.PretextRef`s once its --checkpoint is known."""
     def parse(text):
-        entries = [item.partition("@") for item in text.split(",") if item]
-        known = [p for p in registry.PRETEXTS if registry.PRETEXTS[p].colorizes or not colorizing]
-        bad = [name + sep + checkpoint for name, sep, checkpoint in entries
-               if name not in known or (sep and checkpoint not in CHECKPOINTS)]
-        if bad or not entries:
-            raise argparse.ArgumentTypeError(
-                f"takes names from {tuple(known)}, each optionally followed by @{' or @'.join(CHECKPOINTS)}, "
-                f"received {text!r}")
+        try:
+            registry.parse_pretexts(text, colorizing=colorizing, checkpoints=checkpoints)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
         return text
 
     parse.__name__ = "pretext names"
@@ -47,7 +45,8 @@ class ReproduceOptions:
     classification_dataset: str = option(None, "overrides the classification data")
     segmentation_dataset: str = option(None, "overrides the segmentation data")
     void_index: int = option(None, "void value of a labelled folder's masks (CamVid: 11)", Range(0, 255))
-    pretexts: str = option("gan", "comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
+    pretexts: str = option(registry.PAPER_PRETEXT,
+                           "comma-separated pretexts to compare, each NAME or NAME@CHECKPOINT (e.g. gan,gan@best: "
                            "one colorizer, transferred at both checkpoints); random init of each backbone is the "
                            "floor: " + "; ".join(f"{p.name}: {p.summary}" for p in registry.PRETEXTS.values()),
                            parse=pretext_names())
@@ -95,7 +94,7 @@ class ScalingOptions:
     void_index: int = option(None, "void value of the segmentation masks (CamVid: 11)", Range(0, 255))
     out: str = option("runs/scaling", "output folder")
     pretexts: str = option(None, "comma-separated colorization pretexts",
-                           parse=pretext_names(colorizing=True))
+                           parse=pretext_names(colorizing=True, checkpoints=()))
     per_class: tuple = option(None, "pretext photos of each class, one colorizer per value (the subsets nest)",
                               parse=comma_separated(int, Range(1)))
     seeds: int = option(None, "downstream seeds (and random inits)", Range(1))

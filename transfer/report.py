@@ -12,10 +12,10 @@ from cgan_colorization import registry
 from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.inference import describe_checkpoint
 from cgan_colorization.plots import plt, save_loss_curves
-from transfer.feature_eval import checkpoint_name, format_table as format_probe_table, split_entry
+from cgan_colorization.registry import PAPER_PRETEXT
+from transfer.feature_eval import format_table as format_probe_table
 from data.labelled import TASKS
 
-PAPER_PRETEXT = "gan"
 PAPER = {  # Treneska et al. 2022, Tables 3 and 4
     "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
     "classification": {"random": 47.18, "colorization": 52.83},
@@ -53,12 +53,7 @@ def _pretext(result):
     if result["init"] != "colorization":
         return name
     # Runs from before the checkpoint was recorded loaded generator_best.weights.h5 whenever it existed.
-    return checkpoint_name(name, (result.get("colorizer") or {}).get("checkpoint", "best"))
-
-
-def _base(label):
-    """"gan@best" -> "gan", the registry name."""
-    return split_entry(label)[0]
+    return registry.checkpoint_label(name, (result.get("colorizer") or {}).get("checkpoint", "best"))
 
 
 def _commit():
@@ -81,14 +76,10 @@ def _label(name, single):
     return "colorization" if single else f"{name} pretext"
 
 
-def _floor(name):
-    """The from-scratch run of the same architecture as pretext `name` (or `name@checkpoint`)."""
-    return registry.PRETEXTS[_base(name)].floor
-
-
 def _inits(pretexts):
-    """Table rows: the from-scratch floors of the architectures present, then the pretexts."""
-    return list(dict.fromkeys(_floor(p) for p in pretexts)) + list(pretexts)
+    """Table rows: the from-scratch floors of the architectures of `pretexts` (`registry.PretextRef`s),
+    then the pretexts' labels."""
+    return list(dict.fromkeys(ref.entry.floor for ref in pretexts)) + [ref.label for ref in pretexts]
 
 
 def _by(results, task, pretext, fraction=1.0):
@@ -209,12 +200,13 @@ def table4(results, task, pretexts):
         paper = {PAPER_FLOOR: PAPER[task]["random"], PAPER_PRETEXT: PAPER[task]["colorization"]}.get(name, "") \
             if paper_measures else ""
         rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
-    for name in pretexts:
-        pairs = list(zip(_by(results, task, name), _by(results, task, _floor(name))))
+    for ref in pretexts:
+        name, floor = ref.label, ref.entry.floor
+        pairs = list(zip(_by(results, task, name), _by(results, task, floor)))
         gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
         paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" \
             if name == PAPER_PRETEXT and paper_measures else ""
-        rows.append(f"| gain ({_label(name, single)} - {_label(_floor(name), single)}) | "
+        rows.append(f"| gain ({_label(name, single)} - {_label(floor, single)}) | "
                     + " | ".join(_mean_std(g) for g in gains) + f" | {len(pairs)} | {paper} |")
     sizes = sorted({r["test"].get("num_images", r["test"].get("num_samples")) for r in results
                     if r["task"] == task and r.get("label_fraction", 1.0) == 1.0} - {None})
@@ -244,15 +236,18 @@ def _mean_curves(results, task, figures, pretexts):
     return os.path.relpath(path, os.path.dirname(figures))
 
 
+def plan_record(plan):
+    """The plan as OUT/config.json and the report's configuration give it: each pretext by its label."""
+    return dict(plan, pretexts=[ref.label for ref in plan["pretexts"]])
+
+
 def write_report(plan, colorizers, table3_results, results, seconds, probes=None):
     """Writes OUT/report.md (and OUT/figures/) and returns its path. `colorizers` maps each pretext
-    objective to its run folder and `table3_results` to its evaluation (a single folder and result
-    stand for the paper's GAN)."""
-    if isinstance(colorizers, str):
-        colorizers, table3_results = {PAPER_PRETEXT: colorizers}, {PAPER_PRETEXT: table3_results}
+    (`registry.PretextRef`) to its run folder and `table3_results` to its evaluation."""
     pretexts = list(colorizers)
     other = plan.get("multitask_dataset")
-    scored_on = {name: other for name in pretexts if name.startswith("multitask") and other}
+    scored_on = {ref.label: other for ref in pretexts if ref.entry.needs_masks and other}
+    scores = {ref.label: table3_results[ref] for ref in pretexts}
     out = plan["out"]
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
@@ -264,13 +259,14 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
              + (f" (multitask pretexts: `{plan['multitask_dataset']}`)" if plan.get("multitask_dataset") else "")
              + f"{data}; {plan['seeds']} downstream seed(s) "
              f"(0-{plan['seeds'] - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
-             "## Colorizer weights", "", weights_table(table3_results), "",
+             "## Colorizer weights", "", weights_table(scores), "",
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
              "colorizer's held-out images; the grey baseline predicts ab = 0. Colourfulness (Hasler and "
-             "Suesstrunk) shows how far a pretext desaturates.", "", table3(table3_results, scored_on), ""]
-    for index, name in enumerate(pretexts):
-        grid = _sample_grid(colorizers[name], table3_results[name].get("checkpoint"))
+             "Suesstrunk) shows how far a pretext desaturates.", "", table3(scores, scored_on), ""]
+    for index, ref in enumerate(pretexts):
+        name = ref.label
+        grid = _sample_grid(colorizers[ref], table3_results[ref].get("checkpoint"))
         if grid:
             target = "samples.png" if index == 0 else f"samples_{name}.png"
             shutil.copy(grid, os.path.join(figures, target))
@@ -308,13 +304,13 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
                   "standard deviation over their seeds.", "", format_probe_table(probes), "",
                   "![test mAP by encoder level](figures/probes.png)", "",
                   "![low-shot linear probe](figures/low_shot.png)", ""]
-    lines += ["## Pretexts", ""] + [f"- `{name}`: {registry.PRETEXTS[name].summary}"
-                                     for name in dict.fromkeys(map(_base, pretexts))] + [""]
+    lines += ["## Pretexts", ""] + [f"- `{name}`: {entry.summary}"
+                                     for name, entry in {ref.name: ref.entry for ref in pretexts}.items()] + [""]
     lines += ["The paper's classification 'Acc' (47.18 / 52.83 %) is not defined there; mAP, exact-match "
               "accuracy, per-label accuracy and sample F1 are all given above so that its numbers can be "
               "matched on Pascal VOC. Per-label accuracy on VOC is dominated by absent labels (above 90 % "
               "even for weak models), so it cannot be the paper's measure.", "",
-              "## Configuration", "", "```json", json.dumps(plan, indent=2), "```", ""]
+              "## Configuration", "", "```json", json.dumps(plan_record(plan), indent=2), "```", ""]
     path = os.path.join(out, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))

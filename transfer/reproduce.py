@@ -10,7 +10,7 @@ import time
 
 from cgan_colorization import registry, schema
 from cgan_colorization.config import SECTION as COLORIZER_SECTION, TrainConfig, load_config
-from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
+from cgan_colorization.constants import DEFAULT_CHECKPOINT
 from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
 from cgan_colorization.inference import load_colorizer
 from cgan_colorization.training import SUMMARY_FILE, train
@@ -19,12 +19,11 @@ from data.pipeline import parse_dataset, pretext_dataset
 from transfer import feature_eval, options
 from transfer.config import FinetuneConfig, ProbeConfig
 from transfer.experiment import run_finetune
-from transfer.feature_eval import checkpoint_name, split_entry
-from transfer.report import write_report
+from transfer.report import plan_record, write_report
 
 def resolve(args):
     """The options (`options.ReproduceOptions`, its preset already applied) as one dict saved to
-    OUT/config.json."""
+    OUT/config.json (`report.plan_record`); its pretexts are read into `registry.PretextRef`s here."""
     source = (args.voc and f"voc:{args.voc}") or args.labelled  # the data of both tasks
     values = dict(seeds=args.seeds, pretext_dataset=args.pretext_dataset,
                   classification_dataset=args.classification_dataset or source,
@@ -32,13 +31,8 @@ def resolve(args):
     needed = set(args.tasks) | ({"classification"} if args.probes else set())  # the probes read the classification data
     if any(values[f"{task}_dataset"] is None for task in needed):
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
-    entries = [split_entry(p, args.checkpoint) for p in args.pretexts.split(",") if p]
-    unknown = [name for name, checkpoint in entries if name not in registry.PRETEXTS or checkpoint not in CHECKPOINTS]
-    if unknown or not entries:
-        raise ValueError(f"--pretexts takes names from {tuple(registry.PRETEXTS)}, each optionally followed by "
-                         f"@{' or @'.join(CHECKPOINTS)}, received {args.pretexts!r}.")
-    pretexts = list(dict.fromkeys(checkpoint_name(name, checkpoint) for name, checkpoint in entries))
-    if args.colorizer and len({name for name, _ in entries}) > 1:
+    pretexts = registry.parse_pretexts(args.pretexts, args.checkpoint)
+    if args.colorizer and len({ref.name for ref in pretexts}) > 1:
         raise ValueError("--colorizer reuses one colorizer: give a single pretext in --pretexts with it.")
     values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
                   pretexts=pretexts, checkpoint=args.checkpoint, multitask_dataset=args.multitask_dataset,
@@ -52,15 +46,22 @@ def resolve(args):
     return values
 
 
-def run_pretext(plan, label="gan", log=print):
-    """Trains (or reuses) the colorizer of one pretext (a `registry.PRETEXTS` name, optionally with
-    "@checkpoint") and scores the generator of that checkpoint; returns (run folder, Table 3 result)."""
-    name, checkpoint = split_entry(label)
-    entry = registry.PRETEXTS[name]
-    run_dir = plan["colorizer"] or os.path.join(plan["out"], "colorizer" if name == "gan" else f"colorizer-{name}")
+def colorizer_folder(plan, ref):
+    """Where the colorizer of `ref` is trained: the plan's --colorizer, OUT/colorizer for the paper's
+    pretext (the paper's protocol has only that one), else OUT/colorizer-NAME."""
+    if plan["colorizer"]:
+        return plan["colorizer"]
+    return os.path.join(plan["out"], "colorizer" if ref.name == registry.PAPER_PRETEXT else f"colorizer-{ref.name}")
+
+
+def run_pretext(plan, ref, log=print):
+    """Trains (or reuses) the colorizer of one pretext (a `registry.PretextRef`) and scores the generator
+    of its checkpoint; returns (run folder, Table 3 result)."""
+    name, checkpoint, entry = ref.name, ref.checkpoint, ref.entry
+    run_dir = colorizer_folder(plan, ref)
     config = TrainConfig(**schema.preset(plan["preset"], COLORIZER_SECTION))
     dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
-    overrides = dict(entry.overrides, objective=entry.objective, backbone=entry.backbone, dataset=dataset, out=run_dir,
+    overrides = dict(ref.train_values(), dataset=dataset, out=run_dir,
                      image_size=plan["image_size"], base_filters=plan["base_filters"],
                      epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"],
                      max_photos_per_class=plan.get("max_photos_per_class"))
@@ -100,7 +101,7 @@ def run_pretext(plan, label="gan", log=print):
 
 def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True):
     """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
-    ({pretext name or name@checkpoint: run folder}) and the random floor of each backbone (`floors`,
+    ({`registry.PretextRef`: run folder}) and the random floor of each backbone (`floors`,
     `colorizations`: which of the two to run); finished runs (with metrics.json) are read back, not
     redone. `plan["task_fractions"]` ({task: shares}) may give a task its own label shares, and
     `plan["task_overrides"]` ({task: {option: value}}) its own fine-tuning options."""
@@ -109,8 +110,8 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
     # One from-scratch floor per backbone, built like that backbone's first colorizer; every run
     # takes the size (and U-Net width) of the first colorizer.
     backbones = {}
-    for label, path in colorizers.items():
-        backbones.setdefault(registry.PRETEXTS[split_entry(label)[0]].backbone, path)
+    for ref, path in colorizers.items():
+        backbones.setdefault(ref.backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
     for seed in range(plan["seeds"]):
         for task in plan.get("tasks") or TASKS:
@@ -122,14 +123,14 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
             if plan["eval_size"]:
                 values["val_size"] = values["test_size"] = plan["eval_size"]
             values.update((plan.get("task_overrides") or {}).get(task, {}))  # e.g. a study's own split sizes
-            runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone)
+            runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone, DEFAULT_CHECKPOINT)
                     for backbone, path in backbones.items()] if floors else []
-            runs += [("colorization", label, path, None) for label, path in colorizers.items()] \
+            runs += [("colorization", ref.label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
                 if colorizations else []
             fractions = (plan.get("task_fractions") or {}).get(task) or plan.get("label_fractions") or [1.0]
-            for (init, name, colorizer_dir, backbone), fraction in itertools.product(runs, fractions):
+            for (init, name, colorizer_dir, backbone, checkpoint), fraction in itertools.product(runs, fractions):
                 parent = os.path.join(plan["out"], f"seed{seed}", task)
-                folder = "colorization" if name == "gan" else name  # the paper's pretext keeps its name
+                folder = "colorization" if name == registry.PAPER_PRETEXT else name  # the paper's name for its init
                 if fraction < 1:
                     folder += f"-labels{100 * fraction:g}"
                 metrics_path = os.path.join(parent, folder, "metrics.json")
@@ -139,8 +140,7 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
                     continue
                 log(f"[downstream] seed {seed}, {task}, {name} init"
                     + (f", {100 * fraction:g} % of the labels" if fraction < 1 else ""))
-                config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir,
-                                        checkpoint=split_entry(name)[1],
+                config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir, checkpoint=checkpoint,
                                         dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
                                         run_name=folder,
                                         void_index=plan["void_index"], image_size=architecture.image_size,
@@ -167,7 +167,7 @@ def run_probes(plan, colorizers, log=print):
         with open(path) as f:
             return json.load(f)
     log("[probes] linear probes per encoder level")
-    specs = tuple((path, split_entry(label)[1]) for label, path in colorizers.items())
+    specs = tuple((path, ref.checkpoint) for ref, path in colorizers.items())
     config = ProbeConfig(colorizers=specs, dataset=plan["classification_dataset"], out=out,
                          random_seeds=plan.get("probe_random_seeds", plan["seeds"]),
                          train_size=plan["probe_train_size"], void_index=plan["void_index"],
@@ -181,11 +181,11 @@ def main(argv=None):
         plan = resolve(args)
         os.makedirs(plan["out"], exist_ok=True)
         with open(os.path.join(plan["out"], "config.json"), "w") as f:
-            json.dump(plan, f, indent=2)
+            json.dump(plan_record(plan), f, indent=2)
         start = time.time()
         colorizers, table3 = {}, {}
-        for name in plan["pretexts"]:
-            colorizers[name], table3[name] = run_pretext(plan, name)
+        for ref in plan["pretexts"]:
+            colorizers[ref], table3[ref] = run_pretext(plan, ref)
         results = run_downstream(plan, colorizers)
         probes = run_probes(plan, colorizers) if plan.get("probes") else None
         path = write_report(plan, colorizers, table3, results, seconds=time.time() - start, probes=probes)

@@ -31,6 +31,8 @@ from data.diskfull import write_json
 from transfer import options, reproduce
 from transfer.report import _mean_std, weights_table
 
+CEILING = "supervised"  # the registered pretext that is the study's supervised ceiling
+
 def size_plan(args, per_class, num_classes):
     """The `transfer.reproduce` plan of one pretext size (its own folder), or of the floor (per_class None)."""
     tiny = f"tinyimagenet:{args.tiny}"
@@ -60,11 +62,8 @@ def run(args):
     """Every part of the study, largest size first (its curves decide nothing afterwards: the step
     budget is fixed by the flags), then the report. Returns the report's path."""
     num_classes = len(tinyimagenet.read_wnids(args.tiny))
-    pretexts = [p for p in args.pretexts.split(",") if p]
-    unknown = [p for p in pretexts if p not in registry.PRETEXTS or not registry.PRETEXTS[p].colorizes]
-    if unknown or not pretexts:
-        raise ValueError(f"--pretexts takes colorization pretexts of {tuple(registry.PRETEXTS)}, received "
-                         f"{args.pretexts!r}.")
+    refs = registry.parse_pretexts(args.pretexts, colorizing=True, checkpoints=())
+    pretexts = [ref.name for ref in refs]
     os.makedirs(args.out, exist_ok=True)
     times_path = os.path.join(args.out, "times.json")
     times = json.load(open(times_path)) if os.path.isfile(times_path) else {}
@@ -72,19 +71,20 @@ def run(args):
     colorizers, table3, results, probes = {}, {}, {}, {}
     for per_class in sizes:
         plan = size_plan(args, per_class, num_classes)
-        names = pretexts + (["supervised"] if per_class == sizes[0] and not args.no_ceiling else [])
-        for name in names:
-            key = (per_class, name)
-            colorizers[key], table3[key] = _timed(times, f"pretext {name}, {per_class} a class", reproduce.run_pretext,
-                                                  plan, name)
-        here = {name: colorizers[(per_class, name)] for name in names}
+        ceiling = (registry.PretextRef.named(CEILING),) if per_class == sizes[0] and not args.no_ceiling else ()
+        here = {}
+        for ref in refs + ceiling:
+            key = (per_class, ref.name)
+            here[ref], table3[key] = _timed(times, f"pretext {ref.name}, {per_class} a class", reproduce.run_pretext,
+                                            plan, ref)
+            colorizers[key] = here[ref]
         results[per_class] = _timed(times, f"downstream, {per_class} a class", reproduce.run_downstream, plan, here,
                                     floors=False)
         probes[per_class] = _timed(times, f"linear probes, {per_class} a class", reproduce.run_probes, plan, here)
         write_json(times_path, times)
     floor = size_plan(args, None, num_classes)
-    first = colorizers[(sizes[0], pretexts[0])]
-    results[None] = _timed(times, "downstream, random init", reproduce.run_downstream, floor, {pretexts[0]: first},
+    first = {refs[0]: colorizers[(sizes[0], refs[0].name)]}  # the floor takes the first colorizer's architecture
+    results[None] = _timed(times, "downstream, random init", reproduce.run_downstream, floor, first,
                            colorizations=False)
     probes[None] = _timed(times, "linear probes, random init", reproduce.run_probes, floor, {})
     write_json(times_path, times)
@@ -130,7 +130,7 @@ def measures(args, pretexts, results, probes):
                 if per_class is None:
                     continue
                 for name, runs in outcome["inits"].items():
-                    target = "supervised" if name == "supervised" else (per_class, name)
+                    target = CEILING if name == CEILING else (per_class, name)
                     row[target] = [_best_level_top1(o)[0] for o in runs]
         else:
             row["random"] = list(_scores(results[None], task, fraction, key).values())
@@ -138,7 +138,7 @@ def measures(args, pretexts, results, probes):
                 for name in pretexts:
                     row[(per_class, name)] = list(_scores(results[per_class], task, fraction, key, name).values())
             if not args.no_ceiling:
-                row["supervised"] = list(_scores(results[largest], task, fraction, key, "supervised").values())
+                row[CEILING] = list(_scores(results[largest], task, fraction, key, CEILING).values())
         table[label] = row
     return table
 
@@ -150,7 +150,7 @@ def blind_guess(tiny_root):
 
 
 def _gap_closed(row, key):
-    floor, ceiling, value = (np.mean(row.get(k) or [np.nan]) for k in ("random", "supervised", key))
+    floor, ceiling, value = (np.mean(row.get(k) or [np.nan]) for k in ("random", CEILING, key))
     return (value - floor) / (ceiling - floor) if np.isfinite(ceiling) and ceiling != floor else float("nan")
 
 
@@ -166,8 +166,8 @@ def plot_scaling(args, num_classes, pretexts, table, path, caption=""):
             values = [100 * (np.asarray(row.get((n, name)) or [np.nan]) - floor) for n in args.per_class]
             ax.errorbar(photos, [v.mean() for v in values], yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values],
                         marker="o", capsize=3, label=name)
-        if row.get("supervised"):
-            ax.axhline(100 * (np.mean(row["supervised"]) - floor), linestyle="--", color="grey",
+        if row.get(CEILING):
+            ax.axhline(100 * (np.mean(row[CEILING]) - floor), linestyle="--", color="grey",
                        label="supervised ceiling")
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
@@ -203,7 +203,7 @@ def write_report(args, num_classes, pretexts, colorizers, table3, results, probe
              weights_table({f"{name}, {n} a class": table3[(n, name)] for (n, name) in colorizers}), "",
              "## Every measure (mean ± std over seeds, %)", "",
              "| init | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    keys = ["random"] + [(n, name) for name in pretexts for n in args.per_class] + ["supervised"]
+    keys = ["random"] + [(n, name) for name in pretexts for n in args.per_class] + [CEILING]
     for key in keys:
         if not any(table[c].get(key) for c in columns):
             continue

@@ -87,12 +87,11 @@ def pretext_config(args, spec, seed):
     from cgan_colorization import registry
     from cgan_colorization.config import TrainConfig
 
-    entry = registry.PRETEXTS[spec.pretext]
     steps_per_epoch = min(spec.steps_per_epoch, spec.steps)
-    values = dict(entry.overrides, objective=entry.objective, backbone=entry.backbone,
+    values = dict(registry.PretextRef.named(spec.pretext, seed=seed).train_values(),
                   dataset=f"tinyimagenet:{args.tiny}", max_photos_per_class=spec.per_class,
                   image_size=IMAGE_SIZE, base_filters=BASE_FILTERS, batch_size=BATCH_SIZE,
-                  steps_per_epoch=steps_per_epoch, epochs=spec.steps // steps_per_epoch, seed=seed,
+                  steps_per_epoch=steps_per_epoch, epochs=spec.steps // steps_per_epoch,
                   keep_steps=",".join(map(str, spec.keep_steps)), out=run_folder(args.out, spec.name, seed),
                   backup_every=500, **dict(spec.options))
     return TrainConfig(**values)
@@ -300,8 +299,7 @@ def diagnose_colorizer(args, name, weights, log=print):
 def run_probes(args, log=print, wanted=None, convergence=True):
     """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts), with
     the convergence check of `CONVERGENCE_NETWORKS` unless `convergence` is False."""
-    from cgan_colorization import registry
-    from cgan_colorization.config import load_config
+    from cgan_colorization.config import load_config, pretext_of
     from data import labelled
 
     source = labelled.parse_labelled(f"tinyimagenet:{args.tiny}", "classification", verbose=False)
@@ -313,7 +311,7 @@ def run_probes(args, log=print, wanted=None, convergence=True):
         probe_network(args, source, name, weights, seed, log)
         if convergence and name in CONVERGENCE_NETWORKS:
             convergence_check(args, source, name, weights, seed, log)
-        if weights and registry.PRETEXTS[load_config(folder).objective].colorizes:
+        if weights and pretext_of(load_config(folder)).colorizes:
             diagnose_colorizer(args, name, weights, log)
         if time.time() - start > 5:
             times[f"probes {name}"] = round(time.time() - start, 1)
