@@ -133,10 +133,35 @@ def test_reproduce_adds_probes_and_label_efficiency_to_the_report(tmp_path):
     assert config["skip_dropout"] == 0.5 and config["objective"] == "gan"
 
 
-def test_the_probes_test_cap_is_the_plans_own_where_it_gives_one_even_zero_for_all():
-    from transfer.config import ProbeConfig
-    from transfer.reproduce import _probe_test_size
+def _reproduce_study(*argv):
+    from transfer import options
+    from transfer.reproduce import resolve
 
-    assert _probe_test_size({"probe_test_size": 0, "eval_size": 100}) == 0  # the scaling study: every val photo
-    assert _probe_test_size({"eval_size": 100}) == 100
-    assert _probe_test_size({"eval_size": None}) == ProbeConfig.test_size
+    return resolve(options.reproduce_parser().parse(list(argv)))
+
+
+def test_the_probes_test_cap_is_the_studys_own_where_it_gives_one_even_zero_for_all():
+    from transfer import options, scaling
+    from transfer.config import ProbeConfig
+
+    args = options.scaling_parser().parse(["--tiny", "tiny", "--labelled", "synthetic"])
+    assert scaling.size_study(args, (), 5, 200).probes.test_size == 0  # the scaling study: every val photo
+    assert _reproduce_study("--eval-size", "100").probes.test_size == 100
+    assert _reproduce_study().probes.test_size == ProbeConfig.test_size
+
+
+def test_reproduce_reads_its_pretexts_once_and_saves_the_study_under_its_option_names():
+    study = _reproduce_study("--pretexts", "gan-skipdrop,l1@best,gan-skipdrop@best", "--checkpoint", "best",
+                             "--tasks", "segmentation", "--label-fractions", "0.5,1")
+    assert [(ref.name, ref.checkpoint) for ref in study.pretexts] == [("gan-skipdrop", "best"), ("l1", "best")]
+    assert study.pretexts[0].options == {"skip_dropout": 0.5} and study.downstream.fractions("segmentation") == (0.5, 1)
+    record = study.record()
+    assert list(record) == [  # OUT/config.json, in the order earlier runs wrote it
+        "pretext_dataset", "classification_dataset", "segmentation_dataset", "seeds", "preset", "out", "colorizer",
+        "pretexts", "checkpoint", "multitask_dataset", "image_size", "pretext_epochs", "pretext_steps", "void_index",
+        "downstream_scale", "train_size", "tasks", "label_fractions", "probes", "probe_train_size", "eval_size",
+        "base_filters"]
+    assert record["pretexts"] == ["gan-skipdrop@best", "l1@best"] and record["tasks"] == ["segmentation"]
+    assert record["label_fractions"] == [0.5, 1.0] and record["probes"] is False
+    with pytest.raises(ValueError, match="--colorizer reuses one colorizer"):
+        _reproduce_study("--pretexts", "gan,l1", "--colorizer", "runs/colorizer")

@@ -14,7 +14,6 @@ from cgan_colorization.inference import describe_checkpoint
 from cgan_colorization.plots import plt, save_loss_curves
 from cgan_colorization.registry import PAPER_PRETEXT
 from transfer.feature_eval import format_table as format_probe_table
-from data.labelled import TASKS
 
 PAPER = {  # Treneska et al. 2022, Tables 3 and 4
     "psnr": (20.94, 8.82, 42.61), "ssim": (0.85, 0.31, 0.99),
@@ -236,29 +235,26 @@ def _mean_curves(results, task, figures, pretexts):
     return os.path.relpath(path, os.path.dirname(figures))
 
 
-def plan_record(plan):
-    """The plan as OUT/config.json and the report's configuration give it: each pretext by its label."""
-    return dict(plan, pretexts=[ref.label for ref in plan["pretexts"]])
-
-
-def write_report(plan, colorizers, table3_results, results, seconds, probes=None):
-    """Writes OUT/report.md (and OUT/figures/) and returns its path. `colorizers` maps each pretext
-    (`registry.PretextRef`) to its run folder and `table3_results` to its evaluation."""
+def write_report(study, colorizers, table3_results, results, seconds, probes=None):
+    """Writes OUT/report.md (and OUT/figures/) of a `transfer.study.Study` and returns its path.
+    `colorizers` maps each of its pretexts (`registry.PretextRef`) to its run folder and `table3_results`
+    to its evaluation."""
     pretexts = list(colorizers)
-    other = plan.get("multitask_dataset")
-    scored_on = {ref.label: other for ref in pretexts if ref.entry.needs_masks and other}
+    step = study.pretext
+    scored_on = {ref.label: step.multitask_dataset for ref in pretexts
+                 if ref.entry.needs_masks and step.multitask_dataset}
     scores = {ref.label: table3_results[ref] for ref in pretexts}
-    out = plan["out"]
+    out = study.out
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
     colorizer_dir = colorizers[pretexts[0]]
-    tasks = plan.get("tasks") or TASKS
-    data = "".join(f"; {task} data: `{plan[f'{task}_dataset']}`" for task in tasks)
-    lines = [f"# Reproduction report ({plan['preset']} preset)", "",
-             f"Code: commit {_commit()}. Pretext data: `{plan['pretext_dataset']}`"
-             + (f" (multitask pretexts: `{plan['multitask_dataset']}`)" if plan.get("multitask_dataset") else "")
-             + f"{data}; {plan['seeds']} downstream seed(s) "
-             f"(0-{plan['seeds'] - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
+    tasks = study.downstream.tasks
+    data = "".join(f"; {task} data: `{study.downstream.datasets[task]}`" for task in tasks)
+    lines = [f"# Reproduction report ({study.preset} preset)", "",
+             f"Code: commit {_commit()}. Pretext data: `{step.dataset}`"
+             + (f" (multitask pretexts: `{step.multitask_dataset}`)" if step.multitask_dataset else "")
+             + f"{data}; {study.seeds} downstream seed(s) "
+             f"(0-{study.seeds - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
              "## Colorizer weights", "", weights_table(scores), "",
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
@@ -310,7 +306,7 @@ def write_report(plan, colorizers, table3_results, results, seconds, probes=None
               "accuracy, per-label accuracy and sample F1 are all given above so that its numbers can be "
               "matched on Pascal VOC. Per-label accuracy on VOC is dominated by absent labels (above 90 % "
               "even for weak models), so it cannot be the paper's measure.", "",
-              "## Configuration", "", "```json", json.dumps(plan_record(plan), indent=2), "```", ""]
+              "## Configuration", "", "```json", json.dumps(study.record(), indent=2), "```", ""]
     path = os.path.join(out, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -1,5 +1,7 @@
 """The whole protocol in one command: pretext, then both downstream tasks with both inits over
-several seeds, then `report.md` with the paper's Table 3 and Table 4 shapes and its figures."""
+several seeds, then `report.md` with the paper's Table 3 and Table 4 shapes and its figures. The
+options become one `transfer.study.Study` (`resolve`); each part below runs from a study, so the
+scaling study's parts are these too."""
 
 import dataclasses
 import itertools
@@ -19,55 +21,55 @@ from data.pipeline import parse_dataset, pretext_dataset
 from transfer import feature_eval, options
 from transfer.config import FinetuneConfig, ProbeConfig
 from transfer.experiment import run_finetune
-from transfer.report import plan_record, write_report
+from transfer.report import write_report
+from transfer.study import Downstream, PretextStep, Probes, Study
+
 
 def resolve(args):
-    """The options (`options.ReproduceOptions`, its preset already applied) as one dict saved to
-    OUT/config.json (`report.plan_record`); its pretexts are read into `registry.PretextRef`s here."""
+    """The study of the options (`options.ReproduceOptions`, its preset already applied), its pretext
+    labels read into `registry.PretextRef`s; `Study.record()` is saved to OUT/config.json."""
     source = (args.voc and f"voc:{args.voc}") or args.labelled  # the data of both tasks
-    values = dict(seeds=args.seeds, pretext_dataset=args.pretext_dataset,
-                  classification_dataset=args.classification_dataset or source,
-                  segmentation_dataset=args.segmentation_dataset or source)
+    datasets = dict(classification=args.classification_dataset or source,
+                    segmentation=args.segmentation_dataset or source)
     needed = set(args.tasks) | ({"classification"} if args.probes else set())  # the probes read the classification data
-    if any(values[f"{task}_dataset"] is None for task in needed):
+    if any(datasets[task] is None for task in needed):
         raise ValueError("--preset paper needs the downstream data: pass --voc PATH/VOCdevkit/VOC2012.")
     pretexts = registry.parse_pretexts(args.pretexts, args.checkpoint)
     if args.colorizer and len({ref.name for ref in pretexts}) > 1:
         raise ValueError("--colorizer reuses one colorizer: give a single pretext in --pretexts with it.")
-    values.update(preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", colorizer=args.colorizer,
-                  pretexts=pretexts, checkpoint=args.checkpoint, multitask_dataset=args.multitask_dataset,
-                  image_size=args.image_size, pretext_epochs=args.pretext_epochs,
-                  pretext_steps=args.pretext_steps, void_index=args.void_index,
-                  downstream_scale=args.downstream_scale, train_size=args.train_size,
-                  tasks=[task for task in TASKS if task in args.tasks],  # in the tables' order
-                  label_fractions=list(args.label_fractions), probes=args.probes,
-                  probe_train_size=args.probe_train_size,
-                  eval_size=args.eval_size, base_filters=args.base_filters)
-    return values
+    return Study(
+        preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", seeds=args.seeds,
+        pretexts=pretexts, checkpoint=args.checkpoint,
+        pretext=PretextStep(dataset=args.pretext_dataset, multitask_dataset=args.multitask_dataset,
+                            image_size=args.image_size, base_filters=args.base_filters, epochs=args.pretext_epochs,
+                            steps_per_epoch=args.pretext_steps, colorizer=args.colorizer),
+        downstream=Downstream(datasets=datasets, tasks=tuple(task for task in TASKS if task in args.tasks),
+                              void_index=args.void_index, epoch_scale=args.downstream_scale,
+                              train_size=args.train_size, eval_size=args.eval_size,
+                              label_fractions=tuple(args.label_fractions)),
+        probes=Probes(train_size=args.probe_train_size, test_size=args.eval_size or ProbeConfig.test_size,
+                      random_seeds=args.seeds, enabled=args.probes))
 
 
-def colorizer_folder(plan, ref):
-    """Where the colorizer of `ref` is trained: the plan's --colorizer, OUT/colorizer for the paper's
+def colorizer_folder(study, ref):
+    """Where the colorizer of `ref` is trained: the study's --colorizer, OUT/colorizer for the paper's
     pretext (the paper's protocol has only that one), else OUT/colorizer-NAME."""
-    if plan["colorizer"]:
-        return plan["colorizer"]
-    return os.path.join(plan["out"], "colorizer" if ref.name == registry.PAPER_PRETEXT else f"colorizer-{ref.name}")
+    if study.pretext.colorizer:
+        return study.pretext.colorizer
+    return os.path.join(study.out, "colorizer" if ref.name == registry.PAPER_PRETEXT else f"colorizer-{ref.name}")
 
 
-def run_pretext(plan, ref, log=print):
+def run_pretext(study, ref, log=print):
     """Trains (or reuses) the colorizer of one pretext (a `registry.PretextRef`) and scores the generator
     of its checkpoint; returns (run folder, Table 3 result)."""
-    name, checkpoint, entry = ref.name, ref.checkpoint, ref.entry
-    run_dir = colorizer_folder(plan, ref)
-    config = TrainConfig(**schema.preset(plan["preset"], COLORIZER_SECTION))
-    dataset = (entry.needs_masks and plan.get("multitask_dataset")) or plan["pretext_dataset"]
-    overrides = dict(ref.train_values(), dataset=dataset, out=run_dir,
-                     image_size=plan["image_size"], base_filters=plan["base_filters"],
-                     epochs=plan["pretext_epochs"], steps_per_epoch=plan["pretext_steps"],
-                     max_photos_per_class=plan.get("max_photos_per_class"))
+    run_dir, step, checkpoint = colorizer_folder(study, ref), study.pretext, ref.checkpoint
+    config = TrainConfig(**schema.preset(study.preset, COLORIZER_SECTION))
+    overrides = dict(ref.train_values(), dataset=step.dataset_of(ref), out=run_dir, image_size=step.image_size,
+                     base_filters=step.base_filters, epochs=step.epochs, steps_per_epoch=step.steps_per_epoch,
+                     max_photos_per_class=step.max_photos_per_class)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
-        log(f"[pretext] training the {name} colorizer in {run_dir}")
+        log(f"[pretext] training the {ref.name} colorizer in {run_dir}")
         train(config, verbose=2)
     else:
         log(f"[pretext] reusing the finished colorizer in {run_dir}")
@@ -87,11 +89,11 @@ def run_pretext(plan, ref, log=print):
         ds = pretext_dataset(source, "val", image_size=config.image_size, batch_size=16, seed=config.seed,
                              num_classes=config.num_classes, val_size=config.val_size,
                              color_space=colorizer.color_space)
-        if entry.colorizes:
+        if ref.entry.colorizes:
             result = result or evaluate_colorizer(colorizer.predict_ab, ds, color_space=colorizer.color_space)
         else:  # the supervised ceiling: no colour to score, only its bottleneck
             result = {}
-        result["objective"] = name
+        result["objective"] = ref.name
         result["checkpoint"] = colorizer.checkpoint
         result["bottleneck"] = bottleneck_health(colorizer.network, ds, colorizer.bottleneck)
         with open(eval_path, "w") as f:
@@ -99,37 +101,43 @@ def run_pretext(plan, ref, log=print):
     return run_dir, result
 
 
-def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True):
-    """Every (seed, task, init) run, with one colorization init per pretext in `colorizers`
+def task_values(study, task):
+    """The fine-tuning values of `task`: its preset's, with the study's epoch scale, caps and overrides."""
+    runs = study.downstream
+    values = schema.preset(study.preset, task)
+    for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
+        values[key] = max(1, round(values[key] * runs.epoch_scale))
+    if runs.train_size:
+        values["train_size"] = runs.train_size
+    if runs.eval_size:
+        values["val_size"] = values["test_size"] = runs.eval_size
+    values.update(runs.task_overrides.get(task, {}))  # e.g. a study's own split sizes
+    return values
+
+
+def run_downstream(study, colorizers, log=print, floors=True, colorizations=True):
+    """Every (seed, task, init) run of `study`, with one colorization init per pretext in `colorizers`
     ({`registry.PretextRef`: run folder}) and the random floor of each backbone (`floors`,
     `colorizations`: which of the two to run); finished runs (with metrics.json) are read back, not
-    redone. `plan["task_fractions"]` ({task: shares}) may give a task its own label shares, and
-    `plan["task_overrides"]` ({task: {option: value}}) its own fine-tuning options."""
+    redone."""
     results = []
-    preset = plan["preset"]
     # One from-scratch floor per backbone, built like that backbone's first colorizer; every run
     # takes the size (and U-Net width) of the first colorizer.
     backbones = {}
     for ref, path in colorizers.items():
         backbones.setdefault(ref.backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
-    for seed in range(plan["seeds"]):
-        for task in plan.get("tasks") or TASKS:
-            values = schema.preset(preset, task)
-            for key in ("baseline_epochs", "frozen_epochs", "unfrozen_epochs"):
-                values[key] = max(1, round(values[key] * plan["downstream_scale"]))
-            if plan["train_size"]:
-                values["train_size"] = plan["train_size"]
-            if plan["eval_size"]:
-                values["val_size"] = values["test_size"] = plan["eval_size"]
-            values.update((plan.get("task_overrides") or {}).get(task, {}))  # e.g. a study's own split sizes
-            runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone, DEFAULT_CHECKPOINT)
-                    for backbone, path in backbones.items()] if floors else []
-            runs += [("colorization", ref.label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
-                if colorizations else []
-            fractions = (plan.get("task_fractions") or {}).get(task) or plan.get("label_fractions") or [1.0]
-            for (init, name, colorizer_dir, backbone, checkpoint), fraction in itertools.product(runs, fractions):
-                parent = os.path.join(plan["out"], f"seed{seed}", task)
+    # (init, name in folders and tables, colorizer, backbone, checkpoint)
+    runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone, DEFAULT_CHECKPOINT)
+            for backbone, path in backbones.items()] if floors else []
+    runs += [("colorization", ref.label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
+        if colorizations else []
+    for seed in range(study.seeds):
+        for task in study.downstream.tasks:
+            values = task_values(study, task)
+            for (init, name, colorizer_dir, backbone, checkpoint), fraction in itertools.product(
+                    runs, study.downstream.fractions(task)):
+                parent = os.path.join(study.out, f"seed{seed}", task)
                 folder = "colorization" if name == registry.PAPER_PRETEXT else name  # the paper's name for its init
                 if fraction < 1:
                     folder += f"-labels{100 * fraction:g}"
@@ -141,54 +149,45 @@ def run_downstream(plan, colorizers, log=print, floors=True, colorizations=True)
                 log(f"[downstream] seed {seed}, {task}, {name} init"
                     + (f", {100 * fraction:g} % of the labels" if fraction < 1 else ""))
                 config = FinetuneConfig(task=task, init=init, colorizer=colorizer_dir, checkpoint=checkpoint,
-                                        dataset=plan[f"{task}_dataset"], seed=seed, out=parent,
-                                        run_name=folder,
-                                        void_index=plan["void_index"], image_size=architecture.image_size,
-                                        base_filters=architecture.base_filters, backbone=backbone,
-                                        label_fraction=fraction, **values)
+                                        dataset=study.downstream.datasets[task], seed=seed, out=parent,
+                                        run_name=folder, void_index=study.downstream.void_index,
+                                        image_size=architecture.image_size, base_filters=architecture.base_filters,
+                                        backbone=backbone, label_fraction=fraction, **values)
                 results.append(run_finetune(config, verbose=2, log=log))
     return results
 
 
-def _probe_test_size(plan):
-    """The probe's cap on test images: the plan's own (0: all of them), else --eval-size, else the default."""
-    if plan.get("probe_test_size") is not None:
-        return plan["probe_test_size"]
-    return plan["eval_size"] or ProbeConfig.test_size
-
-
-def run_probes(plan, colorizers, log=print):
-    """The linear probes of every colorizer and of the random floors (one per seed) on the
-    classification data, in OUT/probes (read back when finished)."""
-    out = os.path.join(plan["out"], "probes")
+def run_probes(study, colorizers, log=print):
+    """The linear probes of every colorizer ({`registry.PretextRef`: run folder}) and of the random floors
+    on the study's classification data, in OUT/probes (read back when finished)."""
+    out = os.path.join(study.out, "probes")
     path = os.path.join(out, "probes.json")
     if os.path.isfile(path):
         log(f"[probes] reusing {path}")
         with open(path) as f:
             return json.load(f)
     log("[probes] linear probes per encoder level")
-    specs = tuple((path, ref.checkpoint) for ref, path in colorizers.items())
-    config = ProbeConfig(colorizers=specs, dataset=plan["classification_dataset"], out=out,
-                         random_seeds=plan.get("probe_random_seeds", plan["seeds"]),
-                         train_size=plan["probe_train_size"], void_index=plan["void_index"],
-                         test_size=_probe_test_size(plan))
+    config = ProbeConfig(colorizers=tuple((path, ref.checkpoint) for ref, path in colorizers.items()),
+                         dataset=study.downstream.datasets["classification"], out=out,
+                         random_seeds=study.probes.random_seeds, train_size=study.probes.train_size,
+                         void_index=study.downstream.void_index, test_size=study.probes.test_size)
     return feature_eval.run_probes(config, log=log)
 
 
 def main(argv=None):
     args = options.reproduce_parser().parse(argv)
     try:
-        plan = resolve(args)
-        os.makedirs(plan["out"], exist_ok=True)
-        with open(os.path.join(plan["out"], "config.json"), "w") as f:
-            json.dump(plan_record(plan), f, indent=2)
+        study = resolve(args)
+        os.makedirs(study.out, exist_ok=True)
+        with open(os.path.join(study.out, "config.json"), "w") as f:
+            json.dump(study.record(), f, indent=2)
         start = time.time()
         colorizers, table3 = {}, {}
-        for ref in plan["pretexts"]:
-            colorizers[ref], table3[ref] = run_pretext(plan, ref)
-        results = run_downstream(plan, colorizers)
-        probes = run_probes(plan, colorizers) if plan.get("probes") else None
-        path = write_report(plan, colorizers, table3, results, seconds=time.time() - start, probes=probes)
+        for ref in study.pretexts:
+            colorizers[ref], table3[ref] = run_pretext(study, ref)
+        results = run_downstream(study, colorizers)
+        probes = run_probes(study, colorizers) if study.probes.enabled else None
+        path = write_report(study, colorizers, table3, results, seconds=time.time() - start, probes=probes)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

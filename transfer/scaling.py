@@ -30,24 +30,29 @@ from data import tinyimagenet
 from data.diskfull import write_json
 from transfer import options, reproduce
 from transfer.report import _mean_std, weights_table
+from transfer.study import Downstream, PretextStep, Probes, Study
 
 CEILING = "supervised"  # the registered pretext that is the study's supervised ceiling
 
-def size_plan(args, per_class, num_classes):
-    """The `transfer.reproduce` plan of one pretext size (its own folder), or of the floor (per_class None)."""
+
+def size_study(args, pretexts, per_class, num_classes):
+    """The study of one pretext size (its own folder, `pretexts` trained on `per_class` photos a class), or
+    of the random floor (per_class None, no pretexts)."""
     tiny = f"tinyimagenet:{args.tiny}"
     train = args.train_per_class * num_classes
-    return dict(
+    return Study(
         preset="fast", out=os.path.join(args.out, "random" if per_class is None else f"{per_class}-per-class"),
-        colorizer=None, pretexts=[], checkpoint="last", pretext_dataset=tiny, multitask_dataset=None,
-        image_size=args.image_size, base_filters=args.base_filters, pretext_epochs=args.pretext_epochs,
-        pretext_steps=args.pretext_steps, max_photos_per_class=per_class, classification_dataset=tiny,
-        segmentation_dataset=args.labelled, void_index=args.void_index, seeds=args.seeds,
-        downstream_scale=args.downstream_scale, train_size=args.segmentation_train_size, eval_size=None,
-        task_fractions={"classification": [args.tiny_fraction], "segmentation": list(args.camvid_fractions)},
-        # Tiny ImageNet: a class-balanced training set, the held-out 10 a class to validate, all val photos to test.
-        task_overrides={"classification": dict(train_size=train, val_size=0, test_size=0)},
-        probe_train_size=train, probe_test_size=0, probe_random_seeds=args.seeds if per_class is None else 0)
+        seeds=args.seeds, pretexts=tuple(pretexts),
+        pretext=PretextStep(dataset=tiny, image_size=args.image_size, base_filters=args.base_filters,
+                            epochs=args.pretext_epochs, steps_per_epoch=args.pretext_steps,
+                            max_photos_per_class=per_class),
+        downstream=Downstream(
+            datasets={"classification": tiny, "segmentation": args.labelled}, void_index=args.void_index,
+            epoch_scale=args.downstream_scale, train_size=args.segmentation_train_size,
+            task_fractions={"classification": (args.tiny_fraction,), "segmentation": tuple(args.camvid_fractions)},
+            # Tiny ImageNet: a class-balanced training set, the held-out 10 a class to validate, all val photos to test.
+            task_overrides={"classification": dict(train_size=train, val_size=0, test_size=0)}),
+        probes=Probes(train_size=train, test_size=0, random_seeds=args.seeds if per_class is None else 0))
 
 
 def _timed(times, key, function, *args, **kwargs):
@@ -70,19 +75,19 @@ def run(args):
     sizes = sorted(args.per_class, reverse=True)
     colorizers, table3, results, probes = {}, {}, {}, {}
     for per_class in sizes:
-        plan = size_plan(args, per_class, num_classes)
         ceiling = (registry.PretextRef.named(CEILING),) if per_class == sizes[0] and not args.no_ceiling else ()
+        study = size_study(args, refs + ceiling, per_class, num_classes)
         here = {}
-        for ref in refs + ceiling:
+        for ref in study.pretexts:
             key = (per_class, ref.name)
             here[ref], table3[key] = _timed(times, f"pretext {ref.name}, {per_class} a class", reproduce.run_pretext,
-                                            plan, ref)
+                                            study, ref)
             colorizers[key] = here[ref]
-        results[per_class] = _timed(times, f"downstream, {per_class} a class", reproduce.run_downstream, plan, here,
+        results[per_class] = _timed(times, f"downstream, {per_class} a class", reproduce.run_downstream, study, here,
                                     floors=False)
-        probes[per_class] = _timed(times, f"linear probes, {per_class} a class", reproduce.run_probes, plan, here)
+        probes[per_class] = _timed(times, f"linear probes, {per_class} a class", reproduce.run_probes, study, here)
         write_json(times_path, times)
-    floor = size_plan(args, None, num_classes)
+    floor = size_study(args, (), None, num_classes)
     first = {refs[0]: colorizers[(sizes[0], refs[0].name)]}  # the floor takes the first colorizer's architecture
     results[None] = _timed(times, "downstream, random init", reproduce.run_downstream, floor, first,
                            colorizations=False)
