@@ -33,8 +33,9 @@ def run_script(*args, timeout=300):
 
 # The files that take longest (minutes each on a 2-core CPU), started first: with two pytest-xdist workers
 # (setup.cfg) a long file that is handed out last runs alone at the end while the other core idles.
-LONG_FILES = ("test_transfer_scripts.py", "test_training.py", "test_mobilenet_variant.py", "test_multiworker.py",
-              "test_scaling.py", "test_feed_and_gpu_check.py", "test_batchnorm.py", "test_checkpoints.py")
+LONG_FILES = ("test_reproduce.py", "test_transfer_scripts.py", "test_training.py", "test_mobilenet_variant.py",
+              "test_multiworker.py", "test_scaling.py", "test_feed_and_gpu_check.py", "test_batchnorm.py",
+              "test_checkpoints.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -202,4 +202,6 @@ def test_diagnose_batchnorm_scores_one_run_four_ways_and_puts_the_statistics_bac
     assert encoder["layers"] + decoder["layers"] == every["layers"] > 0 and every["batches"] == 2
     # The statistics were put back after the re-estimates: the reported test score is inference mode's.
     assert metrics["test"]["mIoU"] == pytest.approx(inspection["inference"]["mIoU"])
-    assert 0 <= inspection["batch_statistics"]["mIoU"] <= 1 and inspection["inference_spread"]["images"] == 8
+    assert inspection["inference_spread"]["images"] == 8
+    # Normalizing with each batch's own statistics, not the stored ones, changes the predictions.
+    assert inspection["batch_statistics"]["mIoU"] != inspection["inference"]["mIoU"]

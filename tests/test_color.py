@@ -42,8 +42,11 @@ def test_normalization_range_and_round_trip():
     lab = rgb_to_lab(rgb)
     gray, ab = normalize_lab(lab)
     assert gray.shape == (4, 8, 8, 1) and ab.shape == (4, 8, 8, 2)
-    assert -1.0 <= float(tf.reduce_min(gray)) and float(tf.reduce_max(gray)) <= 1.0
-    assert float(tf.reduce_max(tf.abs(ab))) <= 1.0
+    np.testing.assert_allclose(gray, lab[..., :1] / 50 - 1, atol=1e-6)  # L in [0, 100] to [-1, 1]
+    np.testing.assert_allclose(ab, lab[..., 1:] / 128, atol=1e-6)
+    # sRGB's bluest blue, Lab (32.30, 79.19, -107.86), has the largest |ab| of the gamut: well within 1.
+    _, blue = normalize_lab(rgb_to_lab(np.array([[0.0, 0.0, 1.0]], np.float32)))
+    np.testing.assert_allclose(blue[0], [79.19 / 128, -107.86 / 128], atol=1e-3)
     np.testing.assert_allclose(denormalize_lab(gray, ab).numpy(), lab.numpy(), atol=1e-4)
     white_gray, _ = normalize_lab(rgb_to_lab(np.ones((1, 3), np.float32)))
     assert float(white_gray[0, 0]) == pytest.approx(1.0, abs=1e-4)

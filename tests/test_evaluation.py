@@ -56,7 +56,11 @@ def test_bottleneck_health_sees_dead_and_constant_codes():
         (np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32),
          np.zeros((8, 32, 32, 2), np.float32))).batch(4)
     healthy = bottleneck_health(generator, data)
-    assert healthy["units"] == 32 and healthy["images"] == 8 and healthy["spread"] > 0
+    codes = keras.Model(generator.input, generator.get_layer("bottleneck_relu").output)(
+        np.concatenate([x for x, _ in data])).numpy().reshape(8, 32)  # the 1 x 1 code of each image
+    assert healthy["units"] == 32 and healthy["images"] == 8
+    assert healthy["spread"] == pytest.approx(codes.std(axis=0).mean(), rel=1e-5)
+    assert healthy["dead_fraction"] == pytest.approx((codes.max(axis=0) <= 0).mean())
     bias = generator.get_layer("bottleneck_conv").bias
     kernel = generator.get_layer("bottleneck_conv").kernel
     kernel.assign(keras.ops.zeros_like(kernel))

@@ -121,8 +121,11 @@ def test_a_single_label_run_writes_knn_top1_per_level_and_a_knn_table(tmp_path):
     # k is capped at the bank: the 12 training images (val stays out of it)
     assert outcome["knn"] == {"k": 12, "temperature": 0.1, "bank": "train"} and outcome["num_train"] == 12
     assert data["config"]["knn_k"] == 500 and any("--knn-k 500 is more than the bank holds" in line for line in lines)
-    for level in outcome["levels"].values():
-        assert 0.0 <= level["knn_top1"] <= level["knn_top5"] <= 1.0 and 0.0 <= level["knn_val_top1"] <= 1.0
+    for level in outcome["levels"].values():  # 3 classes: every label is among the top 5
+        assert level["knn_top5"] == 1.0 and outcome["num_test"] == 6
+        # Top-1 is a share of the 6 test photos and of the 30 validation photos.
+        assert level["knn_top1"] * 6 == pytest.approx(round(level["knn_top1"] * 6))
+        assert level["knn_val_top1"] * 30 == pytest.approx(round(level["knn_val_top1"] * 30))
         assert "top1" in level and "val_top1" in level  # the linear probe's scores stay beside
     best = max(outcome["levels"], key=lambda name: outcome["levels"][name]["knn_val_top1"])
     assert outcome["knn_best_level"] == best

@@ -8,6 +8,7 @@ import pytest
 
 from transfer import probes
 from tests.conftest import run_script
+from tests.figures import series_colours
 
 
 def _planted(n, classes=3, dim=64, seed=0):
@@ -69,7 +70,7 @@ def test_evaluate_features_script_writes_the_table_and_both_figures(tmp_path):
     floors = data["inits"]["random"]
     assert len(floors) == 2 and set(floors[0]["levels"]) == {"enc1", "enc2", "enc3", "enc4", "enc5", "bottleneck"}
     assert floors[0]["num_train"] == 48 and floors[0]["num_test"] == 32
-    assert (out / "probes.png").stat().st_size > 0 and (out / "low_shot.png").stat().st_size > 0
+    assert series_colours(out / "probes.png") == {0} == series_colours(out / "low_shot.png")  # the floor's line
     assert "| random |" in result.stdout and "±" in result.stdout
 
 

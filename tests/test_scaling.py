@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.conftest import run_script
+from tests.figures import png_size, series_colours
 from tests.test_tinyimagenet import make_tiny_imagenet
 
 
@@ -25,15 +26,18 @@ def test_the_scaling_study_runs_every_part_reports_them_and_resumes(tmp_path):
                  "blind guess (most frequent test class): top-1 33.33 %", "## Share of the random-to-ceiling gap",
                  "linear top-1 (Tiny ImageNet)", "fine-tuned top-1, 10 % of the labels", "CamVid mIoU, 100 % of the labels"):
         assert text in report, text
-    assert (out / "scaling.png").stat().st_size > 0
+    # A panel (4.2 in wide) per measure of the report's table, the gan line in each (the ceiling's is grey).
+    assert png_size(out / "scaling.png") == (3 * 420, 410) and series_colours(out / "scaling.png") == {0}
     config = json.loads((out / "4-per-class" / "colorizer" / "config.json").read_text())
     assert config["max_photos_per_class"] == 4 and config["dataset"] == f"tinyimagenet:{tiny}"
     recorded = json.loads((out / "4-per-class" / "probes" / "probes.json").read_text())
     assert recorded["config"]["test_size"] == 0  # the probe, too, tests on every val photo (0: no cap)
     probes = recorded["inits"]
     assert set(probes) == {"gan", "supervised"}  # the random floor is probed once, in its own folder
-    level = probes["gan"][0]["levels"]["bottleneck"]
-    assert 0 <= level["top1"] <= level["top5"] <= 1 and len(level["grid"]) > 1
+    outcome = probes["gan"][0]
+    level = outcome["levels"]["bottleneck"]
+    assert level["top5"] == 1.0 and len(level["grid"]) > 1  # 3 classes: every label is among the top 5
+    assert level["top1"] * outcome["num_test"] == pytest.approx(round(level["top1"] * outcome["num_test"]))
     floors = json.loads((out / "random" / "probes" / "probes.json").read_text())["inits"]
     assert list(floors) == ["random"]
     tiny_runs = sorted(p.parent.name for p in (out / "4-per-class").glob("seed0/classification/*/metrics.json"))

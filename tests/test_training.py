@@ -15,6 +15,7 @@ from cgan_colorization.plots import plt, read_csv_log
 from cgan_colorization.gan import build as build_gan
 from cgan_colorization.training import train
 from tests.conftest import run_script as _script
+from tests.figures import series_colours
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,15 +112,30 @@ def test_run_folder_holds_config_weights_and_plots(tmp_path):
     run = train(config, verbose=0)
     saved = json.load(open(os.path.join(run, "config.json")))
     assert saved["image_size"] == 32 and saved["l1_weight"] == 100.0
-    for name in ("generator.weights.h5", "generator_best.weights.h5", "discriminator.weights.h5",
-                 "generator.keras", "loss_l1.png", "log.csv", "best.json"):
-        assert os.path.getsize(os.path.join(run, name)) > 0, name
+    log = read_csv_log(os.path.join(run, "log.csv"))
+    assert log["epoch"] == [0.0] and json.load(open(os.path.join(run, "best.json"))) == {
+        "epoch": 1, "val_g_l1": pytest.approx(log["val_g_l1"][0])}
+    assert series_colours(os.path.join(run, "loss_l1.png")) == {0, 1}  # g_l1 and val_g_l1
+    # The files hold the trained generator: its weights, the best epoch's (the only one) and the whole model
+    # colour alike, and not as the generator did before training.
+    gan = build_gan(config)
+    gray = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+    colours = {"initial": gan.generator(gray, training=False).numpy()}
+    for name in ("generator.weights.h5", "generator_best.weights.h5"):
+        gan.generator.load_weights(os.path.join(run, name))
+        colours[name] = gan.generator(gray, training=False).numpy()
+    gan.discriminator.load_weights(os.path.join(run, "discriminator.weights.h5"))  # a discriminator's weights
+    colours["generator.keras"] = keras.models.load_model(os.path.join(run, "generator.keras"))(gray).numpy()
+    np.testing.assert_allclose(colours["generator_best.weights.h5"], colours["generator.weights.h5"], atol=1e-6)
+    np.testing.assert_allclose(colours["generator.keras"], colours["generator.weights.h5"], atol=1e-5)
+    assert np.abs(colours["generator.weights.h5"] - colours["initial"]).max() > 1e-3
     assert {"train", "validation", "samples"} <= set(os.listdir(os.path.join(run, "tensorboard")))
     images = tensorboard_images(os.path.join(run, "tensorboard", "samples"))
     grid = plt.imread(os.path.join(run, "samples", "epoch_001.png"))
     assert list(images) == [1] and images[1].shape == (2 * 32, 3 * 32, 3)  # sample_count 2: rows of grey | colour | original
     grey, original = images[1][:, :32].astype(int), images[1][:, 64:].astype(int)
-    assert grid.shape[0] > 0 and np.abs(grey[..., 0] - grey[..., 2]).max() <= 2  # the grey input comes first
+    assert grid.shape[:2] == (440, 600)  # sample_count 2: the figure is 2 in high a row, 0.4 for the titles
+    assert np.abs(grey[..., 0] - grey[..., 2]).max() <= 2  # the grey input comes first
     assert np.abs(original[..., 0] - original[..., 2]).max() > 10  # and the coloured original last
 
 

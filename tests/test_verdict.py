@@ -10,6 +10,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests.figures import png_size, series_colours
 from tests.test_sequence_split import frames_root  # noqa: F401 - a module fixture: frames of three sequences
 from tests.test_tinyimagenet import make_tiny_imagenet
 from transfer import verdict
@@ -103,7 +104,11 @@ def test_the_report_gives_each_contrast_its_interval_and_verdict_or_says_it_has_
         assert any(word in rows[("H1", measure)] for word in ("helps", "hurts", "equivalent", "inconclusive"))
     assert "not yet run" in rows[("H2", "linear top-1")]  # no GAN-5k run in this toy study
     assert "| gan-50k | " in report and "| random | " in report
-    assert os.path.getsize(os.path.join(study.results, "forest.png")) > 0
+    table = report.split("| contrast | measure |")[1].split("\n\n")[0].splitlines()[2:]
+    shown = [line for line in table if "not yet run" not in line]
+    width, height = png_size(os.path.join(study.results, "forest.png"))  # 1.8 in and 0.45 a row, at 100 dpi
+    assert width == 1000 and abs(height - 100 * (1.8 + 0.45 * len(shown))) <= 1 and len(shown) > 1
+    assert series_colours(os.path.join(study.results, "forest.png")) == {0}  # the gains and their intervals
 
 
 def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study, tmp_path):
