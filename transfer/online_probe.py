@@ -81,11 +81,8 @@ class OnlineProbe(SummaryCallback):
         self.history = []  # [(epoch, {level: score})]
 
     def _features(self, x):
-        chunks = [self._encode(tf.constant(x[i:i + PROBE_BATCH])) for i in range(0, len(x), PROBE_BATCH)]
-        return {name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(self.levels)}
-
-    def _encode(self, x):
-        return [probes.pool(level, LINEAR_POOLED_SIZE).numpy() for level in self.encoder(x, training=False)]
+        batches = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x), np.float32))).batch(PROBE_BATCH)
+        return probes.extract(self.encoder, self.levels, batches, progress=False, pooled_size=LINEAR_POOLED_SIZE)[0]
 
     def scores(self, network):
         """{level: kNN top-1 or mAP} of `network`'s encoder levels on the probe's split."""
