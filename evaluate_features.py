@@ -1,6 +1,6 @@
 """Linear probes on the frozen features of colorizers, per encoder level. Run with --help for the options."""
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

@@ -1,6 +1,6 @@
 """Fine-tune the segmenter from the colorizer (or from scratch). Run with --help for the options."""
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

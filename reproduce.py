@@ -1,6 +1,6 @@
 """Reproduce the paper's protocol end to end and write a report. Run with --help for the options."""
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

@@ -1,6 +1,6 @@
 """The data-scaling study on Tiny ImageNet (transfer/scaling.py). Run with --help for the options."""
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

@@ -1,6 +1,6 @@
 """Train the colorization cGAN. Run with --help for the options."""
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

@@ -13,10 +13,11 @@ import json
 import os
 import sys
 
-from cgan_colorization import registry, runtime
-from cgan_colorization.config import PRECISION_HELP
 from cgan_colorization.constants import PRECISIONS
-from cgan_colorization.schema import Range, build_parser as build_options_parser, option
+from cgan_colorization.engine import runtime
+from cgan_colorization.engine.config import PRECISION_HELP
+from cgan_colorization.engine.schema import Range, build_parser as build_options_parser, option
+from cgan_colorization.pretexts import registry
 
 
 # The pretexts trained on (L, ab) pairs of any photo source (the multitask ones need masks, the ceiling labels).
@@ -87,7 +88,7 @@ def main(argv=None):
                          "(pip install -e '.[cpu,bench]') or pass --no-reference")
 
     from benchmarks.measure import benchmark_config, long_run, run_benchmark
-    from cgan_colorization.distribute import set_precision
+    from cgan_colorization.engine.distribute import set_precision
 
     set_precision(args.mixed_precision)
     results = []

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 
-from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_separated, option
-from cgan_colorization.runtime import free_local_ports
+from cgan_colorization.engine.runtime import free_local_ports
+from cgan_colorization.engine.schema import Range, build_parser as build_options_parser, comma_separated, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--image-size", "32", "--base-filters", "4", "--batch-size", "8", "--val-size", "8", "--sample-count", "2",

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from benchmarks.feed import feed_rate, folder_vs_cache, host_cores
 from benchmarks.measure import device_name, matmul_peak, train_rate, train_step_flops
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.gan import build as build_gan
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.pretexts.gan import build as build_gan
 from data.cache import open_cache
 from data.pipeline import PretextSource
 

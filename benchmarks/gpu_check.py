@@ -13,8 +13,8 @@ import json
 import os
 import sys
 
-from cgan_colorization import runtime
-from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_subset, option
+from cgan_colorization.engine import runtime
+from cgan_colorization.engine.schema import Range, build_parser as build_options_parser, comma_subset, option
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 

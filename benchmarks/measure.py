@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.registry import PAPER_PRETEXT, PRETEXTS
-from cgan_colorization.training import build_colorizer
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.training import build_colorizer
+from cgan_colorization.pretexts.registry import PAPER_PRETEXT, PRETEXTS
 from data.pipeline import fit_to_size, parse_dataset, pretext_dataset, to_lab_pair
 
 _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -173,7 +173,7 @@ def _reference_batches(images, batch_size, image_size):
 def reference_rate(config, images, steps, warmup=2):
     """Images per second of the usual Keras GAN loop: D on real, D on G's fake, then G through the
     combined model with D frozen (G runs twice per step and D three times)."""
-    from cgan_colorization.models import build_discriminator, build_generator
+    from cgan_colorization.networks.models import build_discriminator, build_generator
 
     generator = build_generator(config.image_size, config.base_filters)
     discriminator = build_discriminator(config.image_size, config.base_filters)

@@ -17,9 +17,10 @@ import statistics
 import tempfile
 import time
 
-from cgan_colorization import registry, runtime
-from cgan_colorization.schema import Range, build_parser as build_options_parser, comma_subset, option
 from cgan_colorization.constants import PRECISIONS
+from cgan_colorization.engine import runtime
+from cgan_colorization.engine.schema import Range, build_parser as build_options_parser, comma_subset, option
+from cgan_colorization.pretexts import registry
 
 
 @dataclasses.dataclass
@@ -97,9 +98,9 @@ def summarize(timeline, total):
 
 
 def one_run(dataset, objective, precision, seed, epochs, steps, max_per_class, folder, per_call=0):
-    from cgan_colorization.config import TrainConfig
-    from cgan_colorization.plots import read_csv_log
-    from cgan_colorization.training import train
+    from cgan_colorization.engine.config import TrainConfig
+    from cgan_colorization.engine.plots import read_csv_log
+    from cgan_colorization.engine.training import train
 
     out = os.path.join(folder, f"{precision}-seed{seed}")
     config = TrainConfig(dataset=dataset, objective=objective, mixed_precision=precision, seed=seed, epochs=epochs,

@@ -15,8 +15,8 @@ import statistics
 import tempfile
 import time
 
-from cgan_colorization import runtime
-from cgan_colorization.schema import Range, build_parser as build_options_parser, option
+from cgan_colorization.engine import runtime
+from cgan_colorization.engine.schema import Range, build_parser as build_options_parser, option
 
 
 @dataclasses.dataclass
@@ -40,8 +40,8 @@ def main(argv=None):
     runtime.configure()
     import keras
 
-    from cgan_colorization.config import TrainConfig
-    from cgan_colorization.training import train
+    from cgan_colorization.engine.config import TrainConfig
+    from cgan_colorization.engine.training import train
     from transfer.online_probe import make_probe
 
     class EpochClock(keras.callbacks.Callback):  # last in the list: its epoch end follows the probe's

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 
 runtime.configure()
 

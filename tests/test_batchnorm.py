@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from cgan_colorization import batchnorm as bn
 from cgan_colorization.constants import KERAS_MOBILENET_BN_MOMENTUM, MOBILENET_BN_MOMENTUM
+from cgan_colorization.networks import batchnorm as bn
 from tests.conftest import run_script
 from transfer.config import FinetuneConfig
 from transfer.experiment import backbone_options
@@ -132,7 +132,7 @@ def _seg_data(n=16, size=32, classes=3, seed=0):
 
 @pytest.mark.parametrize("unfrozen_bn", ["train", "inference"])
 def test_phase_two_batchnorm_trains_or_keeps_the_colorizers_statistics(unfrozen_bn):
-    from cgan_colorization.models import build_generator
+    from cgan_colorization.networks.models import build_generator
 
     generator = build_generator(32, 4, seed=1)
     bn.recalibrate_batchnorm(generator, _seg_data(seed=2), steps=2)  # the "colorizer's" statistics

@@ -49,7 +49,7 @@ def _fwd(model, *specs):
 
 @pytest.mark.slow
 def test_fused_step_and_reference_flops_follow_from_the_forward_passes():
-    from cgan_colorization.gan import build as build_gan
+    from cgan_colorization.pretexts.gan import build as build_gan
 
     size, batch = 32, 2
     gan = build_gan(benchmark_config(size, batch, base_filters=4))
@@ -89,7 +89,7 @@ def test_one_backup_holds_both_nets_and_both_optimizers_and_is_timed():
     import tensorflow as tf
 
     from benchmarks.measure import backup_cost, train_rate
-    from cgan_colorization.gan import build as build_gan
+    from cgan_colorization.pretexts.gan import build as build_gan
 
     gan = build_gan(benchmark_config(32, 2, 4, "synthetic", False))
     data = tf.data.Dataset.from_tensors((tf.zeros([2, 32, 32, 1]), tf.zeros([2, 32, 32, 2]))).repeat()
@@ -120,7 +120,7 @@ def test_every_benchmarked_pretext_builds_and_zhangs_step_counts_the_most_flops(
     import dataclasses
 
     from benchmarks.benchmark import BENCHMARKED_OBJECTIVES
-    from cgan_colorization.training import build_colorizer
+    from cgan_colorization.engine.training import build_colorizer
     from data.pipeline import parse_dataset, pretext_dataset
 
     assert set(BENCHMARKED_OBJECTIVES) == {"gan", "l1", "classification"}

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import checkpoint_info, load_colorizer, resolve_weights
-from cgan_colorization.plots import read_csv_log
-from cgan_colorization.training import train
+from cgan_colorization.apps.inference import checkpoint_info, load_colorizer, resolve_weights
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.plots import read_csv_log
+from cgan_colorization.engine.training import train
 from tests.conftest import run_script
 from tests.test_training import Crash
 from transfer.config import FinetuneConfig, default_run_name

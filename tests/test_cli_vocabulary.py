@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmarks import benchmark, collective_threads, gpu_check, precision_run, probe_cost
-from cgan_colorization import cli
+from cgan_colorization.apps import cli
 from cgan_colorization.constants import TEXT_CHOICES
 from tests.conftest import ROOT
 from transfer import cli as transfer_cli, options, verdict

@@ -4,13 +4,16 @@ wrong key or value is refused in one sentence with exit status 2."""
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
-from cgan_colorization import cli, schema
-from cgan_colorization.config import TrainConfig, save_config
+from cgan_colorization.apps import cli
+from cgan_colorization.engine import schema
+from cgan_colorization.engine.config import TrainConfig, save_config
 from tests.conftest import ROOT, run_script
 from tests.test_cli_vocabulary import PARSERS
 from transfer import cli as transfer_cli, options
@@ -131,3 +134,50 @@ def test_a_run_re_run_from_its_config_json_ends_at_the_same_weights(tmp_path):
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
     configs = [json.loads((run / "config.json").read_text()) for run in (first, second)]
     assert {k: v for k, v in configs[0].items() if k != "out"} == {k: v for k, v in configs[1].items() if k != "out"}
+
+
+def test_an_installed_package_reads_the_presets_from_its_prefix(tmp_path, monkeypatch):
+    installed = tmp_path / "share" / "cgan-colorization" / "configs"
+    installed.mkdir(parents=True)
+    (installed / "fast.json").write_text(json.dumps({"colorizer": {"base_filters": 48}}))
+    monkeypatch.setattr(schema, "CONFIG_FOLDERS", (str(tmp_path / "no-checkout" / "configs"), str(installed)))
+    schema._preset_file.cache_clear()
+    try:
+        assert schema.preset("fast", "colorizer") == {"base_filters": 48}
+        with pytest.raises(FileNotFoundError, match="no-checkout.*paper.json does not exist"):
+            schema.preset("paper", "colorizer")
+    finally:
+        schema._preset_file.cache_clear()
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_subpackage_the_shipped_colorizer_and_the_config_files(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("cgan_colorization", "transfer", "data", "benchmarks", "configs"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    names = zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))).namelist()
+    for package in ("networks", "pretexts", "engine", "apps"):
+        assert f"cgan_colorization/{package}/__init__.py" in names
+    assert "cgan_colorization/pretrained/tiny64-gan/generator.weights.h5" in names
+    shipped = {name.rpartition("/")[2] for name in names if "/data/share/cgan-colorization/configs/" in name}
+    assert shipped == {path.name for path in (ROOT / "configs").glob("*.json")}
+
+
+@pytest.mark.parametrize("flags", [[], ["--seeds", "2", "--pretexts", "gan,l1@best", "--tasks", "segmentation",
+                                        "--labelled", "synthetic", "--probes", "--label-fractions", "0.5,1"]])
+def test_a_study_is_the_same_study_again_from_its_out_config_json(tmp_path, flags):
+    from transfer import reproduce
+
+    study = reproduce.resolve(options.reproduce_parser().parse(["--out", str(tmp_path / "study"), *flags]))
+    recorded = tmp_path / "config.json"
+    recorded.write_text(json.dumps(study.record()))  # what reproduce.main writes to OUT/config.json
+    again = reproduce.resolve(options.reproduce_parser().parse(["--config", str(recorded)]))
+    assert again == study
+    assert again.seeds == (2 if flags else 3) and [ref.label for ref in again.pretexts] == \
+        (["gan", "l1@best"] if flags else ["gan"])

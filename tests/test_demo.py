@@ -117,7 +117,8 @@ def test_a_browser_uploads_a_photo_and_sees_it_colorized(served, tmp_path):
 
 
 def test_the_examples_are_real_photos_and_shipped_colorizers_are_offered(tmp_path, monkeypatch):
-    from cgan_colorization import demo, pretrained
+    from cgan_colorization import pretrained
+    from cgan_colorization.apps import demo
 
     pytest.importorskip("skimage", reason="the real example photos come from scikit-image (the demo extra)")
     paths = demo.example_photos(str(tmp_path / "examples"))

@@ -18,9 +18,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.distribute import make_strategy
-from cgan_colorization.gan import build as build_gan
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.distribute import make_strategy
+from cgan_colorization.pretexts.gan import build as build_gan
 
 config = TrainConfig(image_size=32, base_filters=4, batch_size=8)
 rng = np.random.default_rng(0)
@@ -83,7 +83,7 @@ def test_checkpoints_restore_across_strategies(outcome):
 
 
 def test_auto_precision_follows_the_gpus_compute_capability():
-    from cgan_colorization.distribute import choose_precision
+    from cgan_colorization.engine.distribute import choose_precision
 
     assert choose_precision("auto", []) == "float32"  # a CPU
     assert choose_precision("auto", [(9, 0)], replicas=8) == "mixed_bfloat16"  # H100 / H200
@@ -100,7 +100,7 @@ def test_auto_precision_follows_the_gpus_compute_capability():
 
 def test_the_chief_writes_the_run_folder_and_another_worker_a_scratch_folder_removed_at_the_end(tmp_path,
                                                                                                   monkeypatch):
-    from cgan_colorization.distribute import worker_folder
+    from cgan_colorization.engine.distribute import worker_folder
 
     out = tmp_path / "run"
     out.mkdir()
@@ -132,8 +132,8 @@ def test_the_chief_writes_the_run_folder_and_another_worker_a_scratch_folder_rem
 def test_zhangs_head_computes_in_the_mixed_dtype_and_its_loss_in_float32():
     import keras
 
-    from cgan_colorization import zhang
-    from cgan_colorization.classification import build_classification_generator
+    from cgan_colorization.pretexts import zhang
+    from cgan_colorization.pretexts.classification import build_classification_generator
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

@@ -5,9 +5,9 @@ import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from data.color import normalize_lab, rgb_to_lab
-from cgan_colorization.evaluation import (MAX_PSNR_DB, bottleneck_health, colourfulness, evaluate_colorizer,
+from cgan_colorization.apps.evaluation import (MAX_PSNR_DB, bottleneck_health, colourfulness, evaluate_colorizer,
                                           psnr, ssim)
-from cgan_colorization.models import build_generator
+from cgan_colorization.networks.models import build_generator
 
 
 def _pair(seed=0):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization import cli, export
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
-from cgan_colorization.pretext import Colorizer
-from cgan_colorization.training import train
+from cgan_colorization.apps import cli, export
+from cgan_colorization.apps.inference import colorize_rgb, load_colorizer, save_rgb
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.training import train
+from cgan_colorization.pretexts.pretext import Colorizer
 from tests.conftest import run_script
 
 HAS_ONNX = all(importlib.util.find_spec(name) for name in (*export.ONNX_MODULES, "onnxruntime"))

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization import losses
-from cgan_colorization.gan import ColorizationGAN
-from cgan_colorization.models import build_discriminator, build_generator
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.models import build_discriminator, build_generator
+from cgan_colorization.pretexts.gan import ColorizationGAN
 
 
 def _gan(seed=0, l1_weight=100.0, lr=2e-4):

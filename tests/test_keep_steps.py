@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgan_colorization.callbacks import KEPT_STEPS_RECORD
-from cgan_colorization.config import TrainConfig, parse_steps
-from cgan_colorization.inference import checkpoint_info, load_colorizer
-from cgan_colorization.plots import read_csv_log
-from cgan_colorization.training import train
+from cgan_colorization.apps.inference import checkpoint_info, load_colorizer
+from cgan_colorization.engine.callbacks import KEPT_STEPS_RECORD
+from cgan_colorization.engine.config import TrainConfig, parse_steps
+from cgan_colorization.engine.plots import read_csv_log
+from cgan_colorization.engine.training import train
 from data.pipeline import parse_dataset, pretext_dataset
 
 SMALL = dict(image_size=32, base_filters=4, batch_size=4, val_size=8, sample_count=2, backup_every=0)

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 from skimage.color import deltaE_ciede2000
 
-from cgan_colorization import zhang
-from cgan_colorization.cli import evaluate_main
-from cgan_colorization.evaluation import (AB_THRESHOLDS, AbErrorCurve, ciede2000, evaluate_colorizer,
+from cgan_colorization.apps.cli import evaluate_main
+from cgan_colorization.pretexts import zhang
+from cgan_colorization.apps.evaluation import (AB_THRESHOLDS, AbErrorCurve, ciede2000, evaluate_colorizer,
                                           true_colour_bins)
-from cgan_colorization.models import build_generator
+from cgan_colorization.networks.models import build_generator
 from data.color import normalize_lab, rgb_to_lab
 
 # Sharma, Wu and Dalal 2005, Table 1 (as in scikit-image's skimage/color/tests/ciede2000_test_data.txt):

@@ -1,4 +1,6 @@
-"""Layers import one way, data -> pretext package -> downstream package -> scripts, with no circles.
+"""Layers import one way, data -> pretext package -> downstream package -> scripts, with no circles;
+inside the pretext package too: constants and the shipped colorizers -> networks -> pretexts -> training
+engine -> user-facing commands.
 
 Every import is read from the source with `ast`, function-level ones included (a circle hidden
 inside a function is still a circle), and the registry's "module:function" names count as imports.
@@ -12,7 +14,11 @@ import pytest
 
 from tests.conftest import ROOT
 
-LAYERS = ("data", "cgan_colorization", "transfer", "benchmarks")  # each imports only itself and those before it
+PACKAGES = ("data", "cgan_colorization", "transfer", "benchmarks")
+# Each layer imports only itself and those before it; a module's layer is the longest one it falls under.
+LAYERS = ("data", "cgan_colorization", "cgan_colorization.constants", "cgan_colorization.pretrained",
+          "cgan_colorization.networks", "cgan_colorization.pretexts", "cgan_colorization.engine",
+          "cgan_colorization.apps", "transfer", "benchmarks")
 
 
 def _module_name(path, root):
@@ -38,7 +44,7 @@ def _imports(path, name, known):
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and path.name == "registry.py":
             # the registry's "module" and "module:function" names
-            targets = re.findall(rf"^((?:{'|'.join(LAYERS)})(?:\.\w+)+)(?::\w+)?$", node.value)
+            targets = re.findall(rf"^((?:{'|'.join(PACKAGES)})(?:\.\w+)+)(?::\w+)?$", node.value)
         else:
             continue
         for target in targets:
@@ -52,12 +58,13 @@ def _imports(path, name, known):
 def import_graph(root):
     """{module: set of project modules it imports} for the layered packages under `root`."""
     root = Path(root)
-    paths = {_module_name(p, root): p for layer in LAYERS for p in (root / layer).rglob("*.py")}
+    paths = {_module_name(p, root): p for package in PACKAGES for p in (root / package).rglob("*.py")}
     return {name: _imports(path, name, set(paths)) for name, path in paths.items()}
 
 
 def _layer(module):
-    return LAYERS.index(module.split(".")[0])
+    return max((i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + ".")),
+               key=lambda i: len(LAYERS[i]))
 
 
 def upward_imports(graph):
@@ -88,16 +95,16 @@ def cycles(graph):
 
 def test_the_package_imports_one_way_without_circles():
     graph = import_graph(ROOT)
-    assert {"data.labelled", "cgan_colorization.gan", "transfer.experiment"} <= set(graph)
+    assert {"data.labelled", "cgan_colorization.pretexts.gan", "transfer.experiment"} <= set(graph)
     assert upward_imports(graph) == []
     assert cycles(graph) == []
 
 
 def test_the_registry_names_only_modules_of_its_own_package():
     graph = import_graph(ROOT)
-    named = graph["cgan_colorization.registry"]
-    assert {"cgan_colorization.gan", "cgan_colorization.multitask", "cgan_colorization.backbones"} <= named
-    assert all(_layer(m) <= _layer("cgan_colorization.registry") for m in named)
+    named = graph["cgan_colorization.pretexts.registry"]
+    assert {"cgan_colorization.pretexts.gan", "cgan_colorization.pretexts.multitask", "cgan_colorization.networks.backbones"} <= named
+    assert all(_layer(m) <= _layer("cgan_colorization.pretexts.registry") for m in named)
 
 
 def _tree(tmp_path, files):
@@ -105,9 +112,9 @@ def _tree(tmp_path, files):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    for layer in LAYERS:
-        (tmp_path / layer).mkdir(exist_ok=True)
-        (tmp_path / layer / "__init__.py").touch()
+    for package in PACKAGES:
+        (tmp_path / package).mkdir(exist_ok=True)
+        (tmp_path / package / "__init__.py").touch()
     return import_graph(tmp_path)
 
 
@@ -115,9 +122,21 @@ def test_a_planted_upward_import_is_found_even_inside_a_function(tmp_path):
     graph = _tree(tmp_path, {
         "data/pipeline.py": "def f():\n    from transfer import metrics\n",
         "transfer/metrics.py": "import numpy\n",
-        "cgan_colorization/gan.py": "from data.pipeline import f\n",
+        "cgan_colorization/pretexts/gan.py": "from data.pipeline import f\n",
     })
     assert upward_imports(graph) == [("data.pipeline", "transfer.metrics")]
+
+
+def test_a_planted_upward_import_inside_the_pretext_package_is_found(tmp_path):
+    graph = _tree(tmp_path, {
+        "cgan_colorization/engine/__init__.py": "",
+        "cgan_colorization/engine/training.py": "def f():\n    from cgan_colorization.apps import demo\n",
+        "cgan_colorization/apps/__init__.py": "",
+        "cgan_colorization/apps/demo.py": "from cgan_colorization.engine.training import f\n",
+    })
+    assert upward_imports(graph) == [("cgan_colorization.engine.training", "cgan_colorization.apps.demo")]
+    assert cycles(graph) == [["cgan_colorization.apps.demo", "cgan_colorization.engine.training",
+                              "cgan_colorization.apps.demo"]]
 
 
 @pytest.mark.parametrize("style", ["from data.a import x\n", "def g():\n    import data.a\n",

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from data.color import join_rgb, split_rgb
-from cgan_colorization.config import TrainConfig, check_config
+from cgan_colorization.engine.config import TrainConfig, check_config
 from data import labelled
 from data.pipeline import parse_dataset, pretext_dataset
 from tests.conftest import run_script as _script

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from cgan_colorization.backbones import num_levels
-from cgan_colorization.models import build_discriminator, build_generator
+from cgan_colorization.networks.backbones import num_levels
+from cgan_colorization.networks.models import build_discriminator, build_generator
 
 
 def test_paper_size_parameter_counts_match_pix2pix():

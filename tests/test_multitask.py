@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization import multitask as mt
+from cgan_colorization.pretexts import multitask as mt
 from data.color import rgb_to_yuv_target, yuv_target_to_rgb
-from cgan_colorization.models import build_generator
+from cgan_colorization.networks.models import build_generator
 from data.pipeline import to_lab_pair
 from data.labelled.masks import VOID
 from data.synthetic import synthetic_dataset

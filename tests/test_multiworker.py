@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cgan_colorization.runtime import free_local_ports
+from cgan_colorization.engine.runtime import free_local_ports
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -29,12 +29,12 @@ TIMEOUT = []  # the default, no per-collective timer: the coordination service's
 
 ONE_PROCESS = r"""
 import sys
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 runtime.configure()
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cgan_colorization.cli import train_main
+from cgan_colorization.apps.cli import train_main
 from transfer.cli import classifier_main
 {"train_colorizer.py": train_main, "finetune_classifier.py": classifier_main}[sys.argv[1]](sys.argv[2:])
 """

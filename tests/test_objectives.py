@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import load_colorizer
-from cgan_colorization.training import train
+from cgan_colorization.apps.inference import load_colorizer
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.training import train
 from data.pipeline import parse_dataset, pretext_dataset
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 

@@ -45,7 +45,7 @@ def test_the_probe_scores_what_an_independent_knn_scores_on_the_same_photos(tiny
     import keras
 
     from data.labelled import classification_dataset, parse_labelled
-    from cgan_colorization.models import build_generator
+    from cgan_colorization.networks.models import build_generator
 
     probe = OnlineProbe(f"tinyimagenet:{tiny}", backbone="unet", image_size=32, base_filters=4, bank=12, queries=2)
     source = parse_labelled(f"tinyimagenet:{tiny}", "classification", verbose=False)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cgan_colorization import pretrained
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import colorize_rgb, load_colorizer
-from cgan_colorization.training import train
+from cgan_colorization.apps.inference import colorize_rgb, load_colorizer
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.training import train
 
 
 @pytest.fixture(scope="module")

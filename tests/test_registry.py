@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-from cgan_colorization import registry
-from cgan_colorization.config import RANGES, TrainConfig, check_config, pretext_of
+from cgan_colorization.engine.config import RANGES, TrainConfig, check_config, pretext_of
+from cgan_colorization.pretexts import registry
 from tests.conftest import ROOT, run_script
 
 
@@ -135,7 +135,7 @@ def test_an_epoch_of_an_endless_stream_is_a_clear_error(tmp_path, args):
 def test_a_run_folder_ignores_the_options_of_another_backbone(tmp_path):
     import json
 
-    from cgan_colorization.config import load_config
+    from cgan_colorization.engine.config import load_config
 
     values = dataclasses.asdict(TrainConfig())
     foreign = {name: (not option.default if isinstance(option.default, bool) else "x" if isinstance(option.default, str)

@@ -1,4 +1,4 @@
-"""One process per run folder (`cgan_colorization.runlock`), and a full disk (`data.diskfull`): a second
+"""One process per run folder (`cgan_colorization.engine.runlock`), and a full disk (`data.diskfull`): a second
 process is refused in one sentence that names the first, a lock left by a dead process is taken over
 with a warning, and a write that finds no space left ends the run in one sentence, keeps the previous
 backup readable and leaves no partial file, so that a rerun resumes once there is space again.
@@ -19,10 +19,10 @@ import sys
 import keras
 import pytest
 
-from cgan_colorization import callbacks as cb
-from cgan_colorization import runlock
-from cgan_colorization.cli import cache_main
-from cgan_colorization.training import train
+from cgan_colorization.apps.cli import cache_main
+from cgan_colorization.engine import callbacks as cb
+from cgan_colorization.engine import runlock
+from cgan_colorization.engine.training import train
 from data import cache as image_cache
 from data import diskfull
 from data.diskfull import DiskFullError, is_disk_full
@@ -33,17 +33,17 @@ from tests.test_checkpoints import _config
 from transfer.config import FinetuneConfig
 from transfer.experiment import run_finetune
 
-HOLDER = "import sys, time\nfrom cgan_colorization import runlock\nwith runlock.hold(sys.argv[1]):\n" \
+HOLDER = "import sys, time\nfrom cgan_colorization.engine import runlock\nwith runlock.hold(sys.argv[1]):\n" \
          "    print('held', flush=True)\n    time.sleep(300)\n"
 
 # train_colorizer.py, with the disk made full just before its `at`-th backup: a real full disk (a tmpfs
 # filled up) when a filler path is given, else writes that raise ENOSPC from then on.
 FULL_AT_BACKUP = r"""
 import sys
-from cgan_colorization import runtime
+from cgan_colorization.engine import runtime
 runtime.configure()
-from cgan_colorization import callbacks as cb
-from cgan_colorization.cli import train_main
+from cgan_colorization.apps.cli import train_main
+from cgan_colorization.engine import callbacks as cb
 from data import diskfull
 from tests.test_run_lock import fill_disk, no_space_after
 

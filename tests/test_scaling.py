@@ -1,6 +1,7 @@
 """The data-scaling study end to end at toy size (one subset; tests/test_tinyimagenet.py checks that
 subsets nest): a Tiny ImageNet subset, the supervised ceiling,
-random floors, linear top-1, fine-tuning, the report and its figure, and a resumed second call."""
+random floors, linear top-1, fine-tuning, the report and its figure, and a second call from the study's
+own OUT/config.json that reads every finished part back."""
 
 import json
 
@@ -48,6 +49,8 @@ def test_the_scaling_study_runs_every_part_reports_them_and_resumes(tmp_path):
     times = json.loads((out / "times.json").read_text())
     assert any(key.startswith("pretext gan, 4 a class") for key in times)
     before = {p: p.stat().st_mtime for p in out.rglob("metrics.json")}
-    result = run_script(*args, timeout=600)
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["per_class"] == [4] and recorded["pretext_steps"] == 2 and recorded["tiny"] == str(tiny)
+    result = run_script("scaling_study.py", "--config", str(out / "config.json"), timeout=600)  # the same study again
     assert result.returncode == 0, result.stderr[-3000:]
     assert all(p.stat().st_mtime == t for p, t in before.items())  # every finished part read back

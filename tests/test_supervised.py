@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import load_colorizer
-from cgan_colorization.plots import read_csv_log
-from cgan_colorization.training import train
+from cgan_colorization.apps.inference import load_colorizer
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.plots import read_csv_log
+from cgan_colorization.engine.training import train
 from tests.conftest import run_script
 from transfer.config import FinetuneConfig
 from transfer.experiment import run_finetune
@@ -91,8 +91,8 @@ def test_a_single_label_set_gets_a_softmax_head_top1_scores_and_a_single_label_c
 def test_the_ceilings_own_schedule_flips_images_by_seed_and_decays_the_rate_to_zero():
     import dataclasses
 
-    from cgan_colorization import supervised
-    from cgan_colorization.pretext import learning_rate
+    from cgan_colorization.pretexts import supervised
+    from cgan_colorization.pretexts.pretext import learning_rate
 
     config = TrainConfig(objective="supervised", dataset="synthetic", image_size=32, batch_size=8, epochs=3,
                          steps_per_epoch=5, lr=1e-3, lr_schedule="cosine")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.callbacks import SAMPLES_TAG, backup_weights, read_resume_point
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.plots import plt, read_csv_log
-from cgan_colorization.gan import build as build_gan
-from cgan_colorization.training import train
+from cgan_colorization.engine.callbacks import SAMPLES_TAG, backup_weights, read_resume_point
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.plots import plt, read_csv_log
+from cgan_colorization.engine.training import train
+from cgan_colorization.pretexts.gan import build as build_gan
 from tests.conftest import run_script as _script
 from tests.figures import series_colours
 
@@ -262,7 +262,7 @@ def test_backups_by_wall_time_and_at_epoch_ends(tmp_path):
 
 
 def test_steps_per_execution_auto_divides_the_epoch_and_a_value_that_does_not_is_refused(tmp_path, monkeypatch):
-    from cgan_colorization import pretext
+    from cgan_colorization.pretexts import pretext
     assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=0), 100) == 1  # CPU: a step per call
     assert pretext.steps_per_execution(_tiny(tmp_path, steps_per_execution=4), 100) == 4
     with pytest.raises(ValueError, match="does not divide the 5 steps"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization.models import build_generator
+from cgan_colorization.networks.models import build_generator
 from transfer.finetune import Phase, two_phase_finetune
 from transfer.models import build_classifier, build_segmenter, transfer_weights
 
@@ -97,7 +97,7 @@ def test_a_colorizer_without_skips_transfers_only_its_encoder(tmp_path):
     import dataclasses
     import json
 
-    from cgan_colorization.config import TrainConfig
+    from cgan_colorization.engine.config import TrainConfig
     from transfer.config import FinetuneConfig
     from transfer.experiment import run_finetune
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.plots import read_csv_log
-from cgan_colorization.training import train
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.plots import read_csv_log
+from cgan_colorization.engine.training import train
 from tests.conftest import realdata
 from tests.conftest import run_script as _script
 from tests.figures import series_colours

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cgan_colorization import zhang
-from cgan_colorization.classification import build_classification_generator
+from cgan_colorization.pretexts import zhang
+from cgan_colorization.pretexts.classification import build_classification_generator
 from data.color import AB_SCALE, lab_to_rgb
-from cgan_colorization.models import build_generator
+from cgan_colorization.networks.models import build_generator
 from data.pipeline import parse_dataset, pretext_dataset, to_lab_pair
 from data.synthetic import synthetic_dataset
 from tests.conftest import realdata
@@ -271,7 +271,7 @@ def test_stats_round_trip(tmp_path, bins):
 
 
 def test_the_logged_colour_error_is_that_of_the_steps_own_logits(bins, synthetic_batch):
-    from cgan_colorization.classification import ClassificationColorizer
+    from cgan_colorization.pretexts.classification import ClassificationColorizer
 
     keras.utils.set_random_seed(0)
     gray, ab = synthetic_batch[0][:4], synthetic_batch[1][:4]

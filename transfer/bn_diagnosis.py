@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from cgan_colorization import batchnorm as bn
+from cgan_colorization.networks import batchnorm as bn
 from transfer.config import STATISTICS_BATCHES, default_run_name
 
 

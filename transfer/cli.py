@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
-from cgan_colorization import runtime
 from cgan_colorization.constants import CHECKPOINTS
-from cgan_colorization.schema import build_parser
+from cgan_colorization.engine import runtime
+from cgan_colorization.engine.schema import build_parser
 from data import TASKS
 from transfer import options
 from transfer.config import DiagnoseConfig, FinetuneConfig, ProbeConfig
@@ -24,7 +24,7 @@ def train_main(argv=None):
 
         return make_probe(config, run_dir)
 
-    from cgan_colorization.cli import train_main as train_colorizer
+    from cgan_colorization.apps.cli import train_main as train_colorizer
 
     return train_colorizer(argv, probe=probe)
 
@@ -112,7 +112,7 @@ def finetune_main(task, argv=None):
     """`python finetune_classifier.py` / `python finetune_segmenter.py`."""
     runtime.configure()
     config = finetune_parser(task).parse(argv)
-    from cgan_colorization.distribute import peer_failure
+    from cgan_colorization.engine.distribute import peer_failure
     from transfer.experiment import run_finetune
 
     try:

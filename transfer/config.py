@@ -4,10 +4,10 @@ downstream schedule are configs/fast.json and configs/paper.json (sections "clas
 
 import dataclasses
 
-from cgan_colorization import registry
-from cgan_colorization.config import COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, STRATEGY_HELP
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER, TEXT_CHOICES
-from cgan_colorization.schema import Range, comma_separated, option
+from cgan_colorization.engine.config import COLLECTIVE_TIMEOUT_HELP, PRECISION_HELP, STRATEGY_HELP
+from cgan_colorization.engine.schema import Range, comma_separated, option
+from cgan_colorization.pretexts import registry
 from data import TASKS
 
 STATISTICS_BATCHES = 20  # diagnose_batchnorm.py: training batches that estimate the data's statistics

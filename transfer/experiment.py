@@ -12,15 +12,17 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization import pretrained, registry, runlock
-from cgan_colorization.batchnorm import batchnorm_layers
-from cgan_colorization.callbacks import save_model_file
-from cgan_colorization.config import TrainConfig, check_config, load_config, save_config
+from cgan_colorization import pretrained
 from cgan_colorization.constants import CHECKPOINTS, DEFAULT_CHECKPOINT
-from cgan_colorization.distribute import (is_chief, make_strategy, set_precision, weights_digest, worker_folder,
+from cgan_colorization.engine import runlock
+from cgan_colorization.engine.callbacks import save_model_file
+from cgan_colorization.engine.config import TrainConfig, check_config, load_config, save_config
+from cgan_colorization.networks.batchnorm import batchnorm_layers
+from cgan_colorization.pretexts import registry
+from cgan_colorization.engine.distribute import (is_chief, make_strategy, set_precision, weights_digest, worker_folder,
                                          worker_index)
-from cgan_colorization.inference import describe_checkpoint, load_colorizer
-from cgan_colorization.plots import read_csv_log, save_loss_curves
+from cgan_colorization.apps.inference import describe_checkpoint, load_colorizer
+from cgan_colorization.engine.plots import read_csv_log, save_loss_curves
 from data import labelled
 from data.diskfull import DiskFullError, as_disk_full, is_disk_full, write_text
 from data.labelled import TASKS

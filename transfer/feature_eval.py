@@ -18,10 +18,10 @@ import time
 import keras
 import numpy as np
 
-from cgan_colorization import registry
-from cgan_colorization.config import TrainConfig
-from cgan_colorization.inference import load_colorizer
-from cgan_colorization.plots import plt
+from cgan_colorization.apps.inference import load_colorizer
+from cgan_colorization.engine.config import TrainConfig
+from cgan_colorization.engine.plots import plt
+from cgan_colorization.pretexts import registry
 from data import labelled
 from transfer import knn_eval, linear_eval, probes
 from transfer.experiment import check_colorizer, colorizer_pretext

@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from cgan_colorization.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from cgan_colorization.networks.batchnorm import batchnorm_layers, recalibrate_batchnorm
 
 UNFROZEN_BN = ("train", "inference")  # what the transferred BatchNorm layers do once unfrozen
 

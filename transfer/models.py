@@ -18,8 +18,8 @@ import dataclasses
 import keras
 from keras import layers
 
-from cgan_colorization import registry
-from cgan_colorization.backbones import gaussian_init, upsample_head
+from cgan_colorization.networks.backbones import gaussian_init, upsample_head
+from cgan_colorization.pretexts import registry
 
 
 def _check_count(name, value, minimum):

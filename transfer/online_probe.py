@@ -20,7 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization.callbacks import SummaryCallback
+from cgan_colorization.engine.callbacks import SummaryCallback
 from transfer import knn_eval, metrics as tm, probes
 from transfer.config import KNN_K, KNN_TEMPERATURE
 from transfer.feature_eval import LINEAR_POOLED_SIZE
@@ -115,7 +115,7 @@ def make_probe(config, run_dir):
     """The `OnlineProbe` of a training run's `--probe` (the factory `training.train` takes)."""
     import os
 
-    from cgan_colorization.config import check_config
+    from cgan_colorization.engine.config import check_config
 
     return OnlineProbe(config.probe, backbone=config.backbone, image_size=config.image_size,
                        base_filters=config.base_filters, color_space=check_config(config).color_space,
@@ -135,7 +135,7 @@ def plot_probe_curves(run_folders, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cgan_colorization.plots import read_csv_log
+    from cgan_colorization.engine.plots import read_csv_log
     from transfer.report import _commit
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

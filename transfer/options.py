@@ -6,9 +6,9 @@ Their presets are the "reproduce" and "scaling" sections of configs/fast.json an
 import argparse
 import dataclasses
 
-from cgan_colorization import registry
 from cgan_colorization.constants import CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT
-from cgan_colorization.schema import PRESET_NAMES, Range, build_parser, comma_separated, comma_subset, option
+from cgan_colorization.engine.schema import PRESET_NAMES, Range, build_parser, comma_separated, comma_subset, option
+from cgan_colorization.pretexts import registry
 from data import TASKS
 
 # Shares of the training labels, in (0, 1].

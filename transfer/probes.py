@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import LinearSVC
 
-from cgan_colorization import registry
+from cgan_colorization.pretexts import registry
 from transfer import metrics as tm
 from transfer.config import DRAWS, SHOTS  # noqa: F401 - the low-shot protocol, defined with the probe config
 from transfer.models import transfer_weights

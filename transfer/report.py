@@ -8,11 +8,11 @@ import subprocess
 
 import numpy as np
 
-from cgan_colorization import registry
+from cgan_colorization.apps.inference import describe_checkpoint
 from cgan_colorization.constants import DEFAULT_CHECKPOINT
-from cgan_colorization.inference import describe_checkpoint
-from cgan_colorization.plots import plt, save_loss_curves
-from cgan_colorization.registry import PAPER_PRETEXT
+from cgan_colorization.engine.plots import plt, save_loss_curves
+from cgan_colorization.pretexts import registry
+from cgan_colorization.pretexts.registry import PAPER_PRETEXT
 from transfer.feature_eval import format_table as format_probe_table
 
 PAPER = {  # Treneska et al. 2022, Tables 3 and 4

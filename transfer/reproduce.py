@@ -10,12 +10,13 @@ import os
 import sys
 import time
 
-from cgan_colorization import registry, schema
-from cgan_colorization.config import SECTION as COLORIZER_SECTION, TrainConfig, load_config
+from cgan_colorization.apps.evaluation import bottleneck_health, evaluate_colorizer
+from cgan_colorization.apps.inference import load_colorizer
 from cgan_colorization.constants import DEFAULT_CHECKPOINT
-from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
-from cgan_colorization.inference import load_colorizer
-from cgan_colorization.training import SUMMARY_FILE, train
+from cgan_colorization.engine import schema
+from cgan_colorization.engine.config import SECTION as COLORIZER_SECTION, TrainConfig, load_config
+from cgan_colorization.engine.training import SUMMARY_FILE, train
+from cgan_colorization.pretexts import registry
 from data.labelled import TASKS
 from data.pipeline import parse_dataset, pretext_dataset
 from transfer import feature_eval, options

@@ -17,6 +17,7 @@ Every part is a run folder that is read back when finished, so the study resumes
         --labelled "seg-folder:CAMVID/train,CAMVID/trainannot;CAMVID/val,CAMVID/valannot" --void-index 11
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,8 +25,8 @@ import time
 
 import numpy as np
 
-from cgan_colorization import registry
-from cgan_colorization.plots import plt
+from cgan_colorization.engine.plots import plt
+from cgan_colorization.pretexts import registry
 from data import tinyimagenet
 from data.diskfull import write_json
 from transfer import options, reproduce
@@ -70,6 +71,7 @@ def run(args):
     refs = registry.parse_pretexts(args.pretexts, colorizing=True, checkpoints=())
     pretexts = [ref.name for ref in refs]
     os.makedirs(args.out, exist_ok=True)
+    write_json(os.path.join(args.out, "config.json"), dataclasses.asdict(args))  # --config OUT/config.json re-runs it
     times_path = os.path.join(args.out, "times.json")
     times = json.load(open(times_path)) if os.path.isfile(times_path) else {}
     sizes = sorted(args.per_class, reverse=True)

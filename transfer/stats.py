@@ -418,7 +418,7 @@ def forest_plot(rows, path, caption, sesoi=1.0, family=None):
     Returns:
         the matplotlib Figure (closed; its axes can still be read).
     """
-    from cgan_colorization.plots import plt
+    from cgan_colorization.engine.plots import plt
 
     rows = list(rows)
     if not rows:

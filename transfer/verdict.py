@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from cgan_colorization.schema import build_parser as build_options_parser, comma_subset, option
+from cgan_colorization.engine.schema import build_parser as build_options_parser, comma_subset, option
 from data.diskfull import write_json
 
 # The study's fixed settings (docs/verdict-study.md, "Protocol"): the fast preset's width at 64 px,
@@ -84,8 +84,8 @@ def run_folder(out, name, seed):
 
 def pretext_config(args, spec, seed):
     """The TrainConfig of one pretext run of the study."""
-    from cgan_colorization import registry
-    from cgan_colorization.config import TrainConfig
+    from cgan_colorization.engine.config import TrainConfig
+    from cgan_colorization.pretexts import registry
 
     steps_per_epoch = min(spec.steps_per_epoch, spec.steps)
     values = dict(registry.PretextRef.named(spec.pretext, seed=seed).train_values(),
@@ -100,8 +100,8 @@ def pretext_config(args, spec, seed):
 def networks(args):
     """[(network name, weights path or None, pretext run folder or None, seed)] that can be scored now:
     every finished pretext run at its last checkpoint, GAN-50k also at its kept step, then random init."""
-    from cgan_colorization.callbacks import KEPT_STEP_FILE
-    from cgan_colorization.training import SUMMARY_FILE
+    from cgan_colorization.engine.callbacks import KEPT_STEP_FILE
+    from cgan_colorization.engine.training import SUMMARY_FILE
 
     found = []
     for name, seed in ORDER:
@@ -130,7 +130,7 @@ def _times(args):
 
 def run_pretexts(args, log=print, runs=None):
     """Trains every pretext run of the study not yet finished, in `ORDER` (or `runs`); returns their folders."""
-    from cgan_colorization.training import SUMMARY_FILE, train
+    from cgan_colorization.engine.training import SUMMARY_FILE, train
 
     times_path, times = _times(args)
     folders = []
@@ -162,7 +162,7 @@ def _encoder(weights, seed):
     """The encoder levels of a network (its weights by layer name) or of a random init of seed `seed`."""
     import keras
 
-    from cgan_colorization.inference import load_colorizer
+    from cgan_colorization.apps.inference import load_colorizer
     from transfer import probes
 
     keras.utils.set_random_seed(seed)
@@ -264,7 +264,7 @@ def probe_network(args, source, name, weights, seed, log=print):
               "num_test": int(len(y_test)), "knn": {"k": k, "temperature": knn_eval.KNN_TEMPERATURE},
               "seconds": round(time.time() - start, 1)}
     if weights:
-        from cgan_colorization.inference import checkpoint_info
+        from cgan_colorization.apps.inference import checkpoint_info
 
         result["checkpoint"] = checkpoint_info(weights)
     os.makedirs(folder, exist_ok=True)
@@ -276,8 +276,8 @@ def probe_network(args, source, name, weights, seed, log=print):
 def diagnose_colorizer(args, name, weights, log=print):
     """Table 3 and the bottleneck's health of one colorizing network on the held-out photos
     (OUT/probes/NAME/colorizer.json)."""
-    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer
-    from cgan_colorization.inference import load_colorizer
+    from cgan_colorization.apps.evaluation import bottleneck_health, evaluate_colorizer
+    from cgan_colorization.apps.inference import load_colorizer
     from data.pipeline import parse_dataset, pretext_dataset
 
     path = os.path.join(results_folder(args), "probes", name, "colorizer.json")
@@ -299,7 +299,7 @@ def diagnose_colorizer(args, name, weights, log=print):
 def run_probes(args, log=print, wanted=None, convergence=True):
     """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts), with
     the convergence check of `CONVERGENCE_NETWORKS` unless `convergence` is False."""
-    from cgan_colorization.config import load_config, pretext_of
+    from cgan_colorization.engine.config import load_config, pretext_of
     from data import labelled
 
     source = labelled.parse_labelled(f"tinyimagenet:{args.tiny}", "classification", verbose=False)
@@ -339,7 +339,7 @@ def downstream_runs(args, wanted=None):
 def run_downstream(args, log=print, wanted=None):
     """The CamVid part: the segmenter fine-tuned from every network (equal optimizer steps: pretrained 1
     frozen + 5 unfrozen epochs, random 6, and random at 3x), its test mIoU with per-image confusions."""
-    from cgan_colorization.schema import preset as preset_values
+    from cgan_colorization.engine.schema import preset as preset_values
     from transfer.config import FinetuneConfig
     from transfer.experiment import run_finetune
 
@@ -604,7 +604,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse(argv)
-    from cgan_colorization import runtime
+    from cgan_colorization.engine import runtime
 
     runtime.configure()
     try:

@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization import pretrained
-from cgan_colorization.config import load_config
+from cgan_colorization.apps.inference import colorize_rgb, describe_checkpoint, load_colorizer
 from cgan_colorization.constants import CHECKPOINT_FILES, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER
-from cgan_colorization.inference import colorize_rgb, describe_checkpoint, load_colorizer
+from cgan_colorization.engine.config import load_config
 from data.decode import is_greyscale, load_rgb
 from data.color import join_rgb, split_rgb
 
@@ -33,7 +33,7 @@ API_NAME = "colorize"
 def find_runs(runs_dir):
     """Colorizer run folders under `runs_dir` (any depth): a `config.json` whose pretext colorizes and
     a generator file, sorted."""
-    from cgan_colorization.config import pretext_of
+    from cgan_colorization.engine.config import pretext_of
 
     found = []
     for root, dirs, files in os.walk(runs_dir):

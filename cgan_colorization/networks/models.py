@@ -8,7 +8,7 @@ move between the generator and the downstream models by name (see `backbones`).
 import keras
 from keras import layers
 
-from cgan_colorization.backbones import DROPOUT_RATE, batch_norm, gaussian_init, unet_backbone, upsample_head
+from cgan_colorization.networks.backbones import DROPOUT_RATE, batch_norm, gaussian_init, unet_backbone, upsample_head
 
 
 def build_generator(image_size=256, base_filters=64, in_channels=1, out_channels=2, seed=None,

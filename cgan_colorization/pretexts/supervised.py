@@ -18,9 +18,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from cgan_colorization import losses
-from cgan_colorization.backbones import gaussian_init, unet_backbone
-from cgan_colorization.pretext import Colorizer, PretextModel, compiled, load_network
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.backbones import gaussian_init, unet_backbone
+from cgan_colorization.pretexts.pretext import Colorizer, PretextModel, compiled, load_network
 
 LABELS_FILE = "labels.json"
 

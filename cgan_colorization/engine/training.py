@@ -12,13 +12,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization import callbacks as cb
-from cgan_colorization import runlock
-from cgan_colorization.config import check_config, parse_steps, save_config
-from cgan_colorization.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
+from cgan_colorization.engine import callbacks as cb
+from cgan_colorization.engine import runlock
+from cgan_colorization.engine.config import check_config, parse_steps, save_config
+from cgan_colorization.engine.distribute import (in_cluster, is_chief, make_strategy, set_precision, weights_digest,
                                          worker_folder, worker_index)
-from cgan_colorization.plots import read_csv_log, save_loss_curves
-from cgan_colorization.pretext import steps_per_execution
+from cgan_colorization.engine.plots import read_csv_log, save_loss_curves
+from cgan_colorization.pretexts.pretext import steps_per_execution
 from data.cache import MANIFEST
 from data.diskfull import DiskFullError, as_disk_full, is_disk_full, write_text
 from data.pipeline import SHARDABLE_KINDS, WorkerShard, cached_source, parse_dataset, pretext_dataset

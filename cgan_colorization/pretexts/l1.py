@@ -1,8 +1,9 @@
 """The ablation the paper lacks: the same U-Net generator trained on L1 alone, no discriminator."""
 
-from cgan_colorization import gan, losses
-from cgan_colorization.models import build_generator
-from cgan_colorization.pretext import PretextModel, compiled, unet_options
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.models import build_generator
+from cgan_colorization.pretexts import gan
+from cgan_colorization.pretexts.pretext import PretextModel, compiled, unet_options
 
 
 class L1Colorizer(PretextModel):

@@ -5,10 +5,11 @@ import os
 import sys
 import time
 
-from cgan_colorization import pretrained, runlock, runtime
-from cgan_colorization.config import load_config, train_parser as config_parser
-from cgan_colorization.options import (CacheOptions, ColorizeOptions, DemoOptions, EvaluateOptions, ExportOptions)
-from cgan_colorization.schema import build_parser
+from cgan_colorization import pretrained
+from cgan_colorization.apps.options import (CacheOptions, ColorizeOptions, DemoOptions, EvaluateOptions, ExportOptions)
+from cgan_colorization.engine import runlock, runtime
+from cgan_colorization.engine.config import load_config, train_parser as config_parser
+from cgan_colorization.engine.schema import build_parser
 
 
 def _fail(message, hard_exit=False):
@@ -35,8 +36,8 @@ def train_main(argv=None, probe=None):
     `--probe` callback (`transfer.cli.train_main` passes it)."""
     runtime.configure()
     config = train_parser().parse(argv)
-    from cgan_colorization.distribute import peer_failure
-    from cgan_colorization.training import train  # heavy import after --help
+    from cgan_colorization.engine.distribute import peer_failure
+    from cgan_colorization.engine.training import train  # heavy import after --help
 
     start = time.time()
     try:
@@ -68,8 +69,8 @@ def evaluate_main(argv=None):
     runtime.configure()
     args = evaluate_parser().parse(argv)
 
-    from cgan_colorization.evaluation import bottleneck_health, evaluate_colorizer, format_table
-    from cgan_colorization.inference import describe_checkpoint, load_colorizer
+    from cgan_colorization.apps.evaluation import bottleneck_health, evaluate_colorizer, format_table
+    from cgan_colorization.apps.inference import describe_checkpoint, load_colorizer
     from data.pipeline import cached_source, parse_dataset, pretext_dataset
 
     try:
@@ -184,7 +185,7 @@ def colorize_main(argv=None):
     runtime.configure()
     args = colorize_parser().parse(argv)
 
-    from cgan_colorization.inference import colorize_rgb, load_colorizer, save_rgb
+    from cgan_colorization.apps.inference import colorize_rgb, load_colorizer, save_rgb
     from data.decode import load_rgb
     from data.files import list_images
 
@@ -244,7 +245,7 @@ def demo_main(argv=None):
         import gradio  # noqa: F401
     except ImportError:
         _fail("the page needs Gradio: install the [demo] extra (pip install -e '.[cpu,demo]').")
-    from cgan_colorization.demo import serve
+    from cgan_colorization.apps.demo import serve
 
     try:
         serve(args.colorizer, args.runs_dir, args.checkpoint, args.host, args.port, args.share)
@@ -267,8 +268,8 @@ def export_main(argv=None):
     args = parser.parse(argv)
     if not args.format and not args.encoder:
         parser.error("--format none exports nothing: add --encoder, or name a format")
-    from cgan_colorization.export import export_colorizer
-    from cgan_colorization.inference import describe_checkpoint, load_colorizer
+    from cgan_colorization.apps.export import export_colorizer
+    from cgan_colorization.apps.inference import describe_checkpoint, load_colorizer
 
     try:
         colorizer = load_colorizer(args.colorizer, args.image_size, args.base_filters, checkpoint=args.checkpoint)

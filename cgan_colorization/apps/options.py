@@ -6,7 +6,7 @@ import dataclasses
 
 from cgan_colorization.constants import (CHECKPOINT_HELP, CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_COLORIZER,
                                          DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, TEXT_CHOICES)
-from cgan_colorization.schema import Range, option
+from cgan_colorization.engine.schema import Range, option
 
 COLORIZER_HELP = "colorizer run folder written by train_colorizer.py, or a generator weights file (.weights.h5 "\
                  "with config.json beside it, or .keras)"

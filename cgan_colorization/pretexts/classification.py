@@ -8,9 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization import losses, zhang
-from cgan_colorization.backbones import DROPOUT_RATE, unet_backbone, upsample_head
-from cgan_colorization.pretext import Colorizer, PretextModel, compiled, load_network, unet_options
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.backbones import DROPOUT_RATE, unet_backbone, upsample_head
+from cgan_colorization.pretexts import zhang
+from cgan_colorization.pretexts.pretext import Colorizer, PretextModel, compiled, load_network, unet_options
 
 ZHANG_STATS_FILE = "zhang_stats.json"  # bins, smoothed prior and rebalancing weights, beside the weights
 

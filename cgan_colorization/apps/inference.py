@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from cgan_colorization import pretrained
-from cgan_colorization.callbacks import KEPT_STEPS_RECORD
-from cgan_colorization.config import TrainConfig, check_config, load_config
 from cgan_colorization.constants import CHECKPOINT_FILES, DEFAULT_CHECKPOINT
-from cgan_colorization.pretext import Colorizer
+from cgan_colorization.engine.callbacks import KEPT_STEPS_RECORD
+from cgan_colorization.engine.config import TrainConfig, check_config, load_config
+from cgan_colorization.pretexts.pretext import Colorizer
 from data.color import join_rgb, split_rgb
 
 # What each file of a run folder is, and the record beside it that says which epoch it holds.

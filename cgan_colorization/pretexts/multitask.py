@@ -26,12 +26,12 @@ names of trunk and colour head are the same there, and every head has its own na
 import keras
 import tensorflow as tf
 
-from cgan_colorization import losses
-from cgan_colorization.backbones import (DROPOUT_RATE, MOBILENET_DECODER_FILTERS, mobilenet_backbone,
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.backbones import (DROPOUT_RATE, MOBILENET_DECODER_FILTERS, mobilenet_backbone,
                                          unet_backbone, upsample_head)
 from cgan_colorization.constants import MOBILENET_BN_MOMENTUM
-from cgan_colorization.models import build_generator
-from cgan_colorization.pretext import PretextModel, compiled, regression_colorizer, unet_options
+from cgan_colorization.networks.models import build_generator
+from cgan_colorization.pretexts.pretext import PretextModel, compiled, regression_colorizer, unet_options
 from data.labelled.masks import VOID
 from data.pets import NUM_CLASSES as PETS_CLASSES
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from data.color import join_rgb
 from data.diskfull import remove_quietly, write_atomically, write_text
-from cgan_colorization.plots import save_sample_grid
+from cgan_colorization.engine.plots import save_sample_grid
 
 RESUME_FILE = "resume.json"
 

@@ -20,8 +20,8 @@ import os
 import keras
 from keras import layers
 
-from cgan_colorization.batchnorm import set_momentum
 from cgan_colorization.constants import MOBILENET_BN_MOMENTUM
+from cgan_colorization.networks.batchnorm import set_momentum
 
 MAX_FILTERS_MULTIPLIER = 8  # filters grow 64, 128, 256, 512 and then stay at 512
 DECODER_DROPOUT_LAYERS = 3  # pix2pix: dropout 0.5 on the three innermost decoder blocks

@@ -17,8 +17,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from cgan_colorization.apps.inference import colorize_tensor
 from cgan_colorization.constants import EXPORT_FORMATS
-from cgan_colorization.inference import colorize_tensor
 
 FILES = {"saved_model": "saved_model", "litert": "generator.tflite", "onnx": "generator.onnx"}
 ENCODER_FILE = "encoder.keras"

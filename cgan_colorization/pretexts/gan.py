@@ -3,9 +3,9 @@ and the discriminator D."""
 
 import tensorflow as tf
 
-from cgan_colorization import losses
-from cgan_colorization.models import build_discriminator, build_generator
-from cgan_colorization.pretext import PretextModel, adam, regression_colorizer, steps_per_execution, unet_options
+from cgan_colorization.networks import losses
+from cgan_colorization.networks.models import build_discriminator, build_generator
+from cgan_colorization.pretexts.pretext import PretextModel, adam, regression_colorizer, steps_per_execution, unet_options
 
 GAN_METRICS = ("g_loss", "g_gan", "g_l1", "d_loss", "d_real", "d_fake")
 

@@ -19,7 +19,17 @@ import json
 import os
 import sys
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# The presets and studies (configs/*.json): the repository's folder in a checkout or an editable install,
+# the copy setup.cfg's data_files puts under the environment's prefix in an installed wheel.
+CONFIG_FOLDERS = (os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "configs"),
+                  os.path.join(sys.prefix, "share", "cgan-colorization", "configs"))
+
+
+def config_file(name):
+    """The path of configs/NAME.json: in the first of `CONFIG_FOLDERS` that holds it (the repository's
+    folder when it holds none, for the error to name)."""
+    paths = [os.path.normpath(os.path.join(folder, f"{name}.json")) for folder in CONFIG_FOLDERS]
+    return next((path for path in paths if os.path.isfile(path)), paths[0])
 PRESET_NAMES = ("fast", "paper")  # configs/NAME.json; 'fast' applies unless another is named
 PRESET_HELP = ("'fast' runs on a CPU in minutes; 'paper' sets every value of the paper (configs/fast.json, "
                "configs/paper.json)")
@@ -121,13 +131,13 @@ def _meta(field):
 
 @functools.lru_cache(maxsize=None)
 def _preset_file(name):
-    path = os.path.join(CONFIGS, f"{name}.json")
+    path = config_file(name)
     try:
         with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist: the presets are read from the repository's configs/ "
-                                "folder.") from None
+                                f"folder, or from {CONFIG_FOLDERS[1]} where the package is installed.") from None
 
 
 def preset(name, section):
@@ -147,7 +157,7 @@ def preset_values(name, schema):
     values = {}
     for key, value in preset(name, schema.section).items():
         if key not in fields:
-            raise ValueError(f'{os.path.join(CONFIGS, name + ".json")}: section "{schema.section}" sets "{key}", '
+            raise ValueError(f'{config_file(name)}: section "{schema.section}" sets "{key}", '
                              f'which is no option of it (nearest: "{nearest(key, fields)}").')
         values[key] = check_value(fields[key], value, nullable=True)
     return values

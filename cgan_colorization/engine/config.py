@@ -9,9 +9,9 @@ import dataclasses
 import json
 import os
 
-from cgan_colorization import registry
 from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION, TEXT_CHOICES
-from cgan_colorization.schema import Range, build_parser, option
+from cgan_colorization.engine.schema import Range, build_parser, option
+from cgan_colorization.pretexts import registry
 from data.diskfull import write_text
 
 STRATEGY_HELP = ("tf.distribute strategy: auto (mirrored over several GPUs), one, mirrored, multiworker "

@@ -10,8 +10,8 @@ optimizers, overrides them).
 import keras
 import tensorflow as tf
 
-from cgan_colorization import losses
 from cgan_colorization.constants import GPU_STEPS_PER_EXECUTION
+from cgan_colorization.networks import losses
 
 
 class PretextModel(keras.Model):

@@ -104,7 +104,7 @@ class Pretext:
 
 BACKBONES = {
     "unet": Backbone(
-        "unet", "cgan_colorization.backbones:unet_backbone", "lab", "U-Net", "random", "random",
+        "unet", "cgan_colorization.networks.backbones:unet_backbone", "lab", "U-Net", "random", "random",
         power_of_two=True, bottleneck="bottleneck_relu",
         options={
             "skip_dropout": Option(0.0, "U-Net pretexts: per-example probability of zeroing each skip in training, so "
@@ -114,7 +114,7 @@ BACKBONES = {
                                       "without skips; only its encoder transfers downstream)"),
         }),
     "mobilenetv2": Backbone(
-        "mobilenetv2", "cgan_colorization.backbones:mobilenet_backbone", "yuv", "MobileNetV2",
+        "mobilenetv2", "cgan_colorization.networks.backbones:mobilenet_backbone", "yuv", "MobileNetV2",
         "random-mobilenetv2", "random (MobileNetV2)", size_multiple=32,
         options={
             "backbone_weights": Option(
@@ -129,26 +129,26 @@ BACKBONES = {
 }
 
 PRETEXTS = {p.name: p for p in (
-    Pretext("gan", "gan", "unet", "cgan_colorization.gan",
+    Pretext("gan", "gan", "unet", "cgan_colorization.pretexts.gan",
             "the paper: pix2pix cGAN, BCE + lambda L1",
             options={"l1_weight": Option(100.0, "lambda, the weight of the L1 term in G's loss", low=0)}),
-    Pretext("l1", "l1", "unet", "cgan_colorization.l1",
+    Pretext("l1", "l1", "unet", "cgan_colorization.pretexts.l1",
             "the same U-Net trained on L1 alone, no discriminator"),
-    Pretext("classification", "classification", "unet", "cgan_colorization.classification",
+    Pretext("classification", "classification", "unet", "cgan_colorization.pretexts.classification",
             "Zhang et al. 2016: Q ab bins, rebalanced soft cross-entropy, annealed mean",
             options={"temperature": Option(ZHANG_TEMPERATURE, "annealed-mean temperature T", low=0,
                                            low_open=True),
                      "prior_batches": Option(50, "batches of the one streaming pass that estimates the ab prior",
                                              low=1)}),
-    Pretext("multitask", "multitask", "unet", "cgan_colorization.multitask",
+    Pretext("multitask", "multitask", "unet", "cgan_colorization.pretexts.multitask",
             "colour + segmentation heads trained jointly (needs masks: synthetic or pets)",
             options={"color_weight": Option(1.0, "weight of the colour loss", low=0),
                      "seg_weight": Option(1.0, "weight of the segmentation loss", low=0)},
             needs_masks=True),
-    Pretext("multitask-mobilenetv2", "multitask", "mobilenetv2", "cgan_colorization.multitask",
+    Pretext("multitask-mobilenetv2", "multitask", "mobilenetv2", "cgan_colorization.pretexts.multitask",
             "the multitask source's model: MobileNetV2 U-Net, Y in, UV out, MSE (image size a multiple of 32)",
             needs_masks=True),
-    Pretext("supervised", "supervised", "unet", "cgan_colorization.supervised",
+    Pretext("supervised", "supervised", "unet", "cgan_colorization.pretexts.supervised",
             "the supervised ceiling: the U-Net encoder trained with the labels of --dataset (e.g. tinyimagenet:PATH), "
             "no colour; only its encoder transfers",
             needs_labels=True, colorizes=False, trains_decoder=False),

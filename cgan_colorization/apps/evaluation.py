@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cgan_colorization import zhang
+from cgan_colorization.pretexts import zhang
 from data.color import AB_SCALE, join_rgb, rgb_to_lab, split_rgb
 
 MAX_PSNR_DB = 100.0  # identical images have infinite PSNR; this cap keeps means finite
