@@ -4,6 +4,7 @@ wrong key or value is refused in one sentence with exit status 2."""
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,7 +171,8 @@ def test_the_wheel_holds_every_subpackage_the_shipped_colorizer_and_the_config_f
 
 
 @pytest.mark.parametrize("flags", [[], ["--seeds", "2", "--pretexts", "gan,l1@best", "--tasks", "segmentation",
-                                        "--labelled", "synthetic", "--probes", "--label-fractions", "0.5,1"]])
+                                        "--labelled", "synthetic", "--probes", "--label-fractions", "0.5,1",
+                                        "--pretext-seeds", "2"]])
 def test_a_study_is_the_same_study_again_from_its_out_config_json(tmp_path, flags):
     from transfer import reproduce
 
@@ -179,5 +181,17 @@ def test_a_study_is_the_same_study_again_from_its_out_config_json(tmp_path, flag
     recorded.write_text(json.dumps(study.record()))  # what reproduce.main writes to OUT/config.json
     again = reproduce.resolve(options.reproduce_parser().parse(["--config", str(recorded)]))
     assert again == study
-    assert again.seeds == (2 if flags else 3) and [ref.label for ref in again.pretexts] == \
-        (["gan", "l1@best"] if flags else ["gan"])
+    assert again.seeds == (2 if flags else 3) and [ref.run_label for ref in again.pretexts] == \
+        (["gan-pseed0", "gan-pseed1", "l1@best-pseed0", "l1@best-pseed1"] if flags else ["gan"])
+    folders = [os.path.basename(reproduce.colorizer_folder(again, ref)) for ref in again.pretexts]
+    assert folders == (["colorizer-pseed0", "colorizer-pseed1", "colorizer-l1-pseed0", "colorizer-l1-pseed1"]
+                       if flags else ["colorizer"])
+    assert [ref.train_values().get("seed") for ref in again.pretexts] == ([0, 1, 0, 1] if flags else [None])
+
+
+def test_pretext_seeds_with_a_reused_colorizer_are_refused(tmp_path):
+    from transfer import reproduce
+
+    args = options.reproduce_parser().parse(["--colorizer", str(tmp_path), "--pretext-seeds", "2"])
+    with pytest.raises(ValueError, match="leave --pretext-seeds at 1"):
+        reproduce.resolve(args)

@@ -21,6 +21,7 @@ CALLS = {  # in this order, on one OUT
     "backbones": ["--seeds", "1", "--tasks", "segmentation", "--pretexts", "gan,multitask-mobilenetv2"],
     "checkpoints": ["--seeds", "1", "--tasks", "segmentation", "--pretexts", "gan,gan@best",
                     "--label-fractions", "0.5,1", "--probes", "--probe-train-size", "32"],
+    "pretext-seeds": ["--seeds", "2", "--tasks", "classification", "--pretext-seeds", "2"],  # two gan runs
 }
 MEASURES = {"classification": ("mAP", "exact_match_accuracy", "per_label_accuracy", "sample_f1"),
             "segmentation": ("mIoU", "pixel_accuracy")}
@@ -71,6 +72,9 @@ def test_the_protocol_reports_every_run_as_mean_and_spread_over_seeds_with_its_f
             assert f"| {init} | {cells} | 2 |" in report, (task, init)
         gains = [a[measures[0]] - b[measures[0]] for a, b in zip(tests["colorization"], tests["random"])]
         assert f"| gain (colorization - random) | {_cell(gains)} |" in report
+        row = next(line for line in report.splitlines()
+                   if line.startswith(f"| {task} | {measures[0]} | colorization - random |"))
+        assert f"| {100 * np.mean(gains):+.2f} |" in row and "| 1 x 2 x 8 |" in row  # its interval: CI table
         # The loss figure: a train and (where logged) a validation curve per init, averaged over the seeds.
         histories = [_metrics(out, f"seed0/{task}/{init}")["history"] for init in inits]
         curves = sum(bool(h.get("loss")) + bool(h.get("val_loss")) for h in histories)
@@ -155,3 +159,33 @@ def test_one_colorizer_at_both_checkpoints_with_label_efficiency_and_probes(stud
     assert last["colorizer"]["sha256"] == best["colorizer"]["sha256"] and last["levels"] == best["levels"]
     for figure in ("probes.png", "low_shot.png"):
         assert {1, 2} <= series_colours(call.figures / figure), figure
+
+
+@pytest.mark.slow
+def test_two_pretext_runs_are_named_by_seed_pooled_in_the_tables_and_resampled_in_the_interval(study):
+    out, calls = study
+    call = calls["pretext-seeds"]
+    for seed in (0, 1):
+        assert json.loads((out / f"colorizer-pseed{seed}" / "config.json").read_text())["seed"] == seed
+    added = set(call.runs) - set(calls["checkpoints"].runs)
+    assert added == {f"seed{seed}/classification/colorization-pseed{run}/metrics.json" for seed in (0, 1) for run in (0, 1)}
+    assert {run: call.runs[run] for run in calls["protocol"].runs} == calls["protocol"].runs  # the floors read back
+    arm = {(run, seed): assert_scores_match_predictions(out / f"seed{seed}" / "classification" / f"colorization-pseed{run}")
+           for run in (0, 1) for seed in (0, 1)}
+    assert [_metrics(out, f"seed1/classification/colorization-pseed{run}")["pretext_seed"] for run in (0, 1)] == [0, 1]
+    floor = {seed: assert_scores_match_predictions(out / f"seed{seed}" / "classification" / "random") for seed in (0, 1)}
+    report = call.report
+    measures = MEASURES["classification"]
+    cells = " | ".join(_cell([test[key] for test in arm.values()]) for key in measures)
+    assert f"| colorization | {cells} | 4 |" in report  # pooled: 2 pretext runs x 2 seeds
+    gains = [arm[run, seed]["mAP"] - floor[seed]["mAP"] for run, seed in arm]  # paired by downstream seed
+    gain_row = next(line for line in report.splitlines() if line.startswith("| gain (colorization - random) |"))
+    assert gain_row.startswith(f"| gain (colorization - random) | {_cell(gains)} |") and "| 4 |" in gain_row
+    row = next(line for line in report.splitlines() if line.startswith("| classification | mAP | colorization - random |"))
+    assert f"| {100 * np.mean(gains):+.2f} |" in row and "| 2 x 2 x 8 |" in row
+    low, high = (float(v) for v in row.split("| [")[1].split("] |")[0].split(", "))
+    assert low <= 100 * np.mean(gains) <= high
+    assert row.rstrip(" |").rsplit("| ", 1)[1] in ("helps", "hurts", "equivalent", "inconclusive",
+                                                  "helps (< 1 point)", "hurts (< 1 point)")
+    assert "2 runs of each pretext (pretext seeds 0-1)" in report
+    assert '"pretext_seeds": 2' in report

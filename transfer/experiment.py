@@ -298,6 +298,7 @@ def _run_finetune(config, run_dir, chief, verbose, log, inspect):
         "bn_momenta": sorted({float(layer.momentum) for layer in batchnorm_layers(model)}),
         "unfrozen_bn": config.unfrozen_bn if config.init == "colorization" else None,
         "colorizer": colorizer.checkpoint if colorizer is not None else None,
+        "pretext_seed": getattr(colorizer.config, "seed", None) if colorizer is not None else None,  # its run
         "inspection": inspection,
         "test": test,
         "history": history,

@@ -52,6 +52,9 @@ class ReproduceOptions:
                            parse=pretext_names())
     checkpoint: str = option(DEFAULT_CHECKPOINT, "the checkpoint of a pretext named without one: " + CHECKPOINT_HELP,
                              choices=CHECKPOINTS)
+    pretext_seeds: int = option(1, "runs of each pretext, at seeds 0 .. N-1, named -pseedN in their folders (1: one "
+                                   "run at the training default seed); tables pool them and each gain's 95 % CI "
+                                   "resamples them", Range(1))
     multitask_dataset: str = option(None, "pretext data of the multitask pretexts, which need masks (synthetic or "
                                           "pets) when --pretext-dataset is a photo folder without them (unset: "
                                           "--pretext-dataset)")
@@ -98,6 +101,8 @@ class ScalingOptions:
     per_class: tuple = option(None, "pretext photos of each class, one colorizer per value (the subsets nest)",
                               parse=comma_separated(int, Range(1)))
     seeds: int = option(None, "downstream seeds (and random inits)", Range(1))
+    pretext_seeds: int = option(1, "runs of each pretext at every size, at seeds 0 .. N-1 (-pseedN in their folders)",
+                                Range(1))
     pretext_epochs: int = option(None, "colorizer epochs, at every size", Range(1))
     pretext_steps: int = option(None, "colorizer steps per epoch", Range(1))
     image_size: int = option(None, "pretext and downstream size", Range(4))

@@ -75,10 +75,26 @@ def _label(name, single):
     return "colorization" if single else f"{name} pretext"
 
 
+def _distinct(pretexts):
+    """The first `registry.PretextRef` of each label, in order: a table pools the runs of a pretext (its
+    pretext seeds) in one row."""
+    first = {}
+    for ref in pretexts:
+        first.setdefault(ref.label, ref)
+    return list(first.values())
+
+
 def _inits(pretexts):
     """Table rows: the from-scratch floors of the architectures of `pretexts` (`registry.PretextRef`s),
     then the pretexts' labels."""
-    return list(dict.fromkeys(ref.entry.floor for ref in pretexts)) + [ref.label for ref in pretexts]
+    return list(dict.fromkeys([*(ref.entry.floor for ref in pretexts), *(ref.label for ref in pretexts)]))
+
+
+def _paired(results, task, name, floor, fraction=1.0):
+    """(run of init `name`, run of `floor` at the same downstream seed) for every run of `name`, across its
+    pretext runs: the floor run of seed s pairs with seed s of every pretext run."""
+    control = {r["seed"]: r for r in _by(results, task, floor, fraction)}
+    return [(r, control[r["seed"]]) for r in _by(results, task, name, fraction) if r["seed"] in control]
 
 
 def _by(results, task, pretext, fraction=1.0):
@@ -97,6 +113,7 @@ def label_efficiency(results, task, pretexts, figures):
     rows = ["| init | " + " | ".join(f"{100 * f:g} % of the labels" for f in fractions) + " |",
             "|---|" + "---|" * len(fractions)]
     fig, ax = plt.subplots(figsize=(6, 4))
+    single = len(_distinct(pretexts)) == 1
     for name in _inits(pretexts):
         cells, means, stds = [], [], []
         for fraction in fractions:
@@ -105,9 +122,9 @@ def label_efficiency(results, task, pretexts, figures):
             finite = [v for v in values if v is not None and np.isfinite(v)]
             means.append(100 * np.mean(finite) if finite else np.nan)
             stds.append(100 * np.std(finite, ddof=1) if len(finite) > 1 else 0.0)
-        rows.append(f"| {_label(name, len(pretexts) == 1)} | " + " | ".join(cells) + " |")
+        rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + " |")
         ax.errorbar([100 * f for f in fractions], means, yerr=stds, marker="o", capsize=3,
-                    label=_label(name, len(pretexts) == 1), linestyle="--" if name in _FLOOR_LABELS else "-")
+                    label=_label(name, single), linestyle="--" if name in _FLOOR_LABELS else "-")
     ax.set_xscale("log")
     ax.set_xlabel("% of the training labels")
     ax.set_ylabel(f"test {label} (%)")
@@ -190,8 +207,8 @@ def weights_table(results):
 def table4(results, task, pretexts):
     metrics = task_metrics(results, task)
     paper_measures = metrics == TASK_METRICS[task]  # the paper's figures sit beside its own measures only
-    single = len(pretexts) == 1
-    header = "| init | " + " | ".join(label for _, label in metrics) + " | seeds | paper |"
+    single = len(_distinct(pretexts)) == 1
+    header = "| init | " + " | ".join(label for _, label in metrics) + " | runs | paper |"
     rows = [header, "|" + "---|" * (len(metrics) + 3)]
     for name in _inits(pretexts):
         runs = _by(results, task, name)
@@ -199,9 +216,9 @@ def table4(results, task, pretexts):
         paper = {PAPER_FLOOR: PAPER[task]["random"], PAPER_PRETEXT: PAPER[task]["colorization"]}.get(name, "") \
             if paper_measures else ""
         rows.append(f"| {_label(name, single)} | " + " | ".join(cells) + f" | {len(runs)} | {paper} |")
-    for ref in pretexts:
+    for ref in _distinct(pretexts):
         name, floor = ref.label, ref.entry.floor
-        pairs = list(zip(_by(results, task, name), _by(results, task, floor)))
+        pairs = _paired(results, task, name, floor)
         gains = [[c["test"].get(key, np.nan) - r["test"].get(key, np.nan) for c, r in pairs] for key, _ in metrics]
         paper = f"{PAPER[task]['colorization'] - PAPER[task]['random']:.2f}" \
             if name == PAPER_PRETEXT and paper_measures else ""
@@ -214,6 +231,40 @@ def table4(results, task, pretexts):
         rows.append(f"\nn = {n} test images per run" + (" (too few for these figures to mean much)"
                                                          if sizes[0] < 30 else "") + ".")
     return "\n".join(rows)
+
+
+def gain_intervals(results, tasks, pretexts):
+    """Rows of the gains table: each pretext over its floor in each task's main measure (all the labels),
+    with the 95 % interval of the hierarchical bootstrap (`transfer.stats`: its pretext runs, then the
+    paired downstream seeds, then the test images) and the verdict against a 1-point smallest effect;
+    a pretext whose runs lack per-image data (or their run folders) has no row."""
+    from transfer import stats
+
+    single = len(_distinct(pretexts)) == 1
+    rows = []
+    for task in tasks:
+        key, label = task_metrics(results, task)[0]
+        for ref in _distinct(pretexts):
+            name, floor = ref.label, ref.entry.floor
+            runs = {}  # {pretext seed: {downstream seed: (run, floor run)}}
+            for run, control in _paired(results, task, name, floor):
+                runs.setdefault(run.get("pretext_seed"), {})[run["seed"]] = (run, control)
+            seeds = sorted(set.intersection(*(set(by_seed) for by_seed in runs.values()))) if runs else []
+            if not seeds:
+                continue
+            try:
+                arm = [[stats.load_per_image(by_seed[s][0]["folder"]) for s in seeds] for by_seed in runs.values()]
+                control = [stats.load_per_image(next(iter(runs.values()))[s][1]["folder"]) for s in seeds]
+            except (KeyError, FileNotFoundError):
+                continue
+            gain = stats.hierarchical_bootstrap(arm, control, key)
+            rows.append(f"| {task} | {label} | {_label(name, single)} - {_label(floor, single)} | {gain.gain:+.2f} | "
+                        f"[{gain.ci95[0]:+.2f}, {gain.ci95[1]:+.2f}] | {gain.pretext_runs} x {gain.seeds} x "
+                        f"{gain.images} | {gain.verdict()} |")
+    if not rows:
+        return None
+    return "\n".join(["| task | measure | contrast | gain (points) | 95 % CI | pretext runs x seeds x test images "
+                      "| verdict |", "|---|---|---|---|---|---|---|", *rows])
 
 
 def _mean_curves(results, task, figures, pretexts):
@@ -241,9 +292,9 @@ def write_report(study, colorizers, table3_results, results, seconds, probes=Non
     to its evaluation."""
     pretexts = list(colorizers)
     step = study.pretext
-    scored_on = {ref.label: step.multitask_dataset for ref in pretexts
+    scored_on = {ref.run_label: step.multitask_dataset for ref in pretexts
                  if ref.entry.needs_masks and step.multitask_dataset}
-    scores = {ref.label: table3_results[ref] for ref in pretexts}
+    scores = {ref.run_label: table3_results[ref] for ref in pretexts}
     out = study.out
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
@@ -253,15 +304,17 @@ def write_report(study, colorizers, table3_results, results, seconds, probes=Non
     lines = [f"# Reproduction report ({study.preset} preset)", "",
              f"Code: commit {_commit()}. Pretext data: `{step.dataset}`"
              + (f" (multitask pretexts: `{step.multitask_dataset}`)" if step.multitask_dataset else "")
-             + f"{data}; {study.seeds} downstream seed(s) "
-             f"(0-{study.seeds - 1}); {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
+             + f"{data}; {study.seeds} downstream seed(s) (0-{study.seeds - 1})"
+             + (f", {study.pretext_seeds} runs of each pretext (pretext seeds 0-{study.pretext_seeds - 1})"
+                if study.pretext_seeds > 1 else "")
+             + f"; {_batchnorm(results)}; total time {seconds / 60:.1f} min.", "",
              "## Colorizer weights", "", weights_table(scores), "",
              "## Colorization (the paper's Table 3)", "",
              "PSNR (dB) and SSIM between colorized and original images in sRGB with max_val 1, over the "
              "colorizer's held-out images; the grey baseline predicts ab = 0. Colourfulness (Hasler and "
              "Suesstrunk) shows how far a pretext desaturates.", "", table3(scores, scored_on), ""]
     for index, ref in enumerate(pretexts):
-        name = ref.label
+        name = ref.run_label
         grid = _sample_grid(colorizers[ref], table3_results[ref].get("checkpoint"))
         if grid:
             target = "samples.png" if index == 0 else f"samples_{name}.png"
@@ -274,11 +327,20 @@ def write_report(study, colorizers, table3_results, results, seconds, probes=Non
             shutil.copy(os.path.join(colorizer_dir, name), os.path.join(figures, f"colorizer_{name}"))
             lines += [f"![colorizer {name}](figures/colorizer_{name})", ""]
     lines += ["## Downstream tasks (the paper's Table 4)", "",
-              "Test-split scores in %, mean ± standard deviation over seeds. The paper reports one run: "
+              "Test-split scores in %, mean ± standard deviation over seeds (and pretext runs; `runs` counts "
+              "both). The paper reports one run: "
               "an undefined 'Acc' for classification and mIoU for segmentation.", ""]
     for task in tasks:
         lines += [f"### {task.capitalize()}", "", table4(results, task, pretexts), "",
                   f"![{task} loss curves]({_mean_curves(results, task, figures, pretexts)})", ""]
+    intervals = gain_intervals(results, tasks, pretexts)
+    if intervals:
+        lines += ["### Gains with confidence intervals", "",
+                  "Each pretext over random init in the task's main measure: the mean over its pretext runs of the "
+                  "gain paired by downstream seed, with the 95 % interval of a hierarchical bootstrap (pretext runs, "
+                  "then seeds, then test images; docs/method.md) and what it says against a smallest effect of "
+                  "interest of 1 point: helps or hurts (the interval excludes 0), equivalent (the 90 % interval lies "
+                  "inside ±1), else inconclusive.", "", intervals, ""]
     efficiency = {task: label_efficiency(results, task, pretexts, figures) for task in tasks}
     if any(efficiency.values()):
         lines += ["## Label efficiency", "",

@@ -38,9 +38,12 @@ def resolve(args):
     pretexts = registry.parse_pretexts(args.pretexts, args.checkpoint)
     if args.colorizer and len({ref.name for ref in pretexts}) > 1:
         raise ValueError("--colorizer reuses one colorizer: give a single pretext in --pretexts with it.")
+    if args.colorizer and args.pretext_seeds > 1:
+        raise ValueError("--colorizer reuses one colorizer run: leave --pretext-seeds at 1 with it.")
     return Study(
         preset=args.preset, out=args.out or f"runs/reproduce-{args.preset}", seeds=args.seeds,
-        pretexts=pretexts, checkpoint=args.checkpoint,
+        pretexts=registry.with_seeds(pretexts, args.pretext_seeds), checkpoint=args.checkpoint,
+        pretext_seeds=args.pretext_seeds,
         pretext=PretextStep(dataset=args.pretext_dataset, multitask_dataset=args.multitask_dataset,
                             image_size=args.image_size, base_filters=args.base_filters, epochs=args.pretext_epochs,
                             steps_per_epoch=args.pretext_steps, colorizer=args.colorizer),
@@ -54,10 +57,12 @@ def resolve(args):
 
 def colorizer_folder(study, ref):
     """Where the colorizer of `ref` is trained: the study's --colorizer, OUT/colorizer for the paper's
-    pretext (the paper's protocol has only that one), else OUT/colorizer-NAME."""
+    pretext (the paper's protocol has only that one), else OUT/colorizer-NAME; -pseedN after either for
+    pretext seed N."""
     if study.pretext.colorizer:
         return study.pretext.colorizer
-    return os.path.join(study.out, "colorizer" if ref.name == registry.PAPER_PRETEXT else f"colorizer-{ref.name}")
+    name = "colorizer" if ref.name == registry.PAPER_PRETEXT else f"colorizer-{ref.name}"
+    return os.path.join(study.out, name + ref.suffix)
 
 
 def run_pretext(study, ref, log=print):
@@ -128,10 +133,10 @@ def run_downstream(study, colorizers, log=print, floors=True, colorizations=True
     for ref, path in colorizers.items():
         backbones.setdefault(ref.backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
-    # (init, name in folders and tables, colorizer, backbone, checkpoint)
+    # (init, name in folders, colorizer, backbone, checkpoint)
     runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone, DEFAULT_CHECKPOINT)
             for backbone, path in backbones.items()] if floors else []
-    runs += [("colorization", ref.label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
+    runs += [("colorization", ref.run_label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
         if colorizations else []
     for seed in range(study.seeds):
         for task in study.downstream.tasks:
@@ -139,13 +144,14 @@ def run_downstream(study, colorizers, log=print, floors=True, colorizations=True
             for (init, name, colorizer_dir, backbone, checkpoint), fraction in itertools.product(
                     runs, study.downstream.fractions(task)):
                 parent = os.path.join(study.out, f"seed{seed}", task)
-                folder = "colorization" if name == registry.PAPER_PRETEXT else name  # the paper's name for its init
-                if fraction < 1:
+                paper = registry.PAPER_PRETEXT
+                folder = "colorization" + name[len(paper):] if name.partition("-pseed")[0] == paper else name
+                if fraction < 1:  # the paper's name for its init, above
                     folder += f"-labels{100 * fraction:g}"
                 metrics_path = os.path.join(parent, folder, "metrics.json")
                 if os.path.isfile(metrics_path):
                     with open(metrics_path) as f:
-                        results.append(json.load(f))
+                        results.append(dict(json.load(f), folder=os.path.join(parent, folder)))
                     continue
                 log(f"[downstream] seed {seed}, {task}, {name} init"
                     + (f", {100 * fraction:g} % of the labels" if fraction < 1 else ""))
@@ -154,7 +160,7 @@ def run_downstream(study, colorizers, log=print, floors=True, colorizations=True
                                         run_name=folder, void_index=study.downstream.void_index,
                                         image_size=architecture.image_size, base_filters=architecture.base_filters,
                                         backbone=backbone, label_fraction=fraction, **values)
-                results.append(run_finetune(config, verbose=2, log=log))
+                results.append(dict(run_finetune(config, verbose=2, log=log), folder=os.path.join(parent, folder)))
     return results
 
 

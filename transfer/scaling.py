@@ -68,8 +68,9 @@ def run(args):
     """Every part of the study, largest size first (its curves decide nothing afterwards: the step
     budget is fixed by the flags), then the report. Returns the report's path."""
     num_classes = len(tinyimagenet.read_wnids(args.tiny))
-    refs = registry.parse_pretexts(args.pretexts, colorizing=True, checkpoints=())
-    pretexts = [ref.name for ref in refs]
+    named = registry.parse_pretexts(args.pretexts, colorizing=True, checkpoints=())
+    pretexts = [ref.name for ref in named]
+    refs = registry.with_seeds(named, args.pretext_seeds)
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "config.json"), dataclasses.asdict(args))  # --config OUT/config.json re-runs it
     times_path = os.path.join(args.out, "times.json")
@@ -81,16 +82,16 @@ def run(args):
         study = size_study(args, refs + ceiling, per_class, num_classes)
         here = {}
         for ref in study.pretexts:
-            key = (per_class, ref.name)
-            here[ref], table3[key] = _timed(times, f"pretext {ref.name}, {per_class} a class", reproduce.run_pretext,
-                                            study, ref)
+            key = (per_class, ref.run_label)
+            here[ref], table3[key] = _timed(times, f"pretext {ref.run_label}, {per_class} a class",
+                                            reproduce.run_pretext, study, ref)
             colorizers[key] = here[ref]
         results[per_class] = _timed(times, f"downstream, {per_class} a class", reproduce.run_downstream, study, here,
                                     floors=False)
         probes[per_class] = _timed(times, f"linear probes, {per_class} a class", reproduce.run_probes, study, here)
         write_json(times_path, times)
     floor = size_study(args, (), None, num_classes)
-    first = {refs[0]: colorizers[(sizes[0], refs[0].name)]}  # the floor takes the first colorizer's architecture
+    first = {refs[0]: colorizers[(sizes[0], refs[0].run_label)]}  # the floor takes the first colorizer's architecture
     results[None] = _timed(times, "downstream, random init", reproduce.run_downstream, floor, first,
                            colorizations=False)
     probes[None] = _timed(times, "linear probes, random init", reproduce.run_probes, floor, {})
@@ -105,12 +106,13 @@ def run(args):
 
 
 def _scores(runs, task, fraction, key, pretext=None):
-    """{seed: score} of the runs of one task, label share and init ("random" or a pretext)."""
+    """{(pretext seed, seed): score} of the runs of one task, label share and init ("random" or a pretext),
+    over every run of the pretext."""
     chosen = {}
     for r in runs:
         name = r.get("pretext") if r["init"] == "colorization" else "random"
         if r["task"] == task and r.get("label_fraction", 1.0) == fraction and name == (pretext or "random"):
-            chosen[r["seed"]] = r["test"].get(key)
+            chosen[r.get("pretext_seed"), r["seed"]] = r["test"].get(key)
     return chosen
 
 
@@ -193,22 +195,23 @@ def write_report(args, num_classes, pretexts, colorizers, table3, results, probe
     from transfer.report import _commit
 
     table = measures(args, pretexts, results, probes)
+    runs = f" x pretext seeds 0-{args.pretext_seeds - 1}" if args.pretext_seeds > 1 else ""
     figure = os.path.join(args.out, "scaling.png")
     plot_scaling(args, num_classes, pretexts, table, figure,
                  caption=f"commit {_commit()}; {', '.join(pretexts)} on {', '.join(map(str, args.per_class))} photos a "
                          f"class, {args.pretext_epochs} x {args.pretext_steps} steps of 16, {args.image_size} px, "
                          f"{args.base_filters} filters, last checkpoint of each colorizer; downstream seeds "
-                         f"0-{args.seeds - 1} (mean ± std); {args.out}/report.md names each weights file")
+                         f"0-{args.seeds - 1}{runs} (mean ± std); {args.out}/report.md names each weights file")
     guess = blind_guess(args.tiny)
     columns = list(table)
     lines = [f"# Data-scaling study (Tiny ImageNet, {num_classes} classes)", "",
              f"Code: commit {_commit()}. Pretexts {', '.join(pretexts)} on {', '.join(map(str, args.per_class))} "
              f"photos a class, {args.pretext_epochs} x {args.pretext_steps} steps of 16 at every size, "
-             f"{args.image_size} px, {args.base_filters} filters, last checkpoint; downstream seeds 0-{args.seeds - 1}; "
+             f"{args.image_size} px, {args.base_filters} filters, last checkpoint; downstream seeds 0-{args.seeds - 1}{runs}; "
              f"blind guess (most frequent test class): top-1 {100 * guess:.2f} %.", "",
              "## Colorizer weights", "",
-             weights_table({f"{name}, {n} a class": table3[(n, name)] for (n, name) in colorizers}), "",
-             "## Every measure (mean ± std over seeds, %)", "",
+             weights_table({f"{label}, {n} a class": table3[(n, label)] for (n, label) in colorizers}), "",
+             "## Every measure (mean ± std over seeds and pretext runs, %)", "",
              "| init | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     keys = ["random"] + [(n, name) for name in pretexts for n in args.per_class] + [CEILING]
     for key in keys:

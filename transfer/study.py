@@ -59,9 +59,9 @@ class Probes:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """One experiment: its pretexts (`registry.PretextRef`s) trained by `pretext`, scored by `downstream`
-    over `seeds` and by `probes`, everything under `out`; `preset` names the colorizer and task presets
-    its parts start from."""
+    """One experiment: its pretexts (`registry.PretextRef`s, one per pretext run: `pretext_seeds` of each)
+    trained by `pretext`, scored by `downstream` over `seeds` and by `probes`, everything under `out`;
+    `preset` names the colorizer and task presets its parts start from."""
 
     preset: str
     out: str
@@ -71,6 +71,7 @@ class Study:
     downstream: Downstream
     probes: Probes
     checkpoint: str = DEFAULT_CHECKPOINT  # the one of the pretexts named without one
+    pretext_seeds: int = 1  # runs of each pretext (1: one run at the training default seed)
 
     def record(self):
         """The study as OUT/config.json and the report's configuration give it, under reproduce.py's
@@ -78,7 +79,8 @@ class Study:
         step, runs, probes = self.pretext, self.downstream, self.probes
         return dict(pretext_dataset=step.dataset, classification_dataset=runs.datasets.get("classification"),
                     segmentation_dataset=runs.datasets.get("segmentation"), seeds=self.seeds, preset=self.preset,
-                    out=self.out, colorizer=step.colorizer, pretexts=[ref.label for ref in self.pretexts],
+                    out=self.out, colorizer=step.colorizer,
+                    pretexts=list(dict.fromkeys(ref.label for ref in self.pretexts)), pretext_seeds=self.pretext_seeds,
                     checkpoint=self.checkpoint, multitask_dataset=step.multitask_dataset,
                     image_size=step.image_size, pretext_epochs=step.epochs, pretext_steps=step.steps_per_epoch,
                     void_index=runs.void_index, downstream_scale=runs.epoch_scale, train_size=runs.train_size,

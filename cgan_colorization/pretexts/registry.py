@@ -215,6 +215,16 @@ class PretextRef:
     def label(self):
         return checkpoint_label(self.name, self.checkpoint)
 
+    @property
+    def suffix(self):
+        """What the run's seed adds to its folder names: "-pseedN" for pretext seed N, "" for the default run."""
+        return "" if self.seed is None else f"-pseed{self.seed}"
+
+    @property
+    def run_label(self):
+        """The label of this pretext run in folders: the label and, where several runs are trained, its seed."""
+        return self.label + self.suffix
+
     def train_values(self):
         """The `TrainConfig` values that make a run of this pretext: objective, backbone, its options, seed."""
         seed = {} if self.seed is None else {"seed": self.seed}
@@ -235,6 +245,14 @@ def parse_pretexts(text, checkpoint=DEFAULT_CHECKPOINT, colorizing=False, checkp
         suffix = f", each optionally followed by @{' or @'.join(checkpoints)}" if checkpoints else ""
         raise ValueError(f"takes names from {known}{suffix}, received {text!r}")
     return tuple(dict.fromkeys(PretextRef(PRETEXTS[name], named or checkpoint) for name, _, named in entries))
+
+
+def with_seeds(refs, pretext_seeds):
+    """`refs` trained `pretext_seeds` times each: with one, as given (each run at the training default seed);
+    with more, every ref at seeds 0 .. N-1, in order, for the spread between pretext runs."""
+    if pretext_seeds == 1:
+        return tuple(refs)
+    return tuple(dataclasses.replace(ref, seed=seed) for ref in refs for seed in range(pretext_seeds))
 
 
 def pretext(objective, backbone="unet", values=None):
