@@ -104,11 +104,11 @@ def test_reproduce_reads_its_pretexts_once_and_saves_the_study_under_its_option_
     assert [(ref.name, ref.checkpoint) for ref in study.pretexts] == [("gan-skipdrop", "best"), ("l1", "best")]
     assert study.pretexts[0].options == {"skip_dropout": 0.5} and study.downstream.fractions("segmentation") == (0.5, 1)
     record = study.record()
-    assert list(record) == [  # OUT/config.json, in the order earlier runs wrote it
+    assert list(record) == [  # OUT/config.json, in the order earlier runs wrote it (pretext_seeds added last)
         "pretext_dataset", "classification_dataset", "segmentation_dataset", "seeds", "preset", "out", "colorizer",
         "pretexts", "checkpoint", "multitask_dataset", "image_size", "pretext_epochs", "pretext_steps", "void_index",
         "downstream_scale", "train_size", "tasks", "label_fractions", "probes", "probe_train_size", "eval_size",
-        "base_filters"]
+        "base_filters", "pretext_seeds"]
     assert record["pretexts"] == ["gan-skipdrop@best", "l1@best"] and record["tasks"] == ["segmentation"]
     assert record["label_fractions"] == [0.5, 1.0] and record["probes"] is False
     with pytest.raises(ValueError, match="--colorizer reuses one colorizer"):

@@ -80,9 +80,10 @@ class Study:
         return dict(pretext_dataset=step.dataset, classification_dataset=runs.datasets.get("classification"),
                     segmentation_dataset=runs.datasets.get("segmentation"), seeds=self.seeds, preset=self.preset,
                     out=self.out, colorizer=step.colorizer,
-                    pretexts=list(dict.fromkeys(ref.label for ref in self.pretexts)), pretext_seeds=self.pretext_seeds,
+                    pretexts=list(dict.fromkeys(ref.label for ref in self.pretexts)),
                     checkpoint=self.checkpoint, multitask_dataset=step.multitask_dataset,
                     image_size=step.image_size, pretext_epochs=step.epochs, pretext_steps=step.steps_per_epoch,
                     void_index=runs.void_index, downstream_scale=runs.epoch_scale, train_size=runs.train_size,
                     tasks=list(runs.tasks), label_fractions=list(runs.label_fractions), probes=probes.enabled,
-                    probe_train_size=probes.train_size, eval_size=runs.eval_size, base_filters=step.base_filters)
+                    probe_train_size=probes.train_size, eval_size=runs.eval_size, base_filters=step.base_filters,
+                    pretext_seeds=self.pretext_seeds)
