@@ -4,6 +4,7 @@ with equal steps per init (and 3x for the scratch control), and every part read 
 
 import argparse
 import json
+import time
 import os
 import pathlib
 
@@ -128,3 +129,10 @@ def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study
     after = open(verdict.write_report(moved, n_boot=200, log=lambda *_: None)).read()
     strip = lambda text: text.split("## Time of each part")[0]  # noqa: E731
     assert strip(after) == strip(before)
+
+
+def test_a_part_keeps_its_own_time_and_a_read_back_part_leaves_it(tmp_path):
+    path, times = str(tmp_path / "times.json"), {"probes gan-50k-seed0": 493.6}
+    verdict._record_time(path, times, "convergence check gan-50k-seed0", time.time() - 525.5)
+    verdict._record_time(path, times, "probes gan-50k-seed0", time.time())  # read back: under 5 s
+    assert json.load(open(path)) == {"probes gan-50k-seed0": 493.6, "convergence check gan-50k-seed0": 525.5}
