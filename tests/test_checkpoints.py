@@ -9,6 +9,7 @@ import os
 import pytest
 
 from cgan_colorization.apps.inference import checkpoint_info, load_colorizer, resolve_weights
+from cgan_colorization.engine.callbacks import trained_seconds
 from cgan_colorization.engine.config import TrainConfig
 from cgan_colorization.engine.plots import read_csv_log
 from cgan_colorization.engine.training import train
@@ -72,6 +73,8 @@ def test_resuming_with_other_options_is_refused_and_a_resumed_run_keeps_its_earl
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=[Crash(at=8)], verbose=0)  # killed at step 2 of epoch 3
     saved = open(tmp_path / "run" / "config.json").read()
+    before = trained_seconds(str(tmp_path / "run" / "backup"))  # the killed session's time, up to its last backup
+    assert before > 0
     with pytest.raises(ValueError, match=r"other options: --lr 0\.001 \(the run has 0\.0002\), --flip True"):
         train(dataclasses.replace(config, lr=1e-3, flip=True), verbose=0)
     assert open(tmp_path / "run" / "config.json").read() == saved  # refused before anything was written
@@ -80,6 +83,8 @@ def test_resuming_with_other_options_is_refused_and_a_resumed_run_keeps_its_earl
     train(dataclasses.replace(config, backup_every=3), verbose=0)  # how often it backs up may change
     assert json.loads((tmp_path / "run" / "best.json").read_text()) == {"epoch": 1, "val_g_l1": -1.0}
     assert json.loads((tmp_path / "run" / "last.json").read_text())["epoch"] == 3
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["seconds"] == pytest.approx(before + summary["seconds_last_session"], abs=0.15)  # both sessions
 
 
 @pytest.mark.slow

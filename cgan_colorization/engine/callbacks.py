@@ -232,7 +232,8 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     whose weights read back whole (`usable_backup`). Restored: both networks, both optimizers, the
     epoch, the step (`read_resume_point`, which the trainer uses to finish the interrupted epoch), and
     the model's random state (the seed generators of its dropout layers), so a resumed run draws the
-    dropout masks the uninterrupted one would.
+    dropout masks the uninterrupted one would. Each backup also records the training wall time up to it,
+    over every session (`trained_seconds`): a killed session's time counts up to its last backup.
     """
 
     def __init__(self, backup_dir, save_every, steps_done=0, save_minutes=0.0):
@@ -242,6 +243,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._steps_in_epoch = steps_done
         self._since_save, self._saved_at = 0, time.time()
         self.backup_seconds = []  # wall time of each backup written, for the benchmark
+        self._seconds_before, self._session_start = 0.0, time.time()
 
     def _load_model(self):
         record = usable_backup(self.backup_dir)
@@ -251,12 +253,13 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, record["weights"]))
         self.model._initial_epoch = record["epoch"]
+        self._seconds_before = float(record.get("seconds", 0.0))
         for variable, value in zip(random_state(self.model), record.get("random_state") or [], strict=False):
             variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def on_train_begin(self, logs=None):
         self._load_model()  # a damaged backup falls back to the one before it, in `usable_backup`
-        self._saved_at = time.time()
+        self._saved_at = self._session_start = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
@@ -284,6 +287,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:  # written whole under a temporary name (a full disk leaves no part of it)
             save_model_file(self.model, os.path.join(self.backup_dir, name), "the backup")
             record = {"index": index, "weights": name, "epoch": self._current_epoch, "step": self._steps_in_epoch,
+                      "seconds": round(self._seconds_before + time.time() - self._session_start, 1),
                       "random_state": [keras.ops.convert_to_numpy(v.value).tolist()
                                        for v in random_state(self.model)]}
             if previous:
@@ -310,6 +314,12 @@ def random_state(model):
     """The variables of `model` that hold random-number state (its seed generators), in order."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights and v.path.endswith("seed_generator_state")]
+
+
+def trained_seconds(backup_dir):
+    """The training wall time, over every session, up to the backup a resumed run starts from (0 for a new run)."""
+    record = usable_backup(backup_dir)
+    return float(record.get("seconds", 0.0)) if record else 0.0
 
 
 def read_resume_point(backup_dir):

@@ -252,7 +252,7 @@ def _train(config, run_dir, chief, extra_callbacks, verbose, probe_factory):
         _restore_last_epoch(gan, run_dir, config.epochs)
     sample = cb.first_batch(val_ds, config.sample_count) if check_config(config).colorizes else None
     probe = probe_factory(config, run_dir) if config.probe else None
-    start = time.time()
+    start, earlier = time.time(), cb.trained_seconds(backup_dir)  # earlier sessions, up to their last backup
     if step:  # finish the interrupted epoch first, with the steps it had left
         gan.fit(_fit_input(config, source, strategy, train_ds, epoch * steps + step), initial_epoch=epoch,
                 epochs=epoch + 1, steps_per_epoch=steps - step,
@@ -275,7 +275,8 @@ def _train(config, run_dir, chief, extra_callbacks, verbose, probe_factory):
     write_text(summary_path, json.dumps({"epochs": config.epochs, "steps_per_epoch": steps,
                                          "optimizer_steps": int(gan.optimizer_steps), "weights_sha256": digest,
                                          "replicas": strategy.num_replicas_in_sync,
-                                         "seconds_last_session": round(time.time() - start, 1)}, indent=2),
+                                         "seconds_last_session": round(time.time() - start, 1),
+                                         "seconds": round(earlier + time.time() - start, 1)}, indent=2),
                "the run summary")
     shutil.rmtree(backup_dir, ignore_errors=True)
     return run_dir
