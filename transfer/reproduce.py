@@ -133,20 +133,21 @@ def run_downstream(study, colorizers, log=print, floors=True, colorizations=True
     for ref, path in colorizers.items():
         backbones.setdefault(ref.backbone, path)
     architecture = load_config(next(iter(colorizers.values())))
-    # (init, name in folders, colorizer, backbone, checkpoint)
-    runs = [("random", registry.BACKBONES[backbone].random_name, path, backbone, DEFAULT_CHECKPOINT)
+    # (init, name in logs, name in folders, colorizer, backbone, checkpoint); the paper's pretext keeps the
+    # paper's name for its init, "colorization"
+    floor_names = {backbone: registry.BACKBONES[backbone].random_name for backbone in backbones}
+    runs = [("random", floor_names[backbone], floor_names[backbone], path, backbone, DEFAULT_CHECKPOINT)
             for backbone, path in backbones.items()] if floors else []
-    runs += [("colorization", ref.run_label, path, None, ref.checkpoint) for ref, path in colorizers.items()] \
-        if colorizations else []
+    runs += [("colorization", ref.run_label,
+              ("colorization" if ref.label == registry.PAPER_PRETEXT else ref.label) + ref.suffix, path, None,
+              ref.checkpoint) for ref, path in colorizers.items()] if colorizations else []
     for seed in range(study.seeds):
         for task in study.downstream.tasks:
             values = task_values(study, task)
-            for (init, name, colorizer_dir, backbone, checkpoint), fraction in itertools.product(
+            for (init, name, folder, colorizer_dir, backbone, checkpoint), fraction in itertools.product(
                     runs, study.downstream.fractions(task)):
                 parent = os.path.join(study.out, f"seed{seed}", task)
-                paper = registry.PAPER_PRETEXT
-                folder = "colorization" + name[len(paper):] if name.partition("-pseed")[0] == paper else name
-                if fraction < 1:  # the paper's name for its init, above
+                if fraction < 1:
                     folder += f"-labels{100 * fraction:g}"
                 metrics_path = os.path.join(parent, folder, "metrics.json")
                 if os.path.isfile(metrics_path):
