@@ -28,8 +28,11 @@ def study(tmp_path_factory, frames_root):  # noqa: F811
                             DOWNSTREAM_SEEDS=(0,), RANDOM_DOWNSTREAM_SEEDS=(0,), LABEL_FRACTIONS=(1.0,),
                             TEST_SEQUENCE="0003CC",
                             ARMS=(verdict.Arm("gan-50k", "gan", 0, 4, (0,), keep_steps=(2,)),
-                                  verdict.Arm("l1-50k", "l1", 0, 4, (0,))),
-                            ORDER=(("gan-50k", 0), ("l1-50k", 0))).items():
+                                  verdict.Arm("l1-50k", "l1", 0, 4, (0,)),
+                                  verdict.Arm("supervised", "supervised", 0, 4, (0,), steps_per_epoch=2,
+                                              options=(("lr", 1e-3), ("beta_1", 0.9), ("lr_schedule", "cosine"),
+                                                       ("flip", True)))),
+                            ORDER=(("gan-50k", 0), ("l1-50k", 0), ("supervised", 0))).items():
         patch.setattr(verdict, name, value)
     args = argparse.Namespace(tiny=str(make_tiny_imagenet(base)), out=str(base / "study"), only=(),
                               camvid=str(frames_root), results=str(base / "results"))
@@ -41,7 +44,7 @@ def study(tmp_path_factory, frames_root):  # noqa: F811
 
 def test_pretext_runs_carry_their_seed_and_keep_their_step(study):
     names = [name for name, *_ in verdict.networks(study)]
-    assert names == ["gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "random-seed0"]
+    assert names == ["gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "supervised-seed0", "random-seed0"]
     config = json.load(open(f"{study.out}/pretext/gan-50k-seed0/config.json"))
     assert (config["seed"], config["keep_steps"], config["epochs"] * config["steps_per_epoch"]) == (0, "2", 4)
 
@@ -60,6 +63,35 @@ def test_probes_store_test_predictions_that_reproduce_their_scores(study):
     colorized = json.load(open(f"{study.results}/probes/gan-50k-seed0/colorizer.json"))
     assert colorized["num_images"] == 5 and colorized["bottleneck"] is not None  # one held-out photo is grey
     assert not (os.path.exists(f"{study.results}/probes/random-seed0/colorizer.json"))
+    assert not (os.path.exists(f"{study.results}/probes/supervised-seed0/colorizer.json"))
+
+
+def test_the_ceiling_is_scored_by_its_own_head_and_called_a_ceiling_only_above_every_pretext(study):
+    own = json.load(open(f"{study.results}/probes/supervised-seed0/ceiling.json"))
+    assert own["num_test"] == 6 and own["checkpoint"]["checkpoint"] == "last" and own["checkpoint"]["epoch"] == 2
+    assert own["test_top1"] * 6 == pytest.approx(round(own["test_top1"] * 6))  # a count of the 6 test photos
+    linear = {}
+    for name in ("gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "supervised-seed0"):
+        stored, probed = np.load(f"{study.results}/probes/{name}/per_image.npz"), \
+            json.load(open(f"{study.results}/probes/{name}/probes.json"))
+        linear[name] = 100 * np.mean(stored[f"linear_{probed['linear_best_level']}"] == stored["labels"])
+    report = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
+    section = report.split("## The supervised ceiling")[1].split("\n## ")[0]
+    is_ceiling = linear["supervised-seed0"] > max(v for n, v in linear.items() if n != "supervised-seed0")
+    assert ("it is a ceiling" in section) == is_ceiling and ("not called a ceiling" in section) != is_ceiling
+    assert f"test top-1 {100 * own['test_top1']:.2f} %" in section
+    assert png_size(f"{study.results}/ceiling.png") == (600, 360)  # its validation top-1 after each of 2 epochs
+
+
+def test_the_report_tables_every_colorizer_and_names_the_runs_still_missing(study):
+    report = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
+    table = report.split("## Colorizer diagnostics")[1].split("\n## ")[0]
+    networks = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
+    assert networks == ["gan-50k-seed0", "gan-50k@2-seed0", "l1-50k-seed0", "grey baseline (ab = 0)", "the photos"]
+    psnr = json.load(open(f"{study.results}/probes/l1-50k-seed0/colorizer.json"))["model"]["psnr"]["mean"]
+    assert f"| l1-50k-seed0 | last, epoch 1 | {psnr:.2f} (" in table  # 4 steps: one epoch
+    assert "without results" not in report  # every run of this toy protocol has its results
+    assert "Not yet decidable: H2 on linear top-1" in report  # it has no GAN-5k arm
 
 
 def test_the_convergence_check_refits_every_level_longer_on_its_two_networks(study):
@@ -118,8 +150,9 @@ def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study
     import shutil
 
     kept = {p.name for p in pathlib.Path(study.results).rglob("*") if p.is_file()}
-    scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json", "convergence.json"}
-    assert scores <= kept <= scores | {"times.json", "report.md", "forest.png"}
+    scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json", "convergence.json", "ceiling.json",
+              "config.json", "log.csv", "train_summary.json"}
+    assert scores <= kept <= scores | {"times.json", "report.md", "forest.png", "ceiling.png"}
     before = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
     moved = argparse.Namespace(**dict(vars(study), out=str(tmp_path / "fresh-machine")))
     said = []

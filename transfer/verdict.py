@@ -14,6 +14,7 @@ on CamVid from every finished network and from random init (also at 3x its steps
 only the pretext runs that have finished, so it can run beside a later part's training.
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -150,7 +151,21 @@ def run_pretexts(args, log=print, runs=None):
             seconds = json.load(f).get("seconds")  # last backup; runs from before it was kept: this driver's sum
         times[key] = seconds if seconds is not None else round(times.get(key, 0.0) + time.time() - start, 1)
         write_json(times_path, times)
+    keep_pretext_records(args)
     return folders
+
+
+PRETEXT_RECORDS = ("config.json", "log.csv", "train_summary.json")  # the summary last: "done"
+
+
+def keep_pretext_records(args):
+    """Copies each finished pretext run's config, per-epoch log and summary (not its weights) to
+    RESULTS/pretext/NAME-seedS, so that the report's curves and times outlast the checkpoints."""
+    for name, seed in ORDER:
+        folder, kept = run_folder(args.out, name, seed), run_folder(results_folder(args), name, seed)
+        if os.path.isfile(os.path.join(folder, PRETEXT_RECORDS[-1])) and \
+                not os.path.isfile(os.path.join(kept, PRETEXT_RECORDS[-1])):  # a finished run's records stay as they are
+            _keep(folder, kept, PRETEXT_RECORDS)
 
 
 def _tiny_images(source, split, size=None):
@@ -298,6 +313,27 @@ def diagnose_colorizer(args, name, weights, log=print):
     write_json(path, result)
 
 
+def ceiling_test(args, source, name, weights, log=print):
+    """The supervised ceiling's own test top-1: its classification head's answers on the test photos
+    (RESULTS/probes/NAME/ceiling.json)."""
+    from cgan_colorization.apps.inference import checkpoint_info, load_colorizer
+    from transfer.report import _commit
+
+    path = os.path.join(results_folder(args), "probes", name, "ceiling.json")
+    if os.path.isfile(path):
+        return
+    network = load_colorizer(weights).network
+    answers, labels = [], []
+    for gray, onehot in _tiny_images(source, "test"):
+        answers.append(np.argmax(network(gray, training=False), axis=-1))
+        labels.append(np.argmax(onehot, axis=-1))
+    correct = np.concatenate(answers) == np.concatenate(labels)
+    log(f"[probes] {name}: its own head's test top-1 {100 * correct.mean():.2f}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, {"network": name, "code": _commit(), "test_top1": float(correct.mean()),
+                      "num_test": int(correct.size), "checkpoint": checkpoint_info(weights)})
+
+
 def run_probes(args, log=print, wanted=None, convergence=True):
     """The frozen-feature part for every network that can be scored now (those `wanted(name)` accepts), with
     the convergence check of `CONVERGENCE_NETWORKS` unless `convergence` is False."""
@@ -311,8 +347,11 @@ def run_probes(args, log=print, wanted=None, convergence=True):
             continue
         start = time.time()
         probe_network(args, source, name, weights, seed, log)
-        if weights and pretext_of(load_config(folder)).colorizes:
+        entry = pretext_of(load_config(folder)) if weights else None
+        if entry and entry.colorizes:
             diagnose_colorizer(args, name, weights, log)
+        elif entry and entry.objective == "supervised":
+            ceiling_test(args, source, name, weights, log)
         _record_time(times_path, times, f"probes {name}", start)
         if convergence and name in CONVERGENCE_NETWORKS:
             start = time.time()
@@ -525,12 +564,139 @@ def _score(args, condition, key):
     return 100 * float(np.mean([measure(run) for run in flat])), len(flat)
 
 
+def _colorizer_lines(args):
+    """The colorizer diagnostics of every scored colorizing network (Table 3's measures on the held-out
+    photos and the bottleneck's health), with the grey baseline."""
+    folder = os.path.join(results_folder(args), "probes")
+    found = [(name, json.load(open(os.path.join(folder, name, "colorizer.json")))) for name in
+             sorted(os.listdir(folder) if os.path.isdir(folder) else [])
+             if os.path.isfile(os.path.join(folder, name, "colorizer.json"))]
+    if not found:
+        return []
+    cell = lambda m: f"{m['mean']:.2f} ({m['min']:.2f}-{m['max']:.2f})"  # noqa: E731
+    lines = ["", f"## Colorizer diagnostics ({found[0][1]['num_images']:,} held-out photos; mean (min-max); dead "
+                 "units: bottleneck channels that never fire, spread: their spread across images)", "",
+             "| network | checkpoint | PSNR (dB) | SSIM | colourfulness | CIEDE2000 | dead units | spread |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, result in found:
+        model, health, checkpoint = result["model"], result.get("bottleneck") or {}, result["checkpoint"]
+        lines.append(f"| {name} | {checkpoint['checkpoint']}, epoch {checkpoint['epoch']} | {cell(model['psnr'])} | "
+                     f"{model['ssim']['mean']:.3f} | {model['colourfulness']['mean']:.1f} | "
+                     f"{model['ciede2000']['mean']:.2f} | {health.get('dead_fraction', float('nan')):.1%} | "
+                     f"{health.get('spread', float('nan')):.3f} |")
+    grey, original = found[0][1]["grey_baseline"], found[0][1]["original"]
+    lines.append(f"| grey baseline (ab = 0) | | {cell(grey['psnr'])} | {grey['ssim']['mean']:.3f} | "
+                 f"{grey['colourfulness']['mean']:.1f} | {grey['ciede2000']['mean']:.2f} | | |")
+    lines.append(f"| the photos | | | | {original['colourfulness']['mean']:.1f} | | | |")
+    return lines
+
+
+CEILING = "supervised"
+
+
+def _ceiling_lines(args):
+    """Whether the supervised network may be called a ceiling (its linear top-1 above every pretext's), its own
+    head's test top-1, and its validation curve (RESULTS/ceiling.png)."""
+    mean, n = _score(args, CEILING, "linear")
+    if not n:
+        return []
+    others = {c: _score(args, c, "linear")[0] for c in [a.name for a in ARMS if a.name != CEILING] +
+              [f"{a.name}@{step}" for a in ARMS for step in a.keep_steps]}
+    others = {c: v for c, v in others.items() if v is not None}
+    best = max(others, key=others.get) if others else None
+    lines = ["", "## The supervised ceiling", ""]
+    if best is None or mean > others[best]:
+        lines.append(f"Its linear top-1, {mean:.2f} %, beats every pretext's" +
+                     (f" (the best: {best}, {others[best]:.2f} %)" if best else "") + ": it is a ceiling.")
+    else:
+        lines.append(f"Its linear top-1, {mean:.2f} %, does not beat {best}'s ({others[best]:.2f} %): by the protocol "
+                     "it is not called a ceiling, only a supervised reference.")
+    names = scored_networks(args, "probes", CEILING)
+    own = [os.path.join(results_folder(args), "probes", name, "ceiling.json") for name in names]
+    for record in (json.load(open(p)) for p in own if os.path.isfile(p)):
+        lines.append(f"{record['network']}'s own classification head: test top-1 {100 * record['test_top1']:.2f} % on "
+                     f"{record['num_test']:,} photos ({os.path.basename(record['checkpoint']['file'])}, epoch "
+                     f"{record['checkpoint']['epoch']}).")
+    curves = {}
+    for seed in arm(CEILING).seeds:
+        path = os.path.join(run_folder(results_folder(args), CEILING, seed), "log.csv")
+        if os.path.isfile(path):
+            rows = list(csv.DictReader(open(path)))
+            curves[f"{CEILING}-seed{seed}"] = [(int(r["epoch"]) + 1, 100 * float(r["val_acc"])) for r in rows
+                                               if r.get("val_acc")]
+    if any(curves.values()):
+        _ceiling_plot(curves, os.path.join(results_folder(args), "ceiling.png"))
+        lines += ["", "![its validation top-1 per epoch](ceiling.png)"]
+    return lines
+
+
+def _ceiling_plot(curves, path):
+    """The ceiling's validation top-1 after each epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from transfer.report import _commit
+
+    figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for name, points in curves.items():
+        axes.plot(*zip(*points), marker="o", label=name)
+    axes.set_xlabel("epoch (3,030 steps of 16 photos)")
+    axes.set_ylabel("validation top-1 (%)")
+    axes.set_title("The supervised ceiling's own head, on the first 256 validation photos", fontsize=9)
+    axes.legend(fontsize=8)
+    figure.text(0.01, 0.01, f"code {_commit()}, protocol {PROTOCOL_COMMIT}; log.csv of each run; "
+                            f"runs {', '.join(curves)} (pretext seed in the name)", fontsize=6)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _direction_lines(rows, adjusted_p):
+    """The pre-registered rule of docs/verdict-study.md ("What counts, decided in advance") applied to the
+    contrasts: reproduced, against, neither, or not yet decidable while a contrast it needs has not run."""
+    gains = {(name, label): gain for name, label, _, gain in rows}
+    need = [("H1", label) for label, _, primary in MEASURES if primary] + \
+        [(f"gan-50k - scratch x3", "CamVid mIoU, 100 %")] + \
+        [(h, label) for h in ("H2", "H3") for label, _, primary in MEASURES if primary]
+    missing = [f"{name} on {label}" for name, label in need if gains.get((name, label)) is None]
+    lines = ["", "## The paper's direction, by the rule written before the runs", ""]
+    if missing:
+        return lines + [f"Not yet decidable: {', '.join(missing)} not yet run."]
+    primaries = [label for label, _, primary in MEASURES if primary]
+    helps = lambda key: gains[key].gain > 0 and adjusted_p[key] < 0.05  # noqa: E731 - helps after Holm
+    reproduced = all(helps(("H1", label)) for label in primaries) and \
+        gains[("gan-50k - scratch x3", "CamVid mIoU, 100 %")].verdict(SESOI) == "helps"
+    against = gains[("H1", "CamVid mIoU, 100 %")].verdict(SESOI) in ("equivalent", "hurts") and \
+        all(gains[(h, label)].ci95[1] < SESOI for h in ("H2", "H3") for label in primaries)
+    if reproduced:
+        lines.append("**Reproduced**: GAN-50k helps over random init on both primary measures after Holm's correction, "
+                     "and still helps on CamVid mIoU at 100 % against random init trained 3x longer.")
+    elif against:
+        lines.append("**Against the paper**: GAN-50k is equivalent to or worse than random init on CamVid mIoU at "
+                     "100 %, and neither 10x the photos (H2) nor 4x the steps (H3) buys a point on either primary "
+                     "measure (both 95 % intervals below +1).")
+    else:
+        lines.append("**Neither**: the results meet neither the rule for reproducing the paper's direction nor the "
+                     "rule against it; each contrast's verdict is in the table above.")
+    return lines
+
+
+def _cut_lines(args):
+    """The pretext runs of the protocol that have no results (cut, or not yet run)."""
+    absent = [f"{name} seed {seed}" for name, seed in ORDER
+              if not all(_network_results_done(args, n) for n in pretext_names(arm(name), seed))]
+    return ["", f"Pretext runs of the protocol without results: {', '.join(absent)}."] if absent else []
+
+
 def write_report(args, n_boot=N_BOOT, log=print):
     """OUT/report.md and OUT/forest.png from every part that has finished; returns the report's path."""
     from transfer.report import _commit
     from transfer.scaling import blind_guess
     from transfer.stats import forest_plot, holm
 
+    keep_pretext_records(args)
     conditions = ["random", SCRATCH_CONTROL] + [a.name for a in ARMS] + \
         [f"{a.name}@{step}" for a in ARMS for step in a.keep_steps]
     lines = [f"# Verdict study: report (code {_commit()}, protocol {PROTOCOL_COMMIT})", "",
@@ -547,8 +713,9 @@ def write_report(args, n_boot=N_BOOT, log=print):
             lines.append(f"| {condition} | " + " | ".join(f"{v:.2f} (n = {n})" if n else "not run" for v, n in cells)
                          + " |")
     rows = contrasts(args, n_boot)
-    done = [(f"{name}: {label}", gain) for name, label, _, gain in rows if gain is not None]
-    family = [i for i, (name, label, primary, gain) in enumerate(r for r in rows if r[3] is not None) if primary]
+    ran = [row for row in rows if row[3] is not None]
+    done = [(f"{name}: {label}", gain) for name, label, _, gain in ran]
+    family = [i for i, (name, label, primary, gain) in enumerate(ran) if primary]
     adjusted = dict(zip(family, holm([done[i][1].p_value for i in family]))) if family else {}
     lines += ["", f"## Contrasts (paired hierarchical bootstrap, {n_boot:,} draws; smallest effect of interest "
                   f"{SESOI:g} point; Holm over the primary H1-H3 tests)", "",
@@ -568,6 +735,8 @@ def write_report(args, n_boot=N_BOOT, log=print):
                             f"step {KEPT_STEP}); pretext seeds per docs/verdict-study.md; downstream seeds "
                             f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
         lines += ["", "![every contrast with its 95 % interval](forest.png)"]
+    lines += _direction_lines(rows, {ran[i][:2]: p for i, p in adjusted.items()}) + _cut_lines(args)
+    lines += _ceiling_lines(args) + _colorizer_lines(args)
     checks = [os.path.join(results_folder(args), "probes", n, "convergence.json") for n in CONVERGENCE_NETWORKS]
     checks = [json.load(open(p)) for p in checks if os.path.isfile(p)]
     if checks:

@@ -1,0 +1,52 @@
+"""The verdict study's pre-registered rule (docs/verdict-study.md, "What counts, decided in advance") applied
+to planted contrasts: reproduced, against the paper, neither, or not yet decidable."""
+
+import pytest
+
+from transfer import verdict
+from transfer.stats import Gain
+
+PRIMARY = ("linear top-1", "CamVid mIoU, 100 %")
+
+
+def gain(value, half_width):
+    """A contrast's gain with symmetric intervals (the 90 % one 0.8 of the 95 %)."""
+    return Gain(value, (value - half_width, value + half_width), (value - 0.8 * half_width, value + 0.8 * half_width),
+                0.001 if abs(value) > half_width else 0.5, (value,), 1000, 2, 100)
+
+
+def rows(h1=(3.0, 1.0), scratch=(2.0, 1.0), h2=(0.0, 0.5), h3=(0.0, 0.5), camvid_h1=None):
+    planted = [("H1", PRIMARY[0], True, gain(*h1)), ("H1", PRIMARY[1], True, gain(*(camvid_h1 or h1))),
+               ("gan-50k - scratch x3", PRIMARY[1], False, gain(*scratch) if scratch else None)]
+    planted += [(h, label, True, gain(*value)) for h, value in (("H2", h2), ("H3", h3)) for label in PRIMARY]
+    return planted
+
+
+def decide(planted, holm=None):
+    adjusted = {(name, label): (holm if holm is not None else g.p_value) for name, label, _, g in planted if g}
+    return "\n".join(verdict._direction_lines(planted, adjusted))
+
+
+def test_h1_helping_on_both_measures_and_beyond_the_scratch_control_reproduces_the_direction():
+    assert "**Reproduced**" in decide(rows())
+
+
+@pytest.mark.parametrize("planted, holm", [
+    (rows(scratch=(0.5, 1.0)), None),  # the gain does not survive random init trained 3x longer
+    (rows(), 0.2),  # H1 helps alone but not after Holm's correction
+    (rows(camvid_h1=(0.5, 1.0)), None),  # inconclusive on CamVid
+])
+def test_a_gain_short_of_any_condition_is_not_a_reproduction(planted, holm):
+    text = decide(planted, holm)
+    assert "**Reproduced**" not in text and "**Neither**" in text
+
+
+def test_h1_equivalent_on_camvid_with_flat_data_and_compute_contrasts_counts_against_the_paper():
+    assert "**Against the paper**" in decide(rows(camvid_h1=(0.1, 0.5)))
+    # one of H2 or H3 whose interval reaches +1 on a primary measure leaves it at neither
+    assert "**Neither**" in decide(rows(camvid_h1=(0.1, 0.5), h3=(0.8, 0.5)))
+
+
+def test_a_missing_contrast_leaves_the_direction_undecided_and_names_it():
+    text = decide(rows(scratch=None))
+    assert "Not yet decidable: gan-50k - scratch x3 on CamVid mIoU, 100 % not yet run." in text
