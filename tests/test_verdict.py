@@ -30,7 +30,7 @@ def study(tmp_path_factory, frames_root):  # noqa: F811
                             ARMS=(verdict.Arm("gan-50k", "gan", 0, 4, (0,), keep_steps=(2,)),
                                   verdict.Arm("l1-50k", "l1", 0, 4, (0,)),
                                   verdict.Arm("supervised", "supervised", 0, 4, (0,), steps_per_epoch=2,
-                                              options=(("lr", 1e-3), ("beta_1", 0.9), ("lr_schedule", "cosine"),
+                                              options=(("lr", 2e-4), ("beta_1", 0.9), ("lr_schedule", "cosine"),
                                                        ("flip", True)))),
                             ORDER=(("gan-50k", 0), ("l1-50k", 0), ("supervised", 0))).items():
         patch.setattr(verdict, name, value)
