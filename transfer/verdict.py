@@ -596,15 +596,13 @@ def _colorizer_lines(args):
 CEILING = "supervised"
 
 
-def _ceiling_lines(args):
+def _ceiling_lines(args, linear):
     """Whether the supervised network may be called a ceiling (its linear top-1 above every pretext's), its own
-    head's test top-1, and its validation curve (RESULTS/ceiling.png)."""
-    mean, n = _score(args, CEILING, "linear")
+    head's test top-1, and its validation curve (RESULTS/ceiling.png). `linear`: each condition's (mean, runs)."""
+    mean, n = linear.get(CEILING, (None, 0))
     if not n:
         return []
-    others = {c: _score(args, c, "linear")[0] for c in [a.name for a in ARMS if a.name != CEILING] +
-              [f"{a.name}@{step}" for a in ARMS for step in a.keep_steps]}
-    others = {c: v for c, v in others.items() if v is not None}
+    others = {c: v for c, (v, _) in linear.items() if v is not None and c not in (CEILING, "random", SCRATCH_CONTROL)}
     best = max(others, key=others.get) if others else None
     lines = ["", "## The supervised ceiling", ""]
     if best is None or mean > others[best]:
@@ -709,8 +707,9 @@ def write_report(args, n_boot=N_BOOT, log=print):
              "## Scores (mean over runs, %; n = runs)", "",
              "| condition | " + " | ".join(label for label, _, _ in MEASURES) + " |",
              "|---|" + "---|" * len(MEASURES)]
+    scores = {condition: {key: _score(args, condition, key) for _, key, _ in MEASURES} for condition in conditions}
     for condition in conditions:
-        cells = [_score(args, condition, key) for _, key, _ in MEASURES]
+        cells = list(scores[condition].values())
         if any(n for _, n in cells):
             lines.append(f"| {condition} | " + " | ".join(f"{v:.2f} (n = {n})" if n else "not run" for v, n in cells)
                          + " |")
@@ -738,7 +737,7 @@ def write_report(args, n_boot=N_BOOT, log=print):
                             f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
         lines += ["", "![every contrast with its 95 % interval](forest.png)"]
     lines += _direction_lines(rows, {ran[i][:2]: p for i, p in adjusted.items()}) + _cut_lines(args)
-    lines += _ceiling_lines(args) + _colorizer_lines(args)
+    lines += _ceiling_lines(args, {c: scores[c]["linear"] for c in conditions}) + _colorizer_lines(args)
     checks = [os.path.join(results_folder(args), "probes", n, "convergence.json") for n in CONVERGENCE_NETWORKS]
     checks = [json.load(open(p)) for p in checks if os.path.isfile(p)]
     if checks:
