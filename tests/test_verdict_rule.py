@@ -50,3 +50,15 @@ def test_h1_equivalent_on_camvid_with_flat_data_and_compute_contrasts_counts_aga
 def test_a_missing_contrast_leaves_the_direction_undecided_and_names_it():
     text = decide(rows(scratch=None))
     assert "Not yet decidable: gan-50k - scratch x3 on CamVid mIoU, 100 % not yet run." in text
+
+
+def test_the_time_table_sums_each_runs_parts_with_its_kept_step_and_camvid_runs():
+    times = {"pretext gan-50k seed 0": 1620.0, "probes gan-50k-seed0": 480.0, "probes gan-50k@3000-seed0": 720.0,
+             "camvid gan-50k-seed0 labels10-seed0": 60.0, "camvid gan-50k@3000-seed0 labels100-seed1": 90.0,
+             "camvid random-x3 labels10-seed0": 180.0, "convergence check random-seed0": 30.0}
+    table = verdict.time_table(times)
+    assert table == {"gan-50k-seed0": {"pretext": (1, 1620.0), "probes": (2, 1200.0), "camvid": (2, 150.0)},
+                     "random-x3": {"camvid": (1, 180.0)}, "random-seed0": {"convergence check": (1, 30.0)}}
+    lines = verdict._time_lines(times)
+    assert "| gan-50k-seed0 | 27.0 | 20.0 (2) | 2.5 (2) |  | 49.5 |" in lines
+    assert lines[-1] == "| all | 27.0 | 20.0 | 5.5 | 0.5 | 53.0 |"

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 
@@ -748,14 +749,47 @@ def write_report(args, n_boot=N_BOOT, log=print):
         lines += [f"| {c['network']} | {c['epochs']} -> {c['epochs_longer']} | {100 * c['val_top1']:.2f} | "
                   f"{100 * c['val_top1_longer']:.2f} | {c['rise_points']:+.2f} | "
                   f"{'yes' if c['rerun_every_probe_longer'] else 'no'} |" for c in checks]
-    _, times = _times(args)
-    lines += ["", "## Time of each part", "", "| part | minutes |", "|---|---|"]
-    lines += [f"| {part} | {seconds / 60:.1f} |" for part, seconds in times.items()]
+    lines += _time_lines(_times(args)[1])
     path = os.path.join(results_folder(args), "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     log(f"report: {path}")
     return path
+
+
+TIME_COLUMNS = ("pretext", "probes", "camvid", "convergence check")
+
+
+def time_table(times):
+    """{run: {column: (parts, seconds)}} from times.json's parts ("pretext gan-50k seed 0", "probes
+    gan-50k@3000-seed0", "camvid gan-50k-seed0 labels10-seed1", ...): a kept step's parts count to its run."""
+    table = {}
+    for part, seconds in times.items():
+        column = next(c for c in TIME_COLUMNS if part.startswith(c + " "))
+        words = part[len(column) + 1:].split()
+        run = f"{words[0]}-seed{words[2]}" if column == "pretext" else words[0]
+        run = re.sub(r"@\d+", "", run)
+        count, total = table.setdefault(run, {}).get(column, (0, 0.0))
+        table[run][column] = (count + 1, total + seconds)
+    return table
+
+
+def _time_lines(times):
+    """The time of each run's parts, in minutes (every part's own time: RESULTS/times.json)."""
+    if not times:
+        return []
+    table = time_table(times)
+    cell = lambda run, column: (lambda n, s: f"{s / 60:.1f}" + (f" ({n})" if n > 1 else ""))(  # noqa: E731
+        *table[run][column]) if column in table[run] else ""
+    lines = ["", "## Time of each part (minutes; (n): parts summed, e.g. a run's kept step or its CamVid runs; "
+                 "each part: times.json)", "",
+             "| run | pretext training | probes | CamVid fine-tuning | probe convergence check | total |", "|---|" + "---|" * (len(TIME_COLUMNS) + 1)]
+    for run in sorted(table):
+        total = sum(seconds for _, seconds in table[run].values())
+        lines.append(f"| {run} | " + " | ".join(cell(run, c) for c in TIME_COLUMNS) + f" | {total / 60:.1f} |")
+    lines.append("| all | " + " | ".join(f"{sum(t[c][1] for t in table.values() if c in t) / 60:.1f}"
+                                         for c in TIME_COLUMNS) + f" | {sum(times.values()) / 60:.1f} |")
+    return lines
 
 
 PARTS = ("pretext", "probes", "downstream", "report", "all")
