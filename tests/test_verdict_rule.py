@@ -1,8 +1,12 @@
 """The verdict study's pre-registered rule (docs/verdict-study.md, "What counts, decided in advance") applied
 to planted contrasts: reproduced, against the paper, neither, or not yet decidable."""
 
+import argparse
+import json
+
 import pytest
 
+from tests.figures import png_size
 from transfer import verdict
 from transfer.stats import Gain
 
@@ -62,3 +66,18 @@ def test_the_time_table_sums_each_runs_parts_with_its_kept_step_and_camvid_runs(
     lines = verdict._time_lines(times)
     assert "| gan-50k-seed0 | 27.0 | 20.0 (2) | 2.5 (2) |  | 49.5 |" in lines
     assert lines[-1] == "| all | 27.0 | 20.0 | 5.5 | 0.5 | 53.0 |"
+
+
+def test_the_level_table_averages_each_conditions_runs_at_every_level_and_draws_them(tmp_path):
+    planted = {"gan-50k-seed0": ((0.08, 0.12), (0.06, 0.10), "enc2"),
+               "gan-50k-seed1": ((0.10, 0.11), (0.05, 0.09), "enc2"), "random-seed0": ((0.05, 0.04), (0.04, 0.03), "enc1"), "gan-50k@3000-seed0": ((0.0, 0.0), (0.0, 0.0), "x")}
+    for name, (linear, knn, best) in planted.items():
+        (tmp_path / "probes" / name).mkdir(parents=True)
+        levels = {level: {"top1": t, "knn_top1": k} for level, t, k in zip(("enc1", "enc2"), linear, knn)}
+        json.dump({"levels": levels, "linear_best_level": best}, open(tmp_path / "probes" / name / "probes.json", "w"))
+    args = argparse.Namespace(results=str(tmp_path), out=str(tmp_path))
+    lines = verdict._level_lines(args, ["random", "gan-50k", "l1-50k"])
+    assert "| gan-50k | 2 | 9.0 / 5.5 | 11.5 / 9.5 | enc2, enc2 |" in lines
+    assert "| random | 1 | 5.0 / 4.0 | 4.0 / 3.0 | enc1 |" in lines
+    assert not any(line.startswith(("| l1-50k", "| gan-50k@3000")) for line in lines)  # not probed / not asked
+    assert png_size(str(tmp_path / "levels.png")) == (1000, 400)

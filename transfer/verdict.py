@@ -594,6 +594,64 @@ def _colorizer_lines(args):
     return lines
 
 
+def level_scores(args, condition):
+    """{measure: {level: [top-1 % of each run]}} of a condition's probed networks ("linear", "knn"), and the
+    best level (by validation) of each run's linear probe."""
+    scores, best = {"linear": {}, "knn": {}}, []
+    for name in scored_networks(args, "probes", condition):
+        path = os.path.join(results_folder(args), "probes", name, "probes.json")
+        if not os.path.isfile(path):
+            continue
+        probed = json.load(open(path))
+        for level, result in probed["levels"].items():
+            scores["linear"].setdefault(level, []).append(100 * result["top1"])
+            scores["knn"].setdefault(level, []).append(100 * result["knn_top1"])
+        best.append(probed["linear_best_level"])
+    return scores, best
+
+
+def _level_lines(args, conditions):
+    """Linear and kNN top-1 at every encoder level, mean over each condition's runs (RESULTS/levels.png)."""
+    found = {c: level_scores(args, c) for c in conditions}
+    found = {c: v for c, v in found.items() if v[1]}
+    if not found:
+        return []
+    levels = list(next(iter(found.values()))[0]["linear"])
+    lines = ["", "## Frozen features at every encoder level (test top-1 %, mean over runs; linear / kNN)", "",
+             "| condition | runs | " + " | ".join(levels) + " | best linear level (by validation), per run |",
+             "|---|---|" + "---|" * (len(levels) + 1)]
+    for condition, (scores, best) in found.items():
+        cells = [f"{np.mean(scores['linear'][lv]):.1f} / {np.mean(scores['knn'][lv]):.1f}" for lv in levels]
+        lines.append(f"| {condition} | {len(best)} | " + " | ".join(cells) + f" | {', '.join(best)} |")
+    _level_plot(found, levels, os.path.join(results_folder(args), "levels.png"))
+    return lines + ["", "![linear and kNN top-1 by encoder level](levels.png)"]
+
+
+def _level_plot(found, levels, path):
+    """Two panels (linear, kNN): top-1 by encoder level, a line per condition (mean), its runs' range shaded."""
+    from cgan_colorization.engine.plots import plt
+    from transfer.report import _commit
+
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4), dpi=100, sharey=True)
+    x = np.arange(len(levels))
+    for axes, (measure, title) in zip(panels, (("linear", "linear probe"), ("knn", "kNN, k = 20"))):
+        for condition, (scores, best) in found.items():
+            runs = np.array([scores[measure][level] for level in levels])  # levels x runs
+            line, = axes.plot(x, runs.mean(axis=1), marker="o", label=f"{condition} (n = {len(best)})")
+            if runs.shape[1] > 1:
+                axes.fill_between(x, runs.min(axis=1), runs.max(axis=1), color=line.get_color(), alpha=0.15, lw=0)
+        axes.set_xticks(x, levels)
+        axes.set_title(f"{title}: test top-1 on 5,058 photos, 202 classes", fontsize=9)
+        axes.set_xlabel("encoder level (shallow -> deep)")
+    panels[0].set_ylabel("top-1 (%)")
+    panels[1].legend(fontsize=7)
+    figure.text(0.01, 0.01, f"code {_commit()}, protocol {PROTOCOL_COMMIT}; probes/NAME/probes.json of each run; last "
+                            "checkpoints (or kept step); shaded: the runs' range (pretext seeds)", fontsize=6)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.savefig(path)
+    plt.close(figure)
+
+
 CEILING = "supervised"
 
 
@@ -738,7 +796,8 @@ def write_report(args, n_boot=N_BOOT, log=print):
                             f"{', '.join(map(str, DOWNSTREAM_SEEDS))}; {n_boot:,} bootstrap draws, seed 0")
         lines += ["", "![every contrast with its 95 % interval](forest.png)"]
     lines += _direction_lines(rows, {ran[i][:2]: p for i, p in adjusted.items()}) + _cut_lines(args)
-    lines += _ceiling_lines(args, {c: scores[c]["linear"] for c in conditions}) + _colorizer_lines(args)
+    lines += _ceiling_lines(args, {c: scores[c]["linear"] for c in conditions}) + _level_lines(args, conditions)
+    lines += _colorizer_lines(args)
     checks = [os.path.join(results_folder(args), "probes", n, "convergence.json") for n in CONVERGENCE_NETWORKS]
     checks = [json.load(open(p)) for p in checks if os.path.isfile(p)]
     if checks:
