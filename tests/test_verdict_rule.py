@@ -70,7 +70,9 @@ def test_the_time_table_sums_each_runs_parts_with_its_kept_step_and_camvid_runs(
 
 def test_the_level_table_averages_each_conditions_runs_at_every_level_and_draws_them(tmp_path):
     planted = {"gan-50k-seed0": ((0.08, 0.12), (0.06, 0.10), "enc2"),
-               "gan-50k-seed1": ((0.10, 0.11), (0.05, 0.09), "enc2"), "random-seed0": ((0.05, 0.04), (0.04, 0.03), "enc1"), "gan-50k@3000-seed0": ((0.0, 0.0), (0.0, 0.0), "x")}
+               "gan-50k-seed1": ((0.10, 0.11), (0.05, 0.09), "enc2"),
+               "random-seed0": ((0.05, 0.04), (0.04, 0.03), "enc1"),
+               "gan-50k@3000-seed0": ((0.0, 0.0), (0.0, 0.0), "x")}
     for name, (linear, knn, best) in planted.items():
         (tmp_path / "probes" / name).mkdir(parents=True)
         levels = {level: {"top1": t, "knn_top1": k} for level, t, k in zip(("enc1", "enc2"), linear, knn)}
