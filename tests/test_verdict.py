@@ -152,7 +152,7 @@ def test_results_hold_scores_not_weights_and_a_new_machine_needs_only_them(study
     kept = {p.name for p in pathlib.Path(study.results).rglob("*") if p.is_file()}
     scores = {"probes.json", "per_image.npz", "colorizer.json", "metrics.json", "convergence.json", "ceiling.json",
               "config.json", "log.csv", "train_summary.json"}
-    assert scores <= kept <= scores | {"times.json", "report.md", "forest.png", "ceiling.png"}
+    assert scores <= kept <= scores | {"times.json", "report.md", "forest.png", "ceiling.png", "levels.png"}
     before = open(verdict.write_report(study, n_boot=200, log=lambda *_: None)).read()
     moved = argparse.Namespace(**dict(vars(study), out=str(tmp_path / "fresh-machine")))
     said = []
