@@ -816,7 +816,9 @@ def write_report(args, n_boot=N_BOOT, log=print):
     return path
 
 
-TIME_COLUMNS = ("pretext", "probes", "camvid", "convergence check")
+# times.json's part prefixes, each a column of the report's time table, with its heading
+TIME_COLUMNS = {"pretext": "pretext training", "probes": "probes", "camvid": "CamVid fine-tuning",
+                "convergence check": "probe convergence check"}
 
 
 def time_table(times):
@@ -838,14 +840,18 @@ def _time_lines(times):
     if not times:
         return []
     table = time_table(times)
-    cell = lambda run, column: (lambda n, s: f"{s / 60:.1f}" + (f" ({n})" if n > 1 else ""))(  # noqa: E731
-        *table[run][column]) if column in table[run] else ""
+
+    def cell(parts):
+        count, seconds = parts
+        return f"{seconds / 60:.1f}" + (f" ({count})" if count > 1 else "")
+
     lines = ["", "## Time of each part (minutes; (n): parts summed, e.g. a run's kept step or its CamVid runs; "
                  "each part: times.json)", "",
-             "| run | pretext training | probes | CamVid fine-tuning | probe convergence check | total |", "|---|" + "---|" * (len(TIME_COLUMNS) + 1)]
+             "| run | " + " | ".join(TIME_COLUMNS.values()) + " | total |", "|---|" + "---|" * (len(TIME_COLUMNS) + 1)]
     for run in sorted(table):
         total = sum(seconds for _, seconds in table[run].values())
-        lines.append(f"| {run} | " + " | ".join(cell(run, c) for c in TIME_COLUMNS) + f" | {total / 60:.1f} |")
+        lines.append(f"| {run} | " + " | ".join(cell(table[run][c]) if c in table[run] else "" for c in TIME_COLUMNS)
+                     + f" | {total / 60:.1f} |")
     lines.append("| all | " + " | ".join(f"{sum(t[c][1] for t in table.values() if c in t) / 60:.1f}"
                                          for c in TIME_COLUMNS) + f" | {sum(times.values()) / 60:.1f} |")
     return lines
